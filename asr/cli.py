@@ -1,0 +1,164 @@
+"""The `asr` command: train, transcribe, evaluate, and data preparation.
+
+Heavy imports (Lightning, librosa) happen inside each subcommand, so `asr --help` and `asr transcribe` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from asr import __version__
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, without a traceback."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from asr.audio import AudioError
+    from asr.config import ConfigError
+    from asr.manifest import ManifestError
+    from asr.model_file import ModelFileError
+    from asr.tokenizer import OutOfVocabularyError
+
+    return (UserError, AudioError, ConfigError, ManifestError, ModelFileError, OutOfVocabularyError,
+            FileNotFoundError)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from asr.config import load_config
+    from asr.train import train
+
+    overrides = list(args.overrides)
+    if args.max_epochs is not None:
+        overrides.append(f"trainer.max_epochs={args.max_epochs}")
+    if args.max_minutes is not None:
+        overrides.append(f"trainer.max_minutes={args.max_minutes}")
+    config = load_config(args.config, overrides)
+    resume = args.resume if args.resume not in (None, "last") else (args.resume == "last")
+    path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume)
+    print(path)
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from asr.model_file import load_model
+    from asr.transcribe import transcribe
+
+    loaded = load_model(args.model, _device(args.device))
+    failures = 0
+    for t in transcribe(loaded, args.files, max_batch_seconds=args.max_batch_seconds):
+        if t.error is not None:
+            failures += 1
+            print(f"asr: error: {t.error}", file=sys.stderr)
+            if args.format == "json":
+                print(json.dumps({"path": t.path, "error": t.error}, ensure_ascii=False))
+            continue
+        if args.format == "json":
+            print(json.dumps({"path": t.path, "text": t.text, "duration": round(t.duration or 0, 3)},
+                             ensure_ascii=False))
+        else:
+            print(f"{t.path}\t{t.text}")
+    return 1 if failures else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from asr.evaluate import evaluate, write_report
+    from asr.model_file import load_model
+
+    loaded = load_model(args.model, _device(args.device))
+    result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds)
+    s = result.summary()
+    print(f"WER {100 * s['wer']:.2f} %  ({s['substitutions']} sub, {s['deletions']} del, {s['insertions']} ins "
+          f"/ {s['reference_words']} words)")
+    print(f"CER {100 * s['cer']:.2f} %  ({s['char_substitutions']} sub, {s['char_deletions']} del, "
+          f"{s['char_insertions']} ins / {s['reference_chars']} chars)")
+    print(f"utterances {s['num_utterances']}, exact match {100 * s['exact_match']:.2f} %, "
+          f"skipped {s['num_skipped']}")
+    for line in result.skipped[:10]:
+        print(f"skipped: {line}", file=sys.stderr)
+    if args.report:
+        write_report(result, args.report, model=str(args.model), manifest=str(args.manifest))
+        print(f"report: {args.report}")
+    return 0
+
+
+# Subcommands whose arguments are parsed by their own module's ``main(argv)``.
+DELEGATED = {
+    "synth": ("asr.synthetic", "build the offline synthetic-speech corpus (espeak-ng)"),
+    "manifest": ("asr.corpus_check", "build a validated manifest from your own audio and transcripts"),
+    "librispeech": ("asr.librispeech", "download and prepare LibriSpeech"),
+    "speech-commands": ("asr.speech_commands", "download and prepare Speech Commands v2"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr", description="Recurrent-network CTC speech recognition.")
+    p.add_argument("--version", action="version", version=f"asr {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model from manifests")
+    t.add_argument("--config", help="YAML config (sections: features, model, tokenizer, data, augment, optim, trainer)")
+    t.add_argument("--train-manifest", required=True)
+    t.add_argument("--val-manifest", required=True)
+    t.add_argument("--output-dir", required=True, help="model.pt, checkpoints/ and logs/ are written here")
+    t.add_argument("--max-epochs", type=int)
+    t.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
+    t.add_argument("--resume", nargs="?", const="last", default=None,
+                   help="resume from OUTPUT_DIR/checkpoints/last.ckpt, or from the given checkpoint")
+    t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    t.set_defaults(func=cmd_train)
+
+    for name, func, helptext in (("transcribe", cmd_transcribe, "transcribe audio files"),
+                                 ("evaluate", cmd_evaluate, "WER/CER of a model on a manifest")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--model", required=True, help="a model.pt written by `asr train`")
+        s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        s.add_argument("--max-batch-seconds", type=float, default=300.0, help="padded audio seconds per batch")
+        s.set_defaults(func=func)
+        if name == "transcribe":
+            s.add_argument("files", nargs="+")
+            s.add_argument("--format", choices=("text", "json"), default="text")
+        else:
+            s.add_argument("--manifest", required=True)
+            s.add_argument("--report", help="write a JSON report with per-utterance results")
+
+    for name, (_, helptext) in DELEGATED.items():
+        sub.add_parser(name, help=f"{helptext} (see `asr {name} --help`)", add_help=False)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet = bool(argv) and argv[0] in ("-q", "--quiet")
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler
+    rest = argv[1:] if quiet else argv
+    try:
+        if rest and rest[0] in DELEGATED:
+            import importlib
+
+            return int(importlib.import_module(DELEGATED[rest[0]][0]).main(rest[1:]) or 0)
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except _user_errors() as e:
+        print(f"asr: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

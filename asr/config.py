@@ -1,0 +1,229 @@
+"""Training configuration: small dataclasses, one per YAML section, each mapping 1:1 to what it configures.
+
+A YAML file has the sections ``features``, ``model``, ``tokenizer``, ``data``, ``augment``, ``optim`` and
+``trainer``; a missing section or key keeps its default, an unknown one is an error that names the file and
+suggests the closest known key. Command-line overrides use the same dotted names: ``model.hidden_size=512``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from asr.features import FeatureConfig
+from asr.model import ModelDimensions
+from asr.tokenizer import DEFAULT_ALPHABET
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used."""
+
+
+@dataclass
+class TokenizerConfig:
+    alphabet: str = DEFAULT_ALPHABET
+
+
+@dataclass
+class DataConfig:
+    # Batches are filled up to this many seconds of padded audio (duration bucketing).
+    max_batch_seconds: float = 240.0
+    max_batch_size: int | None = None
+    # How far (relative to its duration) an utterance may move in the sorted order when shuffling.
+    shuffle_window: float = 0.02
+    # SortaGrad (DeepSpeech 2): the first epoch in ascending duration order.
+    sortagrad: bool = False
+    # Longer utterances are skipped (and counted), so one outlier cannot run the GPU out of memory.
+    max_duration: float = 30.0
+    num_workers: int = 2
+    pin_memory: bool = True
+
+
+@dataclass
+class AugmentConfig:
+    spec_augment: bool = True
+    freq_masks: int = 2
+    freq_width: int = 15
+    time_masks: int = 5
+    # Widest time mask as a fraction of each utterance's length (adaptive SpecAugment).
+    time_width: float = 0.05
+    speed_perturb: bool = False
+    speed_factors: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    noise_manifest: str | None = None
+    noise_prob: float = 0.5
+    noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 25.0])
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 500
+    # cosine: linear warm-up then cosine decay to lr * min_lr_ratio over the run; constant: warm-up only.
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 30
+    max_minutes: float | None = None
+    seed: int = 1234
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    # "auto": bf16-mixed on GPUs that have bf16, 16-mixed on older GPUs, 32-true on CPU.
+    precision: str = "auto"
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 20
+    check_val_every_n_epoch: int = 1
+    # Exponential moving average of the weights, exported as the final model (0 disables).
+    ema_decay: float = 0.0
+    progress_bar: bool = True
+
+
+@dataclass
+class Config:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelDimensions = field(default_factory=lambda: ModelDimensions(vocab_size=0))
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: hints[name] for name in SECTIONS}
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if tp is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, where) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _unknown(key: str, known: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return ConfigError(f"{where}: unknown config key {key!r}{hint}")
+
+
+def _build_section(name: str, values: dict[str, Any], where: str) -> Any:
+    cls = _section_types()[name]
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: section {name!r} must be a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise _unknown(f"{name}.{key}", [f"{name}.{k}" for k in known], where)
+        kwargs[key] = _coerce(value, hints[key], f"{where}: {name}.{key}")
+    if name == "model":
+        kwargs.setdefault("vocab_size", 0)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> (section, key, value); the value is read as YAML (numbers, true, lists...)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. model.hidden_size=512")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return section, key, value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or the defaults), then apply ``section.key=value`` overrides."""
+    raw: dict[str, Any] = {}
+    where = str(path) if path else "defaults"
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    merged: dict[str, dict[str, Any]] = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise _unknown(section, list(SECTIONS), where)
+        merged[section] = dict(values or {})
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in SECTIONS:
+            raise _unknown(section, list(SECTIONS), f"override {text!r}")
+        merged.setdefault(section, {})[key] = value
+    return Config(**{name: _build_section(name, merged.get(name, {}), where) for name in SECTIONS})
+
+
+def dump_config(config: Config, path: str | os.PathLike) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)

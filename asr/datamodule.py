@@ -1,0 +1,74 @@
+"""LightningDataModule: manifests -> screened utterances -> duration-bucketed DataLoaders."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from asr.config import DataConfig
+from asr.dataset import AudioDataset, Skipped, collate, screen_utterances
+from asr.manifest import ManifestError, Utterance, read_manifest
+from asr.sampler import DynamicBucketingSampler
+from asr.tokenizer import CharTokenizer
+
+log = logging.getLogger("asr")
+
+
+def load_split(path: str | os.PathLike, tokenizer: CharTokenizer, output_frames: Callable[[Sequence[float]], Sequence[int]],
+               max_duration: float | None) -> tuple[list[Utterance], list[Skipped]]:
+    """Read and screen one manifest; bad lines and unusable utterances are returned as :class:`Skipped`."""
+    errors: list[str] = []
+    utts = read_manifest(path, strict=False, errors=errors)
+    skipped = [Skipped(e.split(": ", 1)[0], "", e.split(": ", 1)[-1]) for e in errors]
+    kept, rejected = screen_utterances(utts, tokenizer, output_frames, max_duration)
+    skipped += rejected
+    if not kept:
+        raise ManifestError(f"{path}: no usable utterances ({len(skipped)} skipped; first: "
+                            f"{skipped[0] if skipped else 'manifest is empty'})")
+    return kept, skipped
+
+
+class ASRDataModule(L.LightningDataModule):
+    def __init__(self, train: list[Utterance], val: list[Utterance], tokenizer: CharTokenizer, sample_rate: int,
+                 config: DataConfig, seed: int = 0):
+        super().__init__()
+        self.config = config
+        self.seed = seed
+        self.train_set = AudioDataset(train, tokenizer, sample_rate)
+        self.val_set = AudioDataset(val, tokenizer, sample_rate)
+
+    def _world(self) -> tuple[int, int]:
+        if self.trainer is not None:
+            return self.trainer.world_size, self.trainer.global_rank
+        return 1, 0
+
+    def _loader(self, dataset: AudioDataset, batch_sampler) -> DataLoader:
+        workers = self.config.num_workers
+        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=workers,
+                          pin_memory=self.config.pin_memory and torch.cuda.is_available(),
+                          persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+
+    def train_dataloader(self) -> DataLoader:
+        world, rank = self._world()
+        c = self.config
+        sampler = DynamicBucketingSampler(
+            self.train_set.durations, max_batch_seconds=c.max_batch_seconds, shuffle=True, seed=self.seed,
+            num_replicas=world, rank=rank, sortagrad=c.sortagrad, max_batch_size=c.max_batch_size,
+            shuffle_window=c.shuffle_window)
+        stats = sampler.stats()
+        log.info("train batches per rank: %d, padding %.1f %% of frames", len(sampler),
+                 100 * stats.padding_fraction)
+        return self._loader(self.train_set, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        world, rank = self._world()
+        # Sorted, tightly packed, every utterance once; ranks take every world-th batch (counts may differ by one,
+        # which is fine because validation steps do no collective communication).
+        batches = DynamicBucketingSampler(self.val_set.durations, self.config.max_batch_seconds, shuffle=False,
+                                          num_replicas=1, rank=0, max_batch_size=self.config.max_batch_size)
+        return self._loader(self.val_set, list(batches)[rank::world])

@@ -1,0 +1,135 @@
+"""The acoustic model: log-mel -> optional conv front-end -> stacked (bi)RNN/LSTM/GRU -> linear -> log-probs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from asr.features import FeatureConfig, LogMel, lengths_to_mask
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+@dataclass
+class ModelDimensions:
+    vocab_size: int
+    cell: str = "lstm"  # rnn (Elman, tanh) | lstm | gru
+    hidden_size: int = 256
+    num_layers: int = 3
+    bidirectional: bool = True
+    dropout: float = 0.1
+    subsampling: int = 2  # time subsampling of the conv front-end: 1 (no front-end), 2 or 4
+    conv_channels: int = 32
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"model.cell must be one of {sorted(CELLS)}, got {self.cell!r}")
+        if self.subsampling not in (1, 2, 4):
+            raise ValueError(f"model.subsampling must be 1, 2 or 4, got {self.subsampling}")
+        if self.num_layers < 1 or self.hidden_size < 1:
+            raise ValueError("model.num_layers and model.hidden_size must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+class ConvFrontEnd(nn.Module):
+    """DeepSpeech2-style 2-D convolutions, each halving time and frequency.
+
+    Positions past each utterance's length are zeroed after every layer, so a short utterance gives the same
+    output alone as when padded next to a longer one.
+    """
+
+    def __init__(self, n_mels: int, channels: int, subsampling: int):
+        super().__init__()
+        n_layers = {1: 0, 2: 1, 4: 2}[subsampling]
+        self.convs = nn.ModuleList()
+        in_ch, freq = 1, n_mels
+        for _ in range(n_layers):
+            self.convs.append(nn.Conv2d(in_ch, channels, kernel_size=3, stride=2, padding=1))
+            in_ch, freq = channels, (freq - 1) // 2 + 1
+        self.output_size = in_ch * freq if n_layers else n_mels
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        for _ in self.convs:
+            lengths = (lengths - 1) // 2 + 1
+        return lengths
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.convs:
+            return x, lengths
+        x = x.unsqueeze(1)  # (B, 1, T, F)
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+            lengths = (lengths - 1) // 2 + 1
+            x = x * lengths_to_mask(lengths, x.shape[2])[:, None, :, None].to(x.dtype)
+        b, c, t, f = x.shape
+        return x.permute(0, 2, 1, 3).reshape(b, t, c * f), lengths
+
+
+class Encoder(nn.Module):
+    """Features (B, T, F) -> log-probabilities (B, T', vocab), with packed sequences so padding never leaks."""
+
+    def __init__(self, dims: ModelDimensions, n_mels: int):
+        super().__init__()
+        self.dims = dims
+        self.frontend = ConvFrontEnd(n_mels, dims.conv_channels, dims.subsampling)
+        rnn_kwargs = dict(input_size=self.frontend.output_size, hidden_size=dims.hidden_size,
+                          num_layers=dims.num_layers, bidirectional=dims.bidirectional, batch_first=True,
+                          dropout=dims.dropout if dims.num_layers > 1 else 0.0)
+        if dims.cell == "rnn":
+            rnn_kwargs["nonlinearity"] = "tanh"
+        self.rnn = CELLS[dims.cell](**rnn_kwargs)
+        self.dropout = nn.Dropout(dims.dropout)
+        self.head = nn.Linear(dims.hidden_size * (2 if dims.bidirectional else 1), dims.vocab_size)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        if self.dims.cell == "lstm":
+            # Forget-gate bias 1: the long-standing fix for LSTMs that forget too early in training.
+            for name, p in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    h = self.dims.hidden_size
+                    with torch.no_grad():
+                        p[h:2 * h].fill_(1.0)
+
+    def output_lengths(self, feature_lengths: torch.Tensor) -> torch.Tensor:
+        return self.frontend.output_lengths(feature_lengths)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, lengths = self.frontend(feats, lengths)
+        lengths = lengths.clamp(min=1)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        logits = self.head(self.dropout(out))
+        return torch.log_softmax(logits.float(), dim=-1), lengths
+
+
+class ASRModel(nn.Module):
+    """Audio in, CTC log-probabilities out; features are part of the model."""
+
+    def __init__(self, dims: ModelDimensions, features: FeatureConfig):
+        super().__init__()
+        self.dims = dims
+        self.feature_config = features
+        self.features = LogMel(features)
+        self.encoder = Encoder(dims, features.n_mels)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.feature_config.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.head.weight.device
+
+    def output_lengths(self, audio_lengths: torch.Tensor) -> torch.Tensor:
+        """Number of CTC frames the model emits for audio of these lengths (samples)."""
+        return self.encoder.output_lengths(self.features.output_lengths(audio_lengths))
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, feat_lens = self.features(audio, audio_lengths)
+        return self.encoder(feats, feat_lens)

@@ -1,0 +1,148 @@
+"""`asr train`: configure Lightning, fit, and export the best weights as one self-contained ``model.pt``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from asr.audio import load_audio
+from asr.config import Config, dump_config
+from asr.ctc_module import CTCModule
+from asr.datamodule import ASRDataModule, load_split
+from asr.dataset import Skipped
+from asr.manifest import Utterance
+from asr.model_file import save_model
+from asr.tokenizer import CharTokenizer
+
+log = logging.getLogger("asr")
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """'auto' -> bf16-mixed on bf16-capable GPUs, 16-mixed on older GPUs, 32-true on CPU (fp16 is slow there)."""
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@torch.no_grad()
+def estimate_global_stats(module: CTCModule, utterances: Sequence[Utterance], max_utterances: int = 500) -> None:
+    """Mean/std of log-mel per bin over (a sample of) the training set, for ``features.normalize: global``."""
+    feats = module.model.features
+    total, total_sq, count = torch.zeros(feats.n_mels), torch.zeros(feats.n_mels), 0
+    for u in utterances[:max_utterances]:
+        x = feats.log_mel(torch.from_numpy(load_audio(u.audio_filepath, module.model.sample_rate))[None])[0]
+        total += x.sum(0)
+        total_sq += (x**2).sum(0)
+        count += x.shape[0]
+    feats.set_global_stats(total, total_sq, count)
+
+
+def write_skipped(path: Path, skipped: list[Skipped]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for s in skipped:
+            f.write(f"{s}\n")
+
+
+def train(config: Config, train_manifest: str, val_manifest: str, output_dir: str | os.PathLike,
+          resume: str | bool = False) -> Path:
+    """Train a model and write ``output_dir/model.pt``; returns that path."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    tokenizer = CharTokenizer(config.tokenizer.alphabet)
+    dims = dataclasses.replace(config.model, vocab_size=len(tokenizer))
+    module = CTCModule(features=dataclasses.asdict(config.features), model=dataclasses.asdict(dims),
+                       tokenizer=tokenizer.to_dict(), optim=dataclasses.asdict(config.optim),
+                       augment=dataclasses.asdict(config.augment), seed=config.trainer.seed)
+    sr = module.model.sample_rate
+
+    def output_frames(durations: Sequence[float]) -> list[int]:
+        samples = torch.tensor([int(round(d * sr)) for d in durations], dtype=torch.long)
+        return module.model.output_lengths(samples).tolist()
+
+    train_utts, train_skipped = load_split(train_manifest, tokenizer, output_frames, config.data.max_duration)
+    val_utts, val_skipped = load_split(val_manifest, tokenizer, output_frames, None)
+    for name, utts, skipped in (("train", train_utts, train_skipped), ("val", val_utts, val_skipped)):
+        hours = sum(u.duration for u in utts) / 3600
+        log.info("%s: %d utterances, %.2f h; %d skipped", name, len(utts), hours, len(skipped))
+        if skipped:
+            write_skipped(out / f"skipped_{name}.txt", skipped)
+            for s in skipped[:5]:
+                log.warning("%s: skipped %s", name, s)
+            log.warning("%s: %d utterances skipped in all; the list is in %s", name, len(skipped),
+                        out / f"skipped_{name}.txt")
+
+    if config.features.normalize == "global":
+        estimate_global_stats(module, train_utts)
+    dump_config(dataclasses.replace(config, model=dims), out / "config.yaml")
+
+    t = config.trainer
+    data = ASRDataModule(train_utts, val_utts, tokenizer, sr, config.data, seed=t.seed)
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="epoch{epoch:03d}-wer{val_wer:.4f}",
+                           monitor="val_wer", mode="min", save_top_k=3, save_last=True,
+                           auto_insert_metric_name=False)
+    callbacks: list[L.Callback] = [ckpt, LearningRateMonitor(logging_interval="step")]
+    if t.ema_decay > 0:
+        from asr.averaging import EMACallback
+
+        callbacks.append(EMACallback(t.ema_decay))
+    trainer = L.Trainer(
+        default_root_dir=out, max_epochs=t.max_epochs,
+        max_time={"minutes": t.max_minutes} if t.max_minutes else None,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=resolve_precision(t.precision, t.accelerator),
+        gradient_clip_val=config.optim.grad_clip or None, accumulate_grad_batches=t.accumulate_grad_batches,
+        log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
+        callbacks=callbacks, enable_progress_bar=t.progress_bar, use_distributed_sampler=False,
+        logger=[TensorBoardLogger(out, name="logs", version=""), CSVLogger(out, name="logs", version="")],
+        num_sanity_val_steps=0,
+    )
+    ckpt_path = None
+    if resume:
+        ckpt_path = str(resume) if isinstance(resume, str) else str(out / "checkpoints" / "last.ckpt")
+        if not os.path.exists(ckpt_path):
+            raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
+        log.info("resuming from %s", ckpt_path)
+    started = time.time()
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    minutes = (time.time() - started) / 60
+
+    model_path = out / "model.pt"
+    if trainer.is_global_zero:
+        best = ckpt.best_model_path or ckpt.last_model_path
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=True)
+            weights = state.get("ema_state_dict") or state["state_dict"]
+            module.load_state_dict(weights)
+        metadata = {
+            "best_val_wer": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+            "checkpoint": os.path.basename(best) if best else None,
+            "epochs": trainer.current_epoch, "train_minutes": round(minutes, 2),
+            "train_utterances": len(train_utts), "train_hours": sum(u.duration for u in train_utts) / 3600,
+            "skipped_train": len(train_skipped), "git_commit": git_commit(), "config": config.to_dict(),
+        }
+        save_model(model_path, module.model.cpu(), tokenizer, metadata)
+        log.info("wrote %s (best val WER %s, %.1f min)", model_path, metadata["best_val_wer"], minutes)
+    return model_path

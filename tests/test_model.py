@@ -1,0 +1,88 @@
+import itertools
+
+import pytest
+import torch
+
+from asr.decoding import greedy_decode, greedy_ids
+from asr.features import FeatureConfig
+from asr.model import ASRModel, ModelDimensions
+from asr.tokenizer import CharTokenizer
+
+
+def make(cell="lstm", bidirectional=True, subsampling=2, hidden=32, layers=2):
+    torch.manual_seed(0)
+    dims = ModelDimensions(vocab_size=29, cell=cell, hidden_size=hidden, num_layers=layers,
+                           bidirectional=bidirectional, dropout=0.0, subsampling=subsampling, conv_channels=8)
+    return ASRModel(dims, FeatureConfig(n_mels=40)).eval()
+
+
+@pytest.mark.parametrize("cell,bidirectional", list(itertools.product(["rnn", "lstm", "gru"], [False, True])))
+def test_shapes_and_padding_invariance(cell, bidirectional):
+    for sub in (1, 2, 4):
+        model = make(cell, bidirectional, sub)
+        audio = torch.randn(3, 16000)
+        lengths = torch.tensor([16000, 9000, 4321])
+        with torch.no_grad():
+            log_probs, out_lens = model(audio, lengths)
+            assert log_probs.shape[0] == 3 and log_probs.shape[2] == 29
+            assert out_lens.tolist() == model.output_lengths(lengths).tolist()
+            assert log_probs.shape[1] == out_lens.max()
+            torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(log_probs.shape[:2]))
+            for i in (1, 2):
+                alone, n = model(audio[i : i + 1, : lengths[i]], lengths[i : i + 1])
+                assert n.item() == out_lens[i].item()
+                torch.testing.assert_close(log_probs[i, : n.item()], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_subsampling_factor():
+    lengths = torch.tensor([160 * 100])
+    assert make(subsampling=1).output_lengths(lengths).item() == 101
+    assert make(subsampling=2).output_lengths(lengths).item() == 51
+    assert make(subsampling=4).output_lengths(lengths).item() == 26
+
+
+def test_bad_dimensions():
+    with pytest.raises(ValueError, match="cell"):
+        ModelDimensions(vocab_size=29, cell="transformer")
+    with pytest.raises(ValueError, match="subsampling"):
+        ModelDimensions(vocab_size=29, subsampling=3)
+
+
+def test_greedy_decoding_merges_repeats_and_drops_blanks():
+    tok = CharTokenizer()
+    a, b, space = tok.encode("a")[0], tok.encode("b")[0], tok.encode("a b")[1]
+    frames = [a, a, 0, a, b, b, space, 0, b, 0]
+    lp = torch.full((1, len(frames), len(tok)), -10.0)
+    lp[0, torch.arange(len(frames)), torch.tensor(frames)] = 0.0
+    assert greedy_ids(lp, torch.tensor([len(frames)])) == [[a, a, b, space, b]]
+    assert greedy_decode(lp, torch.tensor([len(frames)]), tok) == ["aab b"]
+    # frames past the length are ignored
+    assert greedy_decode(lp, torch.tensor([3]), tok) == ["a"]
+
+
+def test_overfits_a_tiny_batch():
+    """A model that can learn: 4 random 'utterances' memorised to zero character errors."""
+    torch.manual_seed(0)
+    tok = CharTokenizer()
+    texts = ["yes", "no go", "stop it", "left"]
+    model = make("lstm", True, 2, hidden=64, layers=1).train()
+    audio = torch.randn(4, 12000)
+    lengths = torch.tensor([12000, 10000, 12000, 8000])
+    targets = [torch.tensor(tok.encode(t)) for t in texts]
+    tgt = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True)
+    tgt_lens = torch.tensor([len(t) for t in targets])
+    ctc = torch.nn.CTCLoss(zero_infinity=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(400):
+        log_probs, out_lens = model(audio, lengths)
+        loss = ctc(log_probs.transpose(0, 1), tgt, out_lens, tgt_lens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            if greedy_decode(log_probs, out_lens, tok) == texts:
+                break
+    model.eval()
+    with torch.no_grad():
+        log_probs, out_lens = model(audio, lengths)
+    assert greedy_decode(log_probs, out_lens, tok) == texts
