@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.max_minutes is not None:
         overrides.append(f"trainer.max_minutes={args.max_minutes}")
     config = load_config(args.config, overrides)
-    resume = args.resume if args.resume not in (None, "last") else (args.resume == "last")
+    resume = args.resume_from or args.resume
     path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume)
     print(path)
     return 0
@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", required=True, help="model.pt, checkpoints/ and logs/ are written here")
     t.add_argument("--max-epochs", type=int)
     t.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
-    t.add_argument("--resume", nargs="?", const="last", default=None,
-                   help="resume from OUTPUT_DIR/checkpoints/last.ckpt, or from the given checkpoint")
+    t.add_argument("--resume", action="store_true", help="resume from OUTPUT_DIR/checkpoints/last.ckpt")
+    t.add_argument("--resume-from", metavar="CKPT", help="resume from this Lightning checkpoint")
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.set_defaults(func=cmd_train)
 

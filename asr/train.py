@@ -116,7 +116,8 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         gradient_clip_val=config.optim.grad_clip or None, accumulate_grad_batches=t.accumulate_grad_batches,
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
         callbacks=callbacks, enable_progress_bar=t.progress_bar, use_distributed_sampler=False,
-        logger=[TensorBoardLogger(out, name="logs", version=""), CSVLogger(out, name="logs", version="")],
+        logger=[TensorBoardLogger(out / "logs", name="tensorboard", version=""),
+                CSVLogger(out / "logs", name="csv", version="")],
         num_sanity_val_steps=0,
     )
     ckpt_path = None

@@ -36,7 +36,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   # overwrite a corpus built with other settings.
   log 0 "synthetic corpus -> $D"
   "$PYTHON" -m asr synth --out "$D" \
-    --train "${N_TRAIN:-3000}" --dev "${N_DEV:-300}" --test "${N_TEST:-300}" \
+    --train "${N_TRAIN:-5000}" --dev "${N_DEV:-300}" --test "${N_TEST:-300}" \
     --seed "${SEED:-0}" --noise-prob "${NOISE_PROB:-0.3}" --jobs "${JOBS:-2}"
 fi
 

@@ -1,0 +1,139 @@
+"""Bring-your-own-data manifests: the three layouts, and every kind of bad entry rejected with its reason."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr import corpus_check as cc
+from asr.manifest import read_manifest
+
+SR = 16000
+
+
+def _speech(text: str) -> np.ndarray:
+    try:
+        from asr.espeak import synthesize
+
+        return synthesize(text, sample_rate=SR)
+    except Exception:  # espeak-ng missing: a tone of the right length is as good for header checks
+        t = np.arange(int(0.08 * SR * max(1, len(text)))) / SR
+        return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def _write(path, text=None, audio_text="hello world", fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    audio = _speech(audio_text)
+    sf.write(path, audio, SR, format=fmt)
+    if text is not None:
+        path.with_suffix(".txt").write_text(text)
+    return len(audio) / SR
+
+
+def _rejects(path):
+    with open(path, newline="") as f:
+        return {row["path"].rsplit("/", 1)[-1]: row["reason"] for row in csv.DictReader(f, delimiter="\t")}
+
+
+def test_folder_layout_keeps_good_files_and_rejects_bad_ones_with_reasons(tmp_path, capsys):
+    src = tmp_path / "corpus"
+    d1 = _write(src / "one.wav", "Hello, World!")
+    d2 = _write(src / "sub" / "two.flac", "good  morning", "good morning")
+    (src / "missing.txt").write_text("no audio for this one")
+    (src / "empty.wav").write_bytes(b"")
+    (src / "empty.txt").write_text("empty audio")
+    (src / "notaudio.wav").write_text("this is not a RIFF file at all")
+    (src / "notaudio.txt").write_text("not audio")
+    _write(src / "oov.wav", "café au lait")
+    _write(src / "untranscribed.wav")
+    out = tmp_path / "out" / "train.jsonl"
+
+    assert cc.main([str(src), "--output", str(out), "--workers", "4"]) == 0
+
+    kept = read_manifest(out)
+    assert [(u.audio_filepath.rsplit("/", 1)[-1], u.text) for u in kept] == [
+        ("one.wav", "hello world"), ("two.flac", "good morning")]
+    assert [u.duration for u in kept] == pytest.approx([d1, d2], abs=1e-3)
+    rejects = _rejects(out.with_name("train.jsonl.rejects.tsv"))
+    assert rejects == {"missing.wav": cc.MISSING, "empty.wav": cc.EMPTY, "notaudio.wav": cc.UNREADABLE,
+                       "oov.wav": cc.OOV, "untranscribed.wav": cc.NO_TRANSCRIPT}
+    summary = capsys.readouterr().out
+    assert "kept 2" in summary and "rejected 5" in summary
+    assert "'é'" in summary
+
+
+def test_librispeech_style_tree(tmp_path):
+    chapter = tmp_path / "tree" / "spk1" / "ch1"
+    d = _write(chapter / "spk1-ch1-0000.flac", None, "first one")
+    _write(chapter / "spk1-ch1-0001.flac", None, "second one")
+    (chapter / "spk1-ch1.trans.txt").write_text(
+        "spk1-ch1-0000 FIRST ONE\nspk1-ch1-0001 SECOND ONE\nspk1-ch1-0002 THIRD IS MISSING\n")
+    out = tmp_path / "m.jsonl"
+    assert cc.main([str(tmp_path / "tree"), "-o", str(out)]) == 0
+    kept = read_manifest(out)
+    assert [(u.extra["id"], u.text) for u in kept] == [("spk1-ch1-0000", "first one"),
+                                                       ("spk1-ch1-0001", "second one")]
+    assert kept[0].duration == pytest.approx(d, abs=1e-3)
+    assert _rejects(tmp_path / "m.jsonl.rejects.tsv") == {"spk1-ch1-0002.flac": cc.MISSING}
+
+
+def test_csv_with_header_relative_paths_and_extra_columns(tmp_path):
+    _write(tmp_path / "data" / "clips" / "a.wav", None, "alpha")
+    _write(tmp_path / "elsewhere" / "b.wav", None, "bravo")
+    table = tmp_path / "data" / "list.csv"
+    table.write_text("path,text,speaker\n"
+                     "clips/a.wav,\"Alpha, one\",s1\n"
+                     f"{tmp_path / 'elsewhere' / 'b.wav'},bravo,s2\n"
+                     "clips/gone.wav,gone,s3\n")
+    out = tmp_path / "data" / "list.jsonl"
+    assert cc.main([str(table), "-o", str(out)]) == 0
+    kept = read_manifest(out)
+    assert [(u.text, u.extra) for u in kept] == [("alpha one", {"speaker": "s1"}), ("bravo", {"speaker": "s2"})]
+    # Inside the manifest's folder the path is stored relative, so the corpus can be moved.
+    first = json.loads(out.read_text().splitlines()[0])
+    assert first["audio_filepath"] == "clips/a.wav"
+    assert _rejects(tmp_path / "data" / "list.jsonl.rejects.tsv") == {"gone.wav": cc.MISSING}
+
+
+def test_tsv_without_header(tmp_path):
+    _write(tmp_path / "x.flac", None, "x ray")
+    (tmp_path / "list.tsv").write_text("x.flac\tX-ray\n")
+    result = cc.check_corpus(cc.find_candidates(tmp_path / "list.tsv"))
+    assert [u.text for u in result.kept] == ["x ray"] and not result.rejected
+
+
+def test_duplicates_and_empty_transcripts(tmp_path):
+    _write(tmp_path / "a.wav")
+    _write(tmp_path / "b.wav")
+    (tmp_path / "t.csv").write_text("a.wav,hello\na.wav,hello again\nb.wav,...\n")
+    result = cc.check_corpus(cc.find_candidates(tmp_path / "t.csv"))
+    assert len(result.kept) == 1
+    assert sorted(r.reason for r in result.rejected) == [cc.DUPLICATE, cc.EMPTY_TEXT]
+
+
+def test_nothing_usable_writes_no_manifest(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "bad.wav").write_bytes(b"\x00" * 100)
+    (tmp_path / "src" / "bad.txt").write_text("bad")
+    out = tmp_path / "out.jsonl"
+    assert cc.main([str(tmp_path / "src"), "-o", str(out)]) == 1
+    assert not out.exists()
+    assert "no usable utterance" in capsys.readouterr().err
+
+
+def test_strict_fails_on_any_rejection_but_still_writes_the_good_part(tmp_path):
+    _write(tmp_path / "src" / "ok.wav", "fine")
+    _write(tmp_path / "src" / "no.wav", "naïve")
+    out = tmp_path / "out.jsonl"
+    assert cc.main([str(tmp_path / "src"), "-o", str(out), "--strict"]) == 1
+    assert len(read_manifest(out)) == 1
+
+
+def test_a_table_without_a_path_column_is_explained(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("utterance,transcript\nx,y\n")
+    assert cc.main([str(tmp_path / "t.csv"), "-o", str(tmp_path / "o.jsonl")]) == 1
+    assert "path column" in capsys.readouterr().err
