@@ -93,7 +93,13 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     # Exponential moving average of the weights, exported as the final model (0 disables).
     ema_decay: float = 0.0
+    # Export the mean of this many best checkpoints by val_wer instead of the single best (0 disables).
+    average_checkpoints: int = 0
     progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.average_checkpoints < 0:
+            raise ValueError(f"trainer.average_checkpoints must be 0 (off) or more, got {self.average_checkpoints}")
 
 
 @dataclass

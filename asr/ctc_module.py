@@ -91,7 +91,7 @@ class CTCModule(L.LightningModule):
             log.warning("non-finite loss in batch %d (files: %s); skipped, %d so far",
                         batch_idx, ", ".join(batch["paths"][:3]), self.skipped_batches)
             return None
-        self.log("train_loss", loss, prog_bar=True, batch_size=log_probs.shape[0])
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=log_probs.shape[0])
         self.log("skipped_batches", float(self.skipped_batches), reduce_fx="max")
         return loss
 

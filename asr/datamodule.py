@@ -69,6 +69,12 @@ class ASRDataModule(L.LightningDataModule):
         world, rank = self._world()
         # Sorted, tightly packed, every utterance once; ranks take every world-th batch (counts may differ by one,
         # which is fine because validation steps do no collective communication).
-        batches = DynamicBucketingSampler(self.val_set.durations, self.config.max_batch_seconds, shuffle=False,
-                                          num_replicas=1, rank=0, max_batch_size=self.config.max_batch_size)
-        return self._loader(self.val_set, list(batches)[rank::world])
+        batches = list(DynamicBucketingSampler(self.val_set.durations, self.config.max_batch_seconds, shuffle=False,
+                                               num_replicas=1, rank=0, max_batch_size=self.config.max_batch_size))
+        if len(batches) < world:  # a small dev set on many devices: every rank still needs a batch
+            if len(self.val_set) < world:
+                raise ManifestError(f"the validation set has {len(self.val_set)} usable utterances, fewer than the "
+                                    f"{world} training processes; add utterances or use fewer devices")
+            order = sorted(range(len(self.val_set)), key=lambda i: self.val_set.durations[i])
+            batches = [order[r::world] for r in range(world)]
+        return self._loader(self.val_set, batches[rank::world])
