@@ -151,6 +151,11 @@ class SpeedPerturb(nn.Module):
         """New padded audio (B, S') and lengths (B,); the input is not modified."""
         if not self.training or audio.shape[0] == 0:
             return audio, audio_lengths
+        # Resampling is signal processing, not learning: always float32, whatever autocast is doing.
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            return self._perturb(audio.float(), audio_lengths)
+
+    def _perturb(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, dev = audio.shape[0], audio.device
         choice = torch.randint(len(self._ratios), (b,), generator=self.generator)
         lengths = audio_lengths.detach().to("cpu", torch.int64)

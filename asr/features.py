@@ -50,14 +50,19 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 class LogMel(nn.Module):
     """Audio (B, S) at ``sample_rate`` -> normalised log-mel (B, T, n_mels), zero on padded frames."""
 
-    def __init__(self, config: FeatureConfig):
+    def __init__(self, config: FeatureConfig, compute_filterbank: bool = True):
+        """``compute_filterbank=False`` leaves the filterbank empty for a state dict to fill: loading a saved
+        model then never imports librosa (seconds of start-up for `asr transcribe`)."""
         super().__init__()
-        import librosa  # the filterbank is computed once here and then stored in the state dict
-
         self.config = config
-        fb = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
-                                 fmin=config.f_min, fmax=config.f_max)
-        self.register_buffer("mel_fb", torch.from_numpy(fb).float().T.contiguous(), persistent=True)  # (n_freq, n_mels)
+        n_freq = config.n_fft // 2 + 1
+        fb = torch.zeros(n_freq, config.n_mels)
+        if compute_filterbank:
+            import librosa
+
+            fb = torch.from_numpy(librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
+                                                      fmin=config.f_min, fmax=config.f_max)).float().T.contiguous()
+        self.register_buffer("mel_fb", fb, persistent=True)  # (n_freq, n_mels)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
         self.register_buffer("global_mean", torch.zeros(config.n_mels), persistent=True)
         self.register_buffer("global_std", torch.ones(config.n_mels), persistent=True)

@@ -144,11 +144,11 @@ class Encoder(nn.Module):
 class ASRModel(nn.Module):
     """Audio in, CTC log-probabilities out; features are part of the model."""
 
-    def __init__(self, dims: ModelDimensions, features: FeatureConfig):
+    def __init__(self, dims: ModelDimensions, features: FeatureConfig, compute_filterbank: bool = True):
         super().__init__()
         self.dims = dims
         self.feature_config = features
-        self.features = LogMel(features)
+        self.features = LogMel(features, compute_filterbank)
         self.encoder = Encoder(dims, features.n_mels)
 
     @property

@@ -78,7 +78,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         features = FeatureConfig(**obj["features"])
         dims = ModelDimensions(**obj["model"])
         tokenizer = CharTokenizer.from_dict(obj["tokenizer"])
-        model = ASRModel(dims, features)
+        model = ASRModel(dims, features, compute_filterbank=False)  # the saved filterbank is loaded below
         model.load_state_dict(obj["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: model file is damaged or inconsistent ({str(e).splitlines()[0][:300]})") from None

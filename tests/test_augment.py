@@ -144,3 +144,16 @@ def test_add_noise_loads_clips_from_a_manifest(tmp_path):
 def test_add_noise_rejects_silent_clips():
     with pytest.raises(ValueError, match="silent"):
         AddNoise([torch.zeros(100)])
+
+
+def test_speed_perturb_under_bf16_autocast_stays_float32():
+    """Mixed-precision training must not break (or degrade) the resampler."""
+    from asr.augment import SpeedPerturb
+
+    sp = SpeedPerturb((0.9, 1.1), generator=0).train()
+    audio = torch.randn(4, 16000)
+    lengths = torch.tensor([16000, 12000, 9000, 16000])
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out, new_lengths = sp(audio, lengths)
+    assert out.dtype == torch.float32
+    assert out.shape[1] == int(new_lengths.max())
