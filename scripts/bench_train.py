@@ -278,7 +278,7 @@ class StepTimer:
 
 
 def time_recurrent_stack(encoder: torch.nn.Module, batch_size: int, lengths: Sequence[int], max_len: int,
-                         device: torch.device, bf16: bool, reps: int) -> tuple[float, torch.dtype]:
+                         device: torch.device, amp_dtype: torch.dtype | None, reps: int) -> tuple[float, torch.dtype]:
     """Seconds per forward+backward of ``encoder.layers`` alone, on a batch of the given shape.
 
     Run exactly as :class:`asr.model.Encoder` runs them (reverse index, dropout between layers, input that needs
@@ -296,7 +296,7 @@ def time_recurrent_stack(encoder: torch.nn.Module, batch_size: int, lengths: Seq
 
     def once() -> None:
         nonlocal dtype
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             y = x
             for i, layer in enumerate(encoder.layers):
                 y = layer(encoder.dropout(y) if i > 0 else y, reverse)
@@ -339,8 +339,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float,
                    help="stop measuring after this many seconds and report what was done (for time-boxed runs)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
-    p.add_argument("--precision", choices=("32", "bf16"), default="32",
-                   help="32: fp32; bf16: bf16 autocast (Lightning's bf16-mixed) on CUDA or CPU")
+    p.add_argument("--precision", choices=("32", "bf16", "16"), default="32",
+                   help="32: fp32; bf16: bf16 autocast (Lightning's bf16-mixed) on CUDA or CPU; "
+                        "16: fp16 autocast with a gradient scaler (16-mixed; CUDA only)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     p.add_argument("--num-workers", type=int,
                    help="DataLoader workers (default: the config's on CUDA, 0 on CPU so workers don't steal the "
@@ -434,6 +435,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_params = sum(p.numel() for p in module.parameters())
     fwd_per_frame = recurrent_forward_flops_per_frame(dims, encoder.frontend.output_size)
     bf16 = args.precision == "bf16"
+    amp_dtype = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[args.precision]
 
     peaks: dict[str, float] = {}
     if not args.no_peak:
@@ -451,7 +453,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     trainer = L.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index or 0] if device.type == "cuda" else 1,
-        precision="bf16-mixed" if bf16 else "32-true",
+        precision={"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}[args.precision],
         max_steps=args.warmup + args.steps, max_epochs=-1,
         gradient_clip_val=config.optim.grad_clip or None,
         accumulate_grad_batches=config.trainer.accumulate_grad_batches,
@@ -483,7 +485,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.stack_reps > 0:
         median_rec = sorted(recs, key=lambda r: r.padded_frames)[len(recs) // 2]
         b, t = median_rec.batch_size, median_rec.padded_frames // max(1, median_rec.batch_size)
-        secs, out_dtype = time_recurrent_stack(encoder, b, median_rec.lengths, t, device, bf16, args.stack_reps)
+        secs, out_dtype = time_recurrent_stack(encoder, b, median_rec.lengths, t, device, amp_dtype, args.stack_reps)
         flops = 3.0 * fwd_per_frame * b * t
         stack = {"batch_size": b, "time_steps": t, "seconds": secs, "gflops": flops / secs / 1e9,
                  "dtype": str(out_dtype).replace("torch.", "")}

@@ -96,12 +96,24 @@ def test_speed_perturb_scales_a_tone_frequency(factor):
 
 def test_speed_perturb_is_deterministic_and_mixes_factors():
     audio, lens = tone(300, 0.25, batch=16), torch.full((16,), 4000)
-    a = SpeedPerturb(generator=1).train()
-    b = SpeedPerturb(generator=1).train()
+    a = SpeedPerturb(generator=1, per_utterance=True).train()
+    b = SpeedPerturb(generator=1, per_utterance=True).train()
     out_a, lens_a = a(audio, lens)
     out_b, lens_b = b(audio, lens)
     assert torch.equal(out_a, out_b) and torch.equal(lens_a, lens_b)
     assert len(set(lens_a.tolist())) == 3
+
+
+def test_speed_perturb_draws_one_factor_per_batch_by_default():
+    """Equal lengths stay equal, so a duration-bucketed batch gains no padding; batches still differ."""
+    audio, lens = tone(300, 0.25, batch=8), torch.full((8,), 4000)
+    sp = SpeedPerturb(generator=3).train()
+    seen = set()
+    for _ in range(12):
+        _, new_lens = sp(audio, lens)
+        assert len(set(new_lens.tolist())) == 1
+        seen.add(int(new_lens[0]))
+    assert len(seen) == 3
 
 
 @pytest.mark.parametrize("target", [0.0, 10.0, 20.0])
