@@ -6,6 +6,7 @@ the model's device; it is off in evaluation mode, and the exported model never c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from asr.augment import AddNoise, SpecAugment, SpeedPerturb
-from asr.config import AugmentConfig, OptimConfig
+from asr.config import AugmentConfig, Config, OptimConfig
 from asr.decoding import greedy_decode
 from asr.features import FeatureConfig
 from asr.metrics import ErrorRates
@@ -57,6 +58,15 @@ class CTCModule(L.LightningModule):
         self.skipped_utterances = 0
         self._val_rates = ErrorRates()
         self._val_examples: list[tuple[str, str]] = []
+
+    @classmethod
+    def from_config(cls, config: Config) -> "CTCModule":
+        """The module a training config describes (the vocabulary size comes from the tokenizer's alphabet)."""
+        tokenizer = CharTokenizer(config.tokenizer.alphabet)
+        dims = dataclasses.replace(config.model, vocab_size=len(tokenizer))
+        return cls(features=dataclasses.asdict(config.features), model=dataclasses.asdict(dims),
+                   tokenizer=tokenizer.to_dict(), optim=dataclasses.asdict(config.optim),
+                   augment=dataclasses.asdict(config.augment), seed=config.trainer.seed)
 
     # --- training -------------------------------------------------------------------------------------------
     def _augment_audio(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

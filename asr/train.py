@@ -23,7 +23,6 @@ from asr.datamodule import ASRDataModule, load_split
 from asr.dataset import Skipped
 from asr.manifest import Utterance
 from asr.model_file import save_model
-from asr.tokenizer import CharTokenizer
 
 log = logging.getLogger("asr")
 
@@ -110,12 +109,8 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    tokenizer = CharTokenizer(config.tokenizer.alphabet)
-    dims = dataclasses.replace(config.model, vocab_size=len(tokenizer))
-    module = CTCModule(features=dataclasses.asdict(config.features), model=dataclasses.asdict(dims),
-                       tokenizer=tokenizer.to_dict(), optim=dataclasses.asdict(config.optim),
-                       augment=dataclasses.asdict(config.augment), seed=config.trainer.seed)
-    sr = module.model.sample_rate
+    module = CTCModule.from_config(config)
+    tokenizer, dims, sr = module.tokenizer, module.model.dims, module.model.sample_rate
 
     def output_frames(durations: Sequence[float]) -> list[int]:
         samples = torch.tensor([int(round(d * sr)) for d in durations], dtype=torch.long)

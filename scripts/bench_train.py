@@ -30,7 +30,6 @@ real frame counts (what the padding costs).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -367,15 +366,10 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     from asr.ctc_module import CTCModule
     from asr.dataset import collate
     from asr.sampler import DynamicBucketingSampler
-    from asr.tokenizer import CharTokenizer
 
     config = load_config(args.config, args.overrides)
-    tokenizer = CharTokenizer(config.tokenizer.alphabet)
-    dims = dataclasses.replace(config.model, vocab_size=len(tokenizer))
-    module = CTCModule(features=dataclasses.asdict(config.features), model=dataclasses.asdict(dims),
-                       tokenizer=tokenizer.to_dict(), optim=dataclasses.asdict(config.optim),
-                       augment=dataclasses.asdict(config.augment), seed=config.trainer.seed)
-    sr = module.model.sample_rate
+    module = CTCModule.from_config(config)
+    tokenizer, sr = module.tokenizer, module.model.sample_rate
 
     if args.manifest:
         durations = manifest_durations(args.manifest)
