@@ -148,3 +148,14 @@ def test_average_checkpoints_takes_the_mean_preferring_ema_weights(tmp_path):
 def test_average_checkpoints_config_rejects_a_negative_count():
     with pytest.raises(ConfigError, match="average_checkpoints"):
         load_config(None, ["trainer.average_checkpoints=-1"])
+
+
+def test_precision_auto_and_the_fp16_on_cpu_guard():
+    from asr.config import ConfigError
+    from asr.train import resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("auto", "gpu") == "16-mixed"  # cuDNN RNNs run fp16 under any CUDA autocast
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    with pytest.raises(ConfigError, match="float16 runs hundreds of times slower"):
+        resolve_precision("16-mixed", "cpu")
