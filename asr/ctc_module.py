@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 import torch
 from torch import nn
 
@@ -26,13 +27,19 @@ from asr.tokenizer import CharTokenizer
 log = logging.getLogger("asr")
 
 
-def lr_lambda(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total`` steps (or constant)."""
+def lr_lambda(step: int, warmup: int, total: int, schedule: str, min_ratio: float,
+              time_fraction: float = 0.0) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total`` steps (or constant).
+
+    ``time_fraction`` is the share of a wall-clock budget already spent: the decay follows whichever of steps
+    and time is further along, so a run stopped by ``trainer.max_minutes`` still ends at the low learning rate
+    instead of being cut off in the middle of its schedule on a slower machine.
+    """
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     if schedule == "constant" or total <= warmup:
         return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -154,6 +161,14 @@ class CTCModule(L.LightningModule):
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=tuple(c.betas))
         total = int(self.trainer.estimated_stepping_batches) if self.trainer else 0
+        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None) if self.trainer else None
+
+        def time_fraction() -> float:
+            if timer is None:
+                return 0.0
+            elapsed, left = timer.time_elapsed("train"), timer.time_remaining("train")
+            return elapsed / (elapsed + left) if left is not None and elapsed + left > 0 else 0.0
+
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_lambda(s, c.warmup_steps, total, c.schedule, c.min_lr_ratio))
+            opt, lambda s: lr_lambda(s, c.warmup_steps, total, c.schedule, c.min_lr_ratio, time_fraction()))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

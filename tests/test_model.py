@@ -86,3 +86,16 @@ def test_overfits_a_tiny_batch():
     with torch.no_grad():
         log_probs, out_lens = model(audio, lengths)
     assert greedy_decode(log_probs, out_lens, tok) == texts
+
+
+def test_lr_schedule_follows_steps_or_time_whichever_is_further():
+    from asr.ctc_module import lr_lambda
+
+    assert lr_lambda(0, 10, 100, "cosine", 0.05) == pytest.approx(0.1)
+    assert lr_lambda(10, 10, 100, "cosine", 0.05) == pytest.approx(1.0)
+    assert lr_lambda(100, 10, 100, "cosine", 0.05) == pytest.approx(0.05)
+    assert lr_lambda(55, 10, 100, "cosine", 0.05) == pytest.approx(0.525)
+    # a wall-clock budget nearly spent drags the schedule to its end before the steps get there
+    assert lr_lambda(20, 10, 100, "cosine", 0.05, time_fraction=1.0) == pytest.approx(0.05)
+    assert lr_lambda(55, 10, 100, "cosine", 0.05, time_fraction=0.1) == pytest.approx(0.525)
+    assert lr_lambda(20, 10, 100, "constant", 0.05, time_fraction=0.9) == 1.0
