@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from asr.features import lengths_to_mask
+
 GeneratorLike = torch.Generator | int | None
 
 
@@ -38,10 +40,6 @@ def make_generator(generator: GeneratorLike) -> torch.Generator:
     if generator is None:
         generator = int(torch.randint(0, 2**62, (1,)).item())
     return torch.Generator().manual_seed(int(generator))
-
-
-def _valid_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class SpecAugment(nn.Module):
@@ -89,7 +87,7 @@ class SpecAugment(nn.Module):
         frames = torch.arange(t, device=dev)
         freq_mask = ((bins >= f0[..., None]) & (bins < (f0 + fw)[..., None])).any(1)  # (B, F)
         time_mask = ((frames >= t0[..., None]) & (frames < (t0 + tw)[..., None])).any(1)  # (B, T)
-        mask = (time_mask[:, :, None] | freq_mask[:, None, :]) & _valid_mask(feature_lengths.to(dev), t)[:, :, None]
+        mask = (time_mask[:, :, None] | freq_mask[:, None, :]) & lengths_to_mask(feature_lengths.to(dev), t)[:, :, None]
         return features.masked_fill(mask, 0.0)
 
 
@@ -182,7 +180,7 @@ class SpeedPerturb(nn.Module):
                 x = resample(x, r.numerator, r.denominator, self._kernels[key])
             out[rows.to(dev), : x.shape[1]] = x
         # The filter rings a few samples past each utterance's end into the padding; padding must stay zero.
-        out = out * _valid_mask(new_lengths.to(dev), out.shape[1])
+        out = out * lengths_to_mask(new_lengths.to(dev), out.shape[1])
         return out, new_lengths.to(device=audio_lengths.device, dtype=audio_lengths.dtype)
 
 
@@ -228,7 +226,7 @@ class AddNoise(nn.Module):
 
         clip, clip_len, offset = clip.to(dev), clip_len.to(dev), offset.to(dev)
         pos = (offset[:, None] + torch.arange(s, device=dev)[None, :]) % clip_len[:, None]
-        valid = _valid_mask(audio_lengths.to(dev), s)
+        valid = lengths_to_mask(audio_lengths.to(dev), s)
         noise = self.bank[self.clip_starts[clip][:, None] + pos] * valid
         n = audio_lengths.to(dev).clamp_min(1).double()
         p_signal = (audio.double() ** 2 * valid).sum(1) / n

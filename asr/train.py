@@ -186,7 +186,8 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
             "averaged_checkpoints": [os.path.basename(p) for p in averaged],
             "epochs": trainer.current_epoch, "train_minutes": round(minutes, 2),
             "train_utterances": len(train_utts), "train_hours": sum(u.duration for u in train_utts) / 3600,
-            "skipped_train": len(train_skipped), "git_commit": git_commit(), "config": config.to_dict(),
+            "skipped_train": len(train_skipped), "skipped_while_decoding": module.skipped_utterances,
+            "git_commit": git_commit(), "config": config.to_dict(),
         }
         save_model(model_path, module.model.cpu(), tokenizer, metadata)
         log.info("wrote %s (best val WER %s, %.1f min)", model_path, metadata["best_val_wer"], minutes)

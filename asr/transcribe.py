@@ -13,6 +13,7 @@ import torch
 from asr.audio import AudioError, audio_info, load_audio
 from asr.decoding import greedy_decode
 from asr.model_file import LoadedModel
+from asr.sampler import DynamicBucketingSampler
 
 
 @dataclass
@@ -21,20 +22,6 @@ class Transcript:
     text: str | None
     duration: float | None
     error: str | None = None
-
-
-def _batches(durations: Sequence[float], order: Sequence[int], max_batch_seconds: float) -> list[list[int]]:
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        longest = durations[i]  # ``order`` is ascending, so the newest item is the longest
-        if current and longest * (len(current) + 1) > max_batch_seconds:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
 
 
 @torch.inference_mode()
@@ -58,8 +45,9 @@ def transcribe(loaded: LoadedModel, paths: Sequence[str | os.PathLike], max_batc
             ok.append(i)
         except AudioError as e:
             results[i] = Transcript(str(p), None, None, str(e))
-    order = sorted(ok, key=lambda i: durations[i])
-    batches = _batches(durations, order, max_batch_seconds)
+    sampler = DynamicBucketingSampler([durations[i] for i in ok], max_batch_seconds, shuffle=False,
+                                      num_replicas=1, rank=0)
+    batches = [[ok[j] for j in batch] for batch in sampler]
 
     def read(i: int) -> tuple[int, np.ndarray | AudioError]:
         try:

@@ -101,15 +101,6 @@ run_a() {
 }
 budget 150
 run_a ""
-# SpeedPerturb once failed under bf16 autocast (bf16 resampler output written into an fp32 buffer). If this
-# tree still has that bug, measure without speed perturbation rather than lose the parts that follow; the
-# fp32 part drops it too, so (a), (b) and (c) stay comparable.
-if grep -q "Index put requires the source and destination dtypes match" "$OUT/a_train100h_bf16_bucketing.log" 2>/dev/null; then
-  echo "!! SpeedPerturb fails under bf16 autocast: rerunning without it (augment.speed_perturb=false)" | tee -a "$SUMMARY"
-  OVR+=(augment.speed_perturb=false)
-  budget 130
-  run_a _nospeed
-fi
 
 # (b) the same without bucketing: random fixed-count batches with the same mean batch size (padding's cost).
 budget 90
