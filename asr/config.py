@@ -86,7 +86,8 @@ class TrainerConfig:
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    # "auto": 16-mixed (fp16 + gradient scaler) on GPUs, 32-true on CPUs; see asr.train.resolve_precision.
+    # "auto": 16-mixed (fp16 + gradient scaler) on GPUs, bf16-mixed on CPUs with AMX, else 32-true; see
+    # asr.train.resolve_precision.
     precision: str = "auto"
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 20

@@ -27,17 +27,29 @@ from asr.model_file import save_model
 log = logging.getLogger("asr")
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """'auto' -> 16-mixed (fp16 autocast + gradient scaler) on GPUs, 32-true on CPUs.
+def cpu_has_amx_bf16() -> bool:
+    """True on CPUs with AMX bf16 tiles (Intel Sapphire Rapids and later), where oneDNN's bf16 kernels are fast."""
+    try:
+        return bool(torch.cpu.get_capabilities().get("amx_bf16", False))
+    except (AttributeError, RuntimeError):
+        return False
 
-    Not bf16-mixed, although GPUs have it: under CUDA autocast PyTorch runs cuDNN's RNN kernels in float16
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """'auto' -> 16-mixed (fp16 autocast + gradient scaler) on GPUs; bf16-mixed on CPUs with AMX; else 32-true.
+
+    Not bf16-mixed on GPUs, although they have it: under CUDA autocast PyTorch runs cuDNN's RNN kernels in float16
     whatever the autocast dtype (we measured float16 LSTM outputs under bf16 autocast on an H100, torch 2.11), so
     bf16-mixed would give float16 recurrent gradients with no loss scaling to protect them. 16-mixed runs the same
-    kernels and adds the scaler. On CPUs fp16 is hundreds of times slower and bf16 gave no training speed-up.
+    kernels and adds the scaler. On CPUs fp16 is hundreds of times slower. bf16 pays on a CPU only where it has
+    AMX tiles: there the synth recipe's BiLSTM trained 15-25 % faster at the same accuracy per epoch
+    (recipes/synth/RESULTS.md); on CPUs without them (AVX-512 bf16 alone) bf16 gave no training speed-up.
     """
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if precision == "auto":
-        return "16-mixed" if on_gpu else "32-true"
+        if on_gpu:
+            return "16-mixed"
+        return "bf16-mixed" if cpu_has_amx_bf16() else "32-true"
     if not on_gpu and precision.startswith("16"):
         raise ConfigError(f"trainer.precision={precision} on a CPU: float16 runs hundreds of times slower than "
                           "float32 there; use 32-true (or bf16-mixed)")
@@ -145,11 +157,13 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         from asr.averaging import EMACallback
 
         all_callbacks.append(EMACallback(t.ema_decay))
+    precision = resolve_precision(t.precision, t.accelerator)
+    log.info("precision %s%s", precision, " (trainer.precision: auto)" if t.precision == "auto" else "")
     trainer = L.Trainer(
         default_root_dir=out, max_epochs=t.max_epochs,
         max_time={"minutes": t.max_minutes} if t.max_minutes else None,
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=resolve_precision(t.precision, t.accelerator),
+        precision=precision,
         gradient_clip_val=config.optim.grad_clip or None, accumulate_grad_batches=t.accumulate_grad_batches,
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
         callbacks=all_callbacks, enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
@@ -184,7 +198,7 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
             "best_val_wer": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
             "checkpoint": os.path.basename(best) if best else None,
             "averaged_checkpoints": [os.path.basename(p) for p in averaged],
-            "epochs": trainer.current_epoch, "train_minutes": round(minutes, 2),
+            "epochs": trainer.current_epoch, "train_minutes": round(minutes, 2), "precision": precision,
             "train_utterances": len(train_utts), "train_hours": sum(u.duration for u in train_utts) / 3600,
             "skipped_train": len(train_skipped), "skipped_while_decoding": module.skipped_utterances,
             "git_commit": git_commit(), "config": config.to_dict(),

@@ -150,11 +150,22 @@ def test_average_checkpoints_config_rejects_a_negative_count():
         load_config(None, ["trainer.average_checkpoints=-1"])
 
 
+def test_precision_auto_on_cpu_follows_amx(monkeypatch):
+    import asr.train
+
+    monkeypatch.setattr(asr.train, "cpu_has_amx_bf16", lambda: True)
+    assert asr.train.resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(asr.train, "cpu_has_amx_bf16", lambda: False)
+    assert asr.train.resolve_precision("auto", "cpu") == "32-true"
+    assert asr.train.resolve_precision("32-true", "cpu") == "32-true"
+
+
 def test_precision_auto_and_the_fp16_on_cpu_guard():
     from asr.config import ConfigError
     from asr.train import resolve_precision
 
-    assert resolve_precision("auto", "cpu") == "32-true"
+    expected_cpu = "bf16-mixed" if torch.cpu.get_capabilities().get("amx_bf16") else "32-true"
+    assert resolve_precision("auto", "cpu") == expected_cpu
     assert resolve_precision("auto", "gpu") == "16-mixed"  # cuDNN RNNs run fp16 under any CUDA autocast
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
     with pytest.raises(ConfigError, match="float16 runs hundreds of times slower"):
