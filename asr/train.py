@@ -42,7 +42,7 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     whatever the autocast dtype (we measured float16 LSTM outputs under bf16 autocast on an H100, torch 2.11), so
     bf16-mixed would give float16 recurrent gradients with no loss scaling to protect them. 16-mixed runs the same
     kernels and adds the scaler. On CPUs fp16 is hundreds of times slower. bf16 pays on a CPU only where it has
-    AMX tiles: there the synth recipe's BiLSTM trained 15-25 % faster at the same accuracy per epoch
+    AMX tiles: there the synth recipe's BiLSTM trained 11-26 % faster, at about the same accuracy per epoch
     (recipes/synth/RESULTS.md); on CPUs without them (AVX-512 bf16 alone) bf16 gave no training speed-up.
     """
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
