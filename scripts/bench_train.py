@@ -428,7 +428,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     encoder = module.model.encoder
     n_params = sum(p.numel() for p in module.parameters())
     fwd_per_frame = recurrent_forward_flops_per_frame(dims, encoder.frontend.output_size)
-    bf16 = args.precision == "bf16"
     amp_dtype = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[args.precision]
 
     peaks: dict[str, float] = {}
@@ -483,7 +482,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         flops = 3.0 * fwd_per_frame * b * t
         stack = {"batch_size": b, "time_steps": t, "seconds": secs, "gflops": flops / secs / 1e9,
                  "dtype": str(out_dtype).replace("torch.", "")}
-    ran_bf16 = stack.get("dtype", "bfloat16" if bf16 else "float32") == "bfloat16"
+    ran_bf16 = stack.get("dtype", str(amp_dtype).replace("torch.", "")) == "bfloat16"
     if ran_bf16:
         ref = "bf16"
     elif device.type == "cuda" and torch.backends.cudnn.allow_tf32:
