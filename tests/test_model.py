@@ -18,7 +18,7 @@ def make(cell="lstm", bidirectional=True, subsampling=2, hidden=32, layers=2):
 
 @pytest.mark.parametrize("cell,bidirectional", list(itertools.product(["rnn", "lstm", "gru"], [False, True])))
 def test_shapes_and_padding_invariance(cell, bidirectional):
-    for sub in (1, 2, 4):
+    for sub in (1, 2, 3, 4):
         model = make(cell, bidirectional, sub)
         audio = torch.randn(3, 16000)
         lengths = torch.tensor([16000, 9000, 4321])
@@ -38,6 +38,7 @@ def test_subsampling_factor():
     lengths = torch.tensor([160 * 100])
     assert make(subsampling=1).output_lengths(lengths).item() == 101
     assert make(subsampling=2).output_lengths(lengths).item() == 51
+    assert make(subsampling=3).output_lengths(lengths).item() == 34
     assert make(subsampling=4).output_lengths(lengths).item() == 26
 
 
@@ -45,7 +46,7 @@ def test_bad_dimensions():
     with pytest.raises(ValueError, match="cell"):
         ModelDimensions(vocab_size=29, cell="transformer")
     with pytest.raises(ValueError, match="subsampling"):
-        ModelDimensions(vocab_size=29, subsampling=3)
+        ModelDimensions(vocab_size=29, subsampling=5)
 
 
 def test_greedy_decoding_merges_repeats_and_drops_blanks():
