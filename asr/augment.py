@@ -1,9 +1,9 @@
 """Training-time augmentation that runs on the model's device, on whole padded batches.
 
 Augmenting in the DataLoader workers would tie the cost to the CPU count; here each module is one batched
-tensor program on the GPU. All three are ``nn.Module``s that act only in ``.training`` mode and return their
-input unchanged in eval mode, so they can sit inside the model (before or after the feature extractor) and
-switch off with ``model.eval()``.
+tensor program on the GPU. All are ``nn.Module``s that act only in ``.training`` mode and return their
+input unchanged (or, for VTLP, no filterbank) in eval mode, so they can sit inside the model (before or after
+the feature extractor) and switch off with ``model.eval()``.
 
 Determinism: every random parameter (masks, factors, SNRs, noise offsets) is drawn from a ``torch.Generator`` on
 the CPU and only then moved to the batch's device, so a given seed gives the same augmentation on CPU and GPU,
@@ -182,6 +182,59 @@ class SpeedPerturb(nn.Module):
         # The filter rings a few samples past each utterance's end into the padding; padding must stay zero.
         out = out * lengths_to_mask(new_lengths.to(dev), out.shape[1])
         return out, new_lengths.to(device=audio_lengths.device, dtype=audio_lengths.dtype)
+
+
+def warp_frequencies(freqs: torch.Tensor, alpha: torch.Tensor, nyquist: float, boundary_hz: float) -> torch.Tensor:
+    """Piecewise-linear VTLP warp (Jaitly & Hinton, 2013): ``f -> alpha * f`` up to a knee, then a straight line
+    that maps the Nyquist frequency onto itself, so no energy leaves the band. ``alpha`` (B, 1), ``freqs`` (K,)."""
+    knee = boundary_hz * alpha.clamp(max=1.0) / alpha
+    upper = nyquist - (nyquist - boundary_hz * alpha.clamp(max=1.0)) / (nyquist - knee) * (nyquist - freqs)
+    return torch.where(freqs <= knee, alpha * freqs, upper)
+
+
+class VTLP(nn.Module):
+    """Vocal tract length perturbation: each utterance's frequency axis stretched by its own factor.
+
+    A longer or shorter vocal tract moves every formant by about the same factor; that, more than pitch, is
+    what tells one speaker from another, and unseen speakers are what a small corpus generalises worst to. Speed
+    perturbation also moves formants, but only together with tempo and for a whole batch; VTLP draws a factor
+    per utterance uniformly from ``factors`` = (lo, hi) and leaves the timing alone. It is applied where it costs
+    nothing: the mel filterbank is evaluated at warped frequencies, one (n_freq, n_mels) matrix per utterance,
+    so ``alpha > 1`` reads the energy at ``f`` as if it were at ``alpha * f`` (formants move up). Frequencies
+    above ``boundary_hz`` are compressed or stretched so that the Nyquist frequency stays in place.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int, factors: Sequence[float] = (0.9, 1.1),
+                 boundary_hz: float = 4800.0, generator: GeneratorLike = None) -> None:
+        super().__init__()
+        if len(factors) != 2 or not 0 < factors[0] <= factors[1]:
+            raise ValueError(f"VTLP factors must be a range (lo, hi) with 0 < lo <= hi, got {list(factors)}")
+        nyquist = sample_rate / 2
+        if not 0 < boundary_hz * max(factors[1], 1.0) < nyquist:
+            raise ValueError(f"VTLP boundary {boundary_hz} Hz times the largest factor must stay below the Nyquist "
+                             f"frequency {nyquist} Hz")
+        self.factors = (float(factors[0]), float(factors[1]))
+        self.nyquist = nyquist
+        self.boundary_hz = float(boundary_hz)
+        self.bin_hz = sample_rate / n_fft
+        self.generator = make_generator(generator)
+
+    def forward(self, mel_fb: torch.Tensor, batch_size: int) -> torch.Tensor | None:
+        """Per-utterance filterbanks (B, n_freq, n_mels) warped from ``mel_fb`` (n_freq, n_mels); None in eval
+        mode, meaning "use the model's own"."""
+        if not self.training or batch_size == 0:
+            return None
+        lo, hi = self.factors
+        alpha = lo + (hi - lo) * torch.rand(batch_size, 1, generator=self.generator, dtype=torch.float64)
+        n_freq = mel_fb.shape[0]
+        freqs = torch.arange(n_freq, dtype=torch.float64) * self.bin_hz
+        # Position, in FFT bins, at which each filter is read for each bin: linear interpolation between bins is
+        # exact for triangular filters except at their corners.
+        pos = (warp_frequencies(freqs, alpha, self.nyquist, self.boundary_hz) / self.bin_hz).clamp(0, n_freq - 1)
+        left = pos.floor().long().clamp(max=n_freq - 2)
+        frac = (pos - left).to(mel_fb.device, mel_fb.dtype).unsqueeze(-1)
+        left = left.to(mel_fb.device)
+        return mel_fb[left] * (1 - frac) + mel_fb[left + 1] * frac
 
 
 class AddNoise(nn.Module):

@@ -56,6 +56,9 @@ class AugmentConfig:
     time_width: float = 0.05
     speed_perturb: bool = False
     speed_factors: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    # Vocal tract length perturbation: each utterance's frequency axis warped by a factor drawn from this range.
+    vtlp: bool = False
+    vtlp_factors: list[float] = field(default_factory=lambda: [0.9, 1.1])
     noise_manifest: str | None = None
     noise_prob: float = 0.5
     noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 25.0])

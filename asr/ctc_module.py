@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Timer
 import torch
 from torch import nn
 
-from asr.augment import AddNoise, SpecAugment, SpeedPerturb
+from asr.augment import VTLP, AddNoise, SpecAugment, SpeedPerturb
 from asr.config import AugmentConfig, Config, OptimConfig
 from asr.decoding import greedy_decode
 from asr.features import FeatureConfig
@@ -57,6 +57,8 @@ class CTCModule(L.LightningModule):
                                          time_masks=aug.time_masks, time_width=aug.time_width, generator=seed)
                              if aug.spec_augment else None)
         self.speed_perturb = SpeedPerturb(aug.speed_factors, generator=seed + 1) if aug.speed_perturb else None
+        fc = self.model.feature_config
+        self.vtlp = (VTLP(fc.sample_rate, fc.n_fft, aug.vtlp_factors, generator=seed + 3) if aug.vtlp else None)
         self.add_noise = (AddNoise(aug.noise_manifest, snr_db=tuple(aug.noise_snr_db), prob=aug.noise_prob,
                                    sample_rate=self.model.sample_rate, generator=seed + 2)
                           if aug.noise_manifest else None)
@@ -94,7 +96,8 @@ class CTCModule(L.LightningModule):
         if batch["audio"].shape[0] == 0:
             return None
         audio, lengths = self._augment_audio(batch["audio"], batch["audio_lengths"])
-        feats, feat_lens = self.model.features(audio, lengths)
+        mel_fb = self.vtlp(self.model.features.mel_fb, audio.shape[0]) if self.vtlp is not None else None
+        feats, feat_lens = self.model.features(audio, lengths, mel_fb)
         if self.spec_augment is not None:
             feats = self.spec_augment(feats, feat_lens)
         log_probs, out_lens = self.model.encoder(feats, feat_lens)
@@ -115,7 +118,7 @@ class CTCModule(L.LightningModule):
     def on_fit_start(self) -> None:
         # Each DDP rank draws its own augmentation, reproducibly.
         seed = self.hparams.seed + 1000 * self.global_rank
-        for i, aug in enumerate((self.spec_augment, self.speed_perturb, self.add_noise)):
+        for i, aug in enumerate((self.spec_augment, self.speed_perturb, self.add_noise, self.vtlp)):
             if aug is not None:
                 aug.generator.manual_seed(seed + i)
 

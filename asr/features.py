@@ -74,20 +74,25 @@ class LogMel(nn.Module):
     def output_lengths(self, audio_lengths: torch.Tensor) -> torch.Tensor:
         return audio_lengths // self.config.hop_length + 1
 
-    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
-        """Un-normalised log-mel power (B, T, n_mels), computed in float32 whatever autocast says."""
+    def log_mel(self, audio: torch.Tensor, mel_fb: torch.Tensor | None = None) -> torch.Tensor:
+        """Un-normalised log-mel power (B, T, n_mels), computed in float32 whatever autocast says.
+
+        ``mel_fb`` replaces the model's filterbank with one per utterance, (B, n_freq, n_mels): training-time
+        frequency warping (:class:`asr.augment.VTLP`) passes it; inference never does.
+        """
         c = self.config
         with torch.autocast(device_type=audio.device.type, enabled=False):
             spec = torch.stft(audio.float(), n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
                               window=self.window, center=True, pad_mode="constant", return_complex=True)
             power = spec.real.square() + spec.imag.square()  # (B, n_freq, T)
-            mel = torch.matmul(power.transpose(1, 2), self.mel_fb)
+            mel = torch.matmul(power.transpose(1, 2), self.mel_fb if mel_fb is None else mel_fb.float())
             return torch.log(mel + 1e-6)
 
-    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor,
+                mel_fb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # Samples past each length must be zero, or the last frames of a short utterance would hear its padding.
         audio = audio * lengths_to_mask(audio_lengths, audio.shape[1]).to(audio.dtype)
-        feats = self.log_mel(audio)
+        feats = self.log_mel(audio, mel_fb)
         lengths = self.output_lengths(audio_lengths).clamp(max=feats.shape[1])
         mask = lengths_to_mask(lengths, feats.shape[1]).unsqueeze(-1)  # (B, T, 1)
         mode = self.config.normalize

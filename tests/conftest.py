@@ -27,6 +27,8 @@ def trained_model(tiny_corpus, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("exp")
     rc = main(["train", "--train-manifest", str(tiny_corpus["train"]), "--val-manifest", str(tiny_corpus["dev"]),
-               "--output-dir", str(out), "--max-epochs", "1", *TINY_MODEL])
+               "--output-dir", str(out), "--max-epochs", "1", *TINY_MODEL,
+               # Every training-time augmentation that needs no noise files, so the CLI run goes through them.
+               "augment.speed_perturb=true", "augment.vtlp=true"])
     assert rc == 0
     return out

@@ -5,7 +5,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.augment import AddNoise, SpecAugment, SpeedPerturb
+from asr.augment import VTLP, AddNoise, SpecAugment, SpeedPerturb, warp_frequencies
+from asr.features import FeatureConfig, LogMel
 from asr.manifest import write_manifest
 
 SR = 16000
@@ -40,6 +41,7 @@ def test_modules_are_identity_in_eval_mode():
     out, lens = SpeedPerturb((0.9,), generator=0).eval()(audio, alens)
     assert out is audio and lens is alens
     assert AddNoise([torch.randn(4000)], prob=1.0, generator=0).eval()(audio, alens) is audio
+    assert VTLP(SR, 512, generator=0).eval()(torch.rand(257, 80), 2) is None
 
 
 def test_specaugment_is_deterministic_under_seed():
@@ -169,3 +171,49 @@ def test_speed_perturb_under_bf16_autocast_stays_float32():
         out, new_lengths = sp(audio, lengths)
     assert out.dtype == torch.float32
     assert out.shape[1] == int(new_lengths.max())
+
+
+def test_vtlp_warp_is_linear_below_the_knee_and_keeps_the_band_edges():
+    freqs = torch.tensor([0.0, 1000.0, 3000.0, 6000.0, 8000.0], dtype=torch.float64)
+    alpha = torch.tensor([[0.9], [1.0], [1.1]], dtype=torch.float64)
+    warped = warp_frequencies(freqs, alpha, nyquist=8000.0, boundary_hz=4800.0)
+    torch.testing.assert_close(warped[:, :3], alpha * freqs[:3])
+    assert (warped[:, 0] == 0).all() and (warped[:, -1] == 8000.0).all()
+    assert (warped.diff(dim=1) > 0).all()  # monotonic: no two frequencies fold onto one
+
+
+def test_vtlp_factor_one_is_the_model_filterbank():
+    fb = LogMel(FeatureConfig()).mel_fb
+    out = VTLP(SR, 512, factors=(1.0, 1.0), generator=0).train()(fb, 3)
+    assert out.shape == (3, *fb.shape)
+    torch.testing.assert_close(out, fb.expand(3, -1, -1))
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_vtlp_moves_a_tone_like_a_vocal_tract_of_another_length(factor):
+    """A 1 kHz tone through the warped filterbank peaks in the mel band of factor x 1 kHz."""
+    import librosa
+
+    features = LogMel(FeatureConfig(n_mels=80))
+    warped = features.log_mel(tone(1000, 1.0), VTLP(SR, 512, (factor, factor), generator=0).train()(
+        features.mel_fb, 1))
+    band_hz = librosa.mel_frequencies(80 + 2, fmax=SR / 2)[1:-1]  # filter centres
+    peak = band_hz[int(warped[0].mean(0).argmax())]
+    assert peak == pytest.approx(1000 * factor, rel=0.04)
+    assert abs(peak - 1000 * factor) < abs(band_hz[int(features.log_mel(tone(1000, 1.0))[0].mean(0).argmax())]
+                                           - 1000 * factor)
+
+
+def test_vtlp_draws_a_factor_per_utterance_reproducibly():
+    fb = LogMel(FeatureConfig()).mel_fb
+    a = VTLP(SR, 512, generator=3).train()(fb, 4)
+    b = VTLP(SR, 512, generator=3).train()(fb, 4)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_vtlp_rejects_a_bad_range():
+    with pytest.raises(ValueError, match="range"):
+        VTLP(SR, 512, factors=(1.1, 0.9))
+    with pytest.raises(ValueError, match="Nyquist"):
+        VTLP(SR, 512, factors=(0.9, 1.1), boundary_hz=7800.0)
