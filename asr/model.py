@@ -12,7 +12,7 @@ from asr.features import FeatureConfig, LogMel, lengths_to_mask
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # Time stride of each conv layer, per overall subsampling factor. 3 exists for character CTC on fast speech:
 # 33 frames per second leave room for the blank that CTC needs between doubled letters ("ll" in "ball"), which
-# 25 frames per second often do not, at three quarters of the recurrent cost of 50 frames per second.
+# 25 frames per second often do not, at two thirds of the recurrent cost of 50 frames per second.
 TIME_STRIDES = {1: (), 2: (2,), 3: (3, 1), 4: (2, 2)}
 
 
