@@ -187,8 +187,9 @@ class SpeedPerturb(nn.Module):
 def warp_frequencies(freqs: torch.Tensor, alpha: torch.Tensor, nyquist: float, boundary_hz: float) -> torch.Tensor:
     """Piecewise-linear VTLP warp (Jaitly & Hinton, 2013): ``f -> alpha * f`` up to a knee, then a straight line
     that maps the Nyquist frequency onto itself, so no energy leaves the band. ``alpha`` (B, 1), ``freqs`` (K,)."""
-    knee = boundary_hz * alpha.clamp(max=1.0) / alpha
-    upper = nyquist - (nyquist - boundary_hz * alpha.clamp(max=1.0)) / (nyquist - knee) * (nyquist - freqs)
+    knee_out = boundary_hz * alpha.clamp(max=1.0)  # where the knee lands after warping
+    knee = knee_out / alpha
+    upper = nyquist - (nyquist - knee_out) / (nyquist - knee) * (nyquist - freqs)
     return torch.where(freqs <= knee, alpha * freqs, upper)
 
 

@@ -53,7 +53,7 @@ class ConvFrontEnd(nn.Module):
         for stride in self.time_strides:
             self.convs.append(nn.Conv2d(in_ch, channels, kernel_size=3, stride=(stride, 2), padding=1))
             in_ch, freq = channels, (freq - 1) // 2 + 1
-        self.output_size = in_ch * freq if self.convs else n_mels
+        self.output_size = in_ch * freq  # n_mels when there is no conv layer
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         for stride in self.time_strides:
