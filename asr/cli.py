@@ -97,10 +97,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # Subcommands whose arguments are parsed by their own module's ``main(argv)``.
 DELEGATED = {
-    "synth": ("asr.synthetic", "build the offline synthetic-speech corpus (espeak-ng)"),
-    "manifest": ("asr.corpus_check", "build a validated manifest from your own audio and transcripts"),
-    "librispeech": ("asr.librispeech", "download and prepare LibriSpeech"),
-    "speech-commands": ("asr.speech_commands", "download and prepare Speech Commands v2"),
+    "synth": ("asr.corpora.synthetic", "build the offline synthetic-speech corpus (espeak-ng)"),
+    "manifest": ("asr.corpora.corpus_check", "build a validated manifest from your own audio and transcripts"),
+    "librispeech": ("asr.corpora.librispeech", "download and prepare LibriSpeech"),
+    "speech-commands": ("asr.corpora.speech_commands", "download and prepare Speech Commands v2"),
 }
 
 

@@ -9,7 +9,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 def tiny_corpus(tmp_path_factory):
     """A few seconds of espeak-ng speech in train/dev/test manifests (built once per test session)."""
     pytest.importorskip("espeakng_loader")
-    from asr.synthetic import build_corpus
+    from asr.corpora.synthetic import build_corpus
 
     out = tmp_path_factory.mktemp("tiny_corpus")
     return build_corpus(out, n_train=16, n_dev=4, n_test=4, seed=0, noise_prob=0.0)

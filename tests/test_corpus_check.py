@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr import corpus_check as cc
+from asr.corpora import corpus_check as cc
 from asr.manifest import read_manifest
 
 SR = 16000
@@ -17,7 +17,7 @@ SR = 16000
 
 def _speech(text: str) -> np.ndarray:
     try:
-        from asr.espeak import synthesize
+        from asr.corpora.espeak import synthesize
 
         return synthesize(text, sample_rate=SR)
     except Exception:  # espeak-ng missing: a tone of the right length is as good for header checks

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from asr import download as dl
+from asr.corpora import download as dl
 
 
 class _RangeHandler(BaseHTTPRequestHandler):

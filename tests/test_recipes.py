@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr import librispeech, speech_commands
+from asr.corpora import librispeech, speech_commands
 from asr.config import load_config
 from asr.manifest import read_manifest
 from test_download import serve_directory
@@ -28,7 +28,7 @@ TINY = ["model.hidden_size=16", "model.num_layers=1", "model.conv_channels=4", "
         "optim.warmup_steps=1"]
 
 try:
-    from asr.espeak import synthesize
+    from asr.corpora.espeak import synthesize
 
     synthesize("test")
 except Exception:  # no espeak-ng: a tone per word keeps the pipeline tests meaningful, if less speech-like

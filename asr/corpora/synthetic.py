@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from asr.espeak import ENGLISH_ACCENTS, ENGLISH_VARIANTS
+from asr.corpora.espeak import ENGLISH_ACCENTS, ENGLISH_VARIANTS
 from asr.manifest import Utterance, read_manifest, write_manifest
 
 SPLITS = ("train", "dev", "test")
@@ -236,7 +236,7 @@ def colored_noise(n: int, color: str, rng: np.random.Generator) -> np.ndarray:
 
 def render(spec: UtteranceSpec, sample_rate: int = 16000) -> np.ndarray:
     """Synthesise, add noise at the drawn SNR and scale to the drawn peak level."""
-    from asr.espeak import synthesize
+    from asr.corpora.espeak import synthesize
 
     audio = synthesize(spec.text, voice=spec.voice, rate=spec.rate, pitch=spec.pitch,
                        pitch_range=spec.pitch_range, sample_rate=sample_rate)

@@ -13,9 +13,9 @@ The archive unpacks (without a top folder) into ``<data-dir>/speech_commands_v0.
   recogniser should output for noise; an invented word would teach it to hallucinate one.
 * ``noise.jsonl``: the background noise files, for noise augmentation.
 
-    python -m asr.speech_commands download
-    python -m asr.speech_commands extract
-    python -m asr.speech_commands prepare --protocol 35     # or --protocol 12
+    python -m asr.corpora.speech_commands download
+    python -m asr.corpora.speech_commands extract
+    python -m asr.corpora.speech_commands prepare --protocol 35     # or --protocol 12
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from asr.audio import AudioError, audio_info
-from asr.download import data_dir, download, extract
+from asr.corpora.download import data_dir, download, extract
 from asr.manifest import Utterance, write_manifest
 
 ARCHIVE = "speech_commands_v0.02.tar.gz"

@@ -4,9 +4,9 @@ Each part is one archive whose members all start with ``LibriSpeech/<split>/``, 
 same ``<data-dir>/LibriSpeech`` tree. A split's manifest is written beside its folder
 (``<data-dir>/LibriSpeech/<split>.jsonl``) with paths relative to it, so the tree can be moved as a whole.
 
-    python -m asr.librispeech download --parts dev-clean test-clean     # fetch + verify MD5
-    python -m asr.librispeech extract  --parts dev-clean test-clean
-    python -m asr.librispeech prepare  --parts dev-clean test-clean     # manifests + summary
+    python -m asr.corpora.librispeech download --parts dev-clean test-clean     # fetch + verify MD5
+    python -m asr.corpora.librispeech extract  --parts dev-clean test-clean
+    python -m asr.corpora.librispeech prepare  --parts dev-clean test-clean     # manifests + summary
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from asr.audio import AudioError, audio_info
-from asr.download import data_dir, download, extract, openslr_url
+from asr.corpora.download import data_dir, download, extract, openslr_url
 from asr.manifest import Utterance, write_manifest
 from asr.tokenizer import CharTokenizer, normalize_text
 
