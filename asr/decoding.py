@@ -1,10 +1,22 @@
-"""From CTC log-probabilities to token ids: greedy (best path) decoding."""
+"""From CTC log-probabilities to text: the decoder interface, and greedy (best path) decoding.
+
+A decoder is any callable ``decoder(log_probs, lengths) -> list[str]`` taking the model's (B, T, V) log-probs and
+(B,) frame counts; :class:`GreedyDecoder` is the default, and language-model beam search
+(:mod:`asr.lm_decoding`) plugs into the same place in :func:`asr.transcribe.transcribe` and
+:func:`asr.evaluate.evaluate`.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 
 from asr.tokenizer import CharTokenizer
+
+
+class Decoder(Protocol):
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]: ...
 
 
 def greedy_ids(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
@@ -26,3 +38,13 @@ def greedy_ids(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: CharTokenizer) -> list[str]:
     return [tokenizer.decode(ids) for ids in greedy_ids(log_probs, lengths, tokenizer.blank_id)]
+
+
+class GreedyDecoder:
+    """Best-path decoding as a :class:`Decoder`."""
+
+    def __init__(self, tokenizer: CharTokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        return greedy_decode(log_probs, lengths, self.tokenizer)

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from asr.decoding import Decoder
 from asr.manifest import read_manifest
 from asr.metrics import ErrorRates
 from asr.model_file import LoadedModel
@@ -36,12 +37,13 @@ class Evaluation:
 
 
 def evaluate(loaded: LoadedModel, manifest: str | os.PathLike, max_batch_seconds: float = 300.0,
-             bf16: bool = False) -> Evaluation:
+             bf16: bool = False, decoder: Decoder | None = None) -> Evaluation:
     """Score ``loaded`` on ``manifest``; bad lines and unreadable audio are skipped and listed, not fatal."""
     errors: list[str] = []
     utts = read_manifest(manifest, strict=False, errors=errors)
     result = Evaluation(ErrorRates(), skipped=list(errors))
-    transcripts = transcribe(loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds, bf16=bf16)
+    transcripts = transcribe(loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds, bf16=bf16,
+                             decoder=decoder)
     for u, t in zip(utts, transcripts):
         if t.error is not None:
             result.skipped.append(f"{u.source}: {t.error}")

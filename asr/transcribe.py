@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from asr.audio import AudioError, audio_info, load_audio
-from asr.decoding import greedy_decode
+from asr.decoding import Decoder, GreedyDecoder
 from asr.model_file import LoadedModel
 from asr.sampler import DynamicBucketingSampler
 
@@ -26,15 +26,16 @@ class Transcript:
 
 @torch.inference_mode()
 def transcribe(loaded: LoadedModel, paths: Sequence[str | os.PathLike], max_batch_seconds: float = 300.0,
-               num_threads: int = 2, bf16: bool = False) -> list[Transcript]:
+               num_threads: int = 2, bf16: bool = False, decoder: Decoder | None = None) -> list[Transcript]:
     """Transcribe ``paths``; results come back in input order, with ``error`` set for files that can't be read.
 
     Files are sorted by duration (from headers) and batched up to ``max_batch_seconds`` of padded audio, so a
     long list costs little more padding than one file at a time; decoding overlaps in a small thread pool.
     ``bf16`` runs the encoder under bfloat16 autocast (features stay float32): faster on GPUs and on CPUs with
-    bf16 units, at a small cost in accuracy.
+    bf16 units, at a small cost in accuracy. ``decoder`` turns log-probs into text (default: greedy).
     """
     model, tokenizer = loaded.model, loaded.tokenizer
+    decoder = decoder or GreedyDecoder(tokenizer)
     sr = model.sample_rate
     results: list[Transcript | None] = [None] * len(paths)
     durations: list[float] = [0.0] * len(paths)
@@ -71,6 +72,6 @@ def transcribe(loaded: LoadedModel, paths: Sequence[str | os.PathLike], max_batc
                 padded[row, : a.shape[0]] = torch.from_numpy(a)
             with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=bf16):
                 log_probs, out_lens = model(padded.to(model.device), lengths.to(model.device))
-            for (i, a), text in zip(audios, greedy_decode(log_probs, out_lens, tokenizer)):
+            for (i, a), text in zip(audios, decoder(log_probs.float(), out_lens)):
                 results[i] = Transcript(str(paths[i]), text, a.shape[0] / sr)
     return [r for r in results if r is not None]
