@@ -1,0 +1,79 @@
+"""Word alignment on CTC posteriors: synthetic spikes with known times, edge cases, and a real forward pass."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from asr.timestamps import AlignmentError, align_words, ctc_viterbi
+from asr.tokenizer import CharTokenizer
+
+TOK = CharTokenizer()
+
+
+def spiky_log_probs(spikes: list[tuple[int, str]], n_frames: int, peak: float = 0.9) -> torch.Tensor:
+    """Blank everywhere except a ``peak``-probability spike of each character at its frame."""
+    v = len(TOK)
+    probs = np.full((n_frames, v), (1 - peak) / (v - 1))
+    probs[:, 0] = peak
+    for t, c in spikes:
+        probs[t] = (1 - peak) / (v - 1)
+        probs[t, TOK.vocab.index(c)] = peak
+    return torch.from_numpy(np.log(probs)).float()
+
+
+def test_spikes_give_known_word_times():
+    # "hi yo": h@10 i@12 space@15 y@20 o@21, 0.03 s frames, segment starting at 5 s.
+    lp = spiky_log_probs([(10, "h"), (12, "i"), (15, " "), (20, "y"), (21, "o")], n_frames=30)
+    words = align_words(lp, "Hi, yo!", TOK, frame_seconds=0.03, offset=5.0)
+    assert [w.word for w in words] == ["hi", "yo"]
+    assert words[0].start == pytest.approx(5.0 + 10 * 0.03) and words[0].end == pytest.approx(5.0 + 13 * 0.03)
+    assert words[1].start == pytest.approx(5.0 + 20 * 0.03) and words[1].end == pytest.approx(5.0 + 22 * 0.03)
+    assert all(w.confidence == pytest.approx(0.9, abs=1e-4) for w in words)
+
+
+def test_confidence_drops_where_the_model_doubts():
+    lp = spiky_log_probs([(3, "a"), (6, " "), (9, "b")], n_frames=12)
+    lp[9] = torch.log(torch.full((len(TOK),), 1.0 / len(TOK)))  # "b" is no more likely than anything
+    words = align_words(lp, "a b", TOK, 0.03)
+    assert words[0].confidence > 0.8 and words[1].confidence < 0.1
+
+
+def test_doubled_letters_need_a_blank_between():
+    lp = spiky_log_probs([(2, "l"), (4, "l")], n_frames=6)
+    path = ctc_viterbi(lp.numpy(), np.array([TOK.vocab.index("l")] * 2))
+    assert path[2] == 0 and path[4] == 1 and path[3] == -1
+
+
+def test_empty_or_unalignable_text_gives_no_words():
+    lp = spiky_log_probs([], n_frames=5)
+    assert align_words(lp, "", TOK, 0.03) == []
+    assert align_words(lp, "  ?! ", TOK, 0.03) == []
+    assert align_words(lp, "éé", TOK, 0.03) == []
+
+
+def test_text_too_long_for_the_frames_is_a_clear_error():
+    lp = spiky_log_probs([], n_frames=4)
+    # 5 characters, and the doubled "ll" needs a blank between: 6 frames.
+    with pytest.raises(AlignmentError, match="needs at least 6 frames .5 characters. but the audio has only 4"):
+        align_words(lp, "hello", TOK, 0.03)
+    assert len(align_words(lp, "hey", TOK, 0.03)) == 1
+
+
+def test_zero_length_segment_with_text_is_an_error_and_without_is_empty():
+    lp = torch.zeros(0, len(TOK))
+    assert align_words(lp, "", TOK, 0.03) == []
+    with pytest.raises(AlignmentError):
+        align_words(lp, "a", TOK, 0.03)
+
+
+def test_characters_outside_the_vocabulary_are_skipped_not_lost():
+    lp = spiky_log_probs([(2, "a"), (5, " "), (8, "b")], n_frames=12)
+    words = align_words(lp, "a café b", TOK, 0.03)
+    # "café" keeps its place; its in-vocabulary letters "caf" are aligned (on low-probability frames).
+    assert [w.word for w in words] == ["a", "café", "b"]
+    assert words[0].start <= words[1].start <= words[2].start
+    words = align_words(lp, "a éé b", TOK, 0.03)
+    assert [w.word for w in words] == ["a", "éé", "b"]
+    assert words[1].start == words[1].end == words[0].end and words[1].confidence == 0.0
