@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.cli import main as asr_main
 from asr.corpora import corpus_check as cc
 from asr.manifest import read_manifest
+from test_manifest import DATA_DIR_KINDS, assert_every_manifest_path_opens, data_dir_as
 
 SR = 16000
 
@@ -120,20 +123,37 @@ def test_nothing_usable_writes_no_manifest(tmp_path, capsys):
     (tmp_path / "src" / "bad.wav").write_bytes(b"\x00" * 100)
     (tmp_path / "src" / "bad.txt").write_text("bad")
     out = tmp_path / "out.jsonl"
-    assert cc.main([str(tmp_path / "src"), "-o", str(out)]) == 1
+    assert asr_main(["manifest", str(tmp_path / "src"), "-o", str(out)]) == 2
     assert not out.exists()
-    assert "no usable utterance" in capsys.readouterr().err
+    assert "asr: error: no usable utterance" in capsys.readouterr().err
 
 
-def test_strict_fails_on_any_rejection_but_still_writes_the_good_part(tmp_path):
+def test_strict_fails_on_any_rejection_but_still_writes_the_good_part(tmp_path, capsys):
     _write(tmp_path / "src" / "ok.wav", "fine")
     _write(tmp_path / "src" / "no.wav", "naïve")
     out = tmp_path / "out.jsonl"
-    assert cc.main([str(tmp_path / "src"), "-o", str(out), "--strict"]) == 1
+    assert asr_main(["manifest", str(tmp_path / "src"), "-o", str(out), "--strict"]) == 2
+    assert "asr: error: 1 entry rejected (--strict)" in capsys.readouterr().err
     assert len(read_manifest(out)) == 1
 
 
 def test_a_table_without_a_path_column_is_explained(tmp_path, capsys):
     (tmp_path / "t.csv").write_text("utterance,transcript\nx,y\n")
-    assert cc.main([str(tmp_path / "t.csv"), "-o", str(tmp_path / "o.jsonl")]) == 1
-    assert "path column" in capsys.readouterr().err
+    assert asr_main(["manifest", str(tmp_path / "t.csv"), "-o", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("asr: error: ") and "path column" in err
+
+
+@pytest.mark.parametrize("kind", DATA_DIR_KINDS)
+def test_manifests_from_any_data_folder_open_from_anywhere(tmp_path, monkeypatch, kind):
+    """`asr manifest` with the corpus folder relative, `../`, symlinked or absolute, the manifest written inside
+    the corpus and outside it: every path opens from another folder."""
+    data = data_dir_as(kind, tmp_path, monkeypatch)
+    _write(Path(data) / "corpus" / "a.wav", "alpha")
+    _write(Path(data) / "corpus" / "sub" / "b.flac", "bravo")
+    assert asr_main(["manifest", f"{data}/corpus", "-o", f"{data}/corpus/train.jsonl"]) == 0
+    assert asr_main(["manifest", f"{data}/corpus", "-o", "out/train.jsonl"]) == 0
+    assert [json.loads(line)["audio_filepath"] for line in (Path(data) / "corpus" / "train.jsonl").open()] == [
+        "a.wav", "sub/b.flac"]
+    assert_every_manifest_path_opens(data, expected=2)
+    assert_every_manifest_path_opens("out", expected=2)

@@ -5,12 +5,43 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from asr.manifest import ManifestError, manifest_path, read_manifest, write_manifest
+
+
+DATA_DIR_KINDS = ["relative", "dotdot", "symlink", "absolute"]
+
+
+def data_dir_as(kind: str, tmp_path, monkeypatch) -> str:
+    """Work from ``tmp_path/repo`` (as from a repository root) with the data folder given as ``kind`` says;
+    returns the ``--data-dir`` argument. The folder ends up at ``tmp_path/repo/data`` (relative, symlink, via a
+    link into ``tmp_path/disk``), ``tmp_path/store`` (dotdot) or ``tmp_path/abs`` (absolute)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    if kind == "symlink":
+        (tmp_path / "disk").mkdir()
+        os.symlink("../disk", repo / "data")
+    return {"relative": "data", "dotdot": "../store", "symlink": "data", "absolute": str(tmp_path / "abs")}[kind]
+
+
+def assert_every_manifest_path_opens(root, expected: int | None = None) -> int:
+    """From another folder than the writer's, every audio path of every manifest under ``root`` opens."""
+    here = os.getcwd()
+    os.chdir("/")
+    try:
+        paths = [u.audio_filepath for m in sorted(Path(here, root).rglob("*.jsonl")) for u in read_manifest(m)]
+        for p in paths:
+            sf.info(p)
+    finally:
+        os.chdir(here)
+    assert paths and (expected is None or len(paths) == expected)
+    return len(paths)
 
 
 def _wav(path):
