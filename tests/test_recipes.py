@@ -171,6 +171,14 @@ def test_librispeech_download_prepare_train_evaluate_and_run_sh(local_md5s, tmp_
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "manifests exist, skipping" in run.stdout and "model.pt exists, skipping training" in run.stdout
+
+    # A manifest an older release wrote with paths relative to the current folder is not taken as done.
+    dev_lines = (corpus / "dev-clean.jsonl").read_text()
+    (corpus / "dev-clean.jsonl").write_text(dev_lines.replace('"dev-clean/', f'"{env["DATA"]}/LibriSpeech/dev-clean/'))
+    run = subprocess.run(["bash", str(REPO / "recipes/librispeech/run.sh"), "--stage", "2", "--stop-stage", "2"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "prepare dev-clean" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (corpus / "dev-clean.jsonl").read_text() == dev_lines
     assert len(read_manifest(corpus / "train-100h.jsonl")) == 6
     last = results.read_text().splitlines()[-1]
     assert last.startswith("| 100h | ") and last.endswith(f"| - | - | - | {exp} |")
