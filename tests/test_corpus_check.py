@@ -157,3 +157,36 @@ def test_manifests_from_any_data_folder_open_from_anywhere(tmp_path, monkeypatch
         "a.wav", "sub/b.flac"]
     assert_every_manifest_path_opens(data, expected=2)
     assert_every_manifest_path_opens("out", expected=2)
+
+
+def test_sample_rate_and_duration_limits(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, sr, seconds in (("ok16k", 16000, 0.5), ("odd22k", 22050, 0.5), ("low8k", 8000, 0.5),
+                              ("long", 16000, 3.0)):
+        sf.write(src / f"{name}.wav", np.zeros(int(sr * seconds), dtype=np.float32), sr)
+        (src / f"{name}.txt").write_text(name.rstrip("0123456789k") or "x")
+    out = tmp_path / "m.jsonl"
+    assert asr_main(["manifest", str(src), "-o", str(out), "--min-sample-rate", "16000", "--max-duration", "2"]) == 0
+    assert sorted(u.audio_filepath.rsplit("/", 1)[-1] for u in read_manifest(out)) == ["odd22k.wav", "ok16k.wav"]
+    assert _rejects(tmp_path / "m.jsonl.rejects.tsv") == {"low8k.wav": cc.LOW_RATE, "long.wav": cc.TOO_LONG}
+    assert "16000 Hz: 1, 22050 Hz: 1" in capsys.readouterr().out  # mixed rates are shown, and resampled on load
+
+
+def test_a_table_that_is_not_utf8_names_its_line_and_a_bom_is_fine(tmp_path, capsys):
+    _write(tmp_path / "a.wav")
+    (tmp_path / "bom.csv").write_bytes("\ufeffpath,text\na.wav,hello\n".encode("utf-8"))
+    assert [u.text for u in cc.check_corpus(cc.find_candidates(tmp_path / "bom.csv")).kept] == ["hello"]
+    (tmp_path / "latin1.csv").write_bytes("path,text\na.wav,hello\na.wav,café\n".encode("latin-1"))
+    assert asr_main(["manifest", str(tmp_path / "latin1.csv"), "-o", str(tmp_path / "o.jsonl")]) == 2
+    assert "asr: error: " + str(tmp_path / "latin1.csv") + ":3: not UTF-8 (byte 0xe9)" in capsys.readouterr().err
+
+
+def test_a_transcript_file_that_is_not_utf8_costs_only_its_entry(tmp_path):
+    chapter = tmp_path / "tree" / "s" / "c"
+    _write(chapter / "s-c-0000.flac", None, "one")
+    _write(chapter / "s-c-0001.flac", None, "two")
+    (chapter / "s-c.trans.txt").write_bytes("s-c-0000 ONE\ns-c-0001 CAF\xc9\n".encode("latin-1"))
+    result = cc.check_corpus(cc.find_candidates(tmp_path / "tree"))
+    assert [u.text for u in result.kept] == ["one"]
+    assert [(r.reason, r.origin.rsplit("/", 1)[-1]) for r in result.rejected] == [(cc.OOV, "s-c.trans.txt:2")]

@@ -151,7 +151,12 @@ def from_librispeech_tree(root: str | os.PathLike) -> list[Candidate]:
 def from_table(table: str | os.PathLike) -> list[Candidate]:
     """Rows of a CSV/TSV (delimiter from the extension, else sniffed); extra named columns are kept as extras."""
     table = Path(table)
-    text = table.read_text(encoding="utf-8-sig")
+    raw = table.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise CorpusError(f"{table}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x}); save the table as UTF-8") from None
     if table.suffix.lower() in (".tsv", ".tab"):
         delimiter = "\t"
     else:
