@@ -423,8 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_corpus(args.out, seed=args.seed, noise_prob=args.noise_prob, jobs=args.jobs, force=args.force,
                      verbose=True, **sizes)
     except (FileExistsError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        from asr.cli import UserError
+
+        raise UserError(str(e)) from None
     print(f"synthetic corpus: {args.out} ({time.time() - start:.1f}s)")
     for split, s in corpus_summary(args.out).items():
         print(f"  {split:5s} {s['utterances']:6d} utterances  {s['hours']:6.2f} h  "
@@ -433,4 +434,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from asr.cli import main as asr_main
+
+    raise SystemExit(asr_main(["synth", *sys.argv[1:]]))

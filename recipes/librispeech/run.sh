@@ -49,6 +49,11 @@ EVAL_SETS="${EVAL_SETS:-dev-clean dev-other test-clean test-other}"
 parts=($train_parts $EVAL_SETS)
 
 log() { echo "$(date '+%H:%M:%S') [stage $1] $2"; }
+# A manifest counts as done only if its first audio path opens (one written by an older release may not).
+manifest_ok() {
+  [ -f "$1" ] && "$PYTHON" -c 'import os, sys; from asr.manifest import iter_manifest
+u = next(iter_manifest(sys.argv[1], strict=False), None); sys.exit(0 if u and os.path.isfile(u.audio_filepath) else 1)' "$1"
+}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log 0 "download ${parts[*]} -> $DATA/downloads (verified archives are not fetched again)"
@@ -62,7 +67,7 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   todo=()
-  for p in "${parts[@]}"; do [ -f "$D/$p.jsonl" ] || todo+=("$p"); done
+  for p in "${parts[@]}"; do manifest_ok "$D/$p.jsonl" || todo+=("$p"); done
   if [ ${#todo[@]} -eq 0 ]; then
     log 2 "manifests exist, skipping (delete $D/<split>.jsonl to prepare again)"
   else
