@@ -13,7 +13,7 @@ The headline figures cannot flatter: what could not be scored is counted against
   :class:`~asr.metrics.NoReferenceError` (``asr evaluate`` exits 2): a WER over no reference words is undefined,
   never 0 %.
 
-NeMo and ESPnet stop at the first unreadable file; counting instead lets a long evaluation finish and still report
+NeMo and ESPnet fail on an unreadable file; counting instead lets a long evaluation finish and still report
 a figure that is an upper bound on the true one, not a lower one.
 
 The report (``--report``) is JSON without NaN or Infinity (a non-finite number from a manifest's extra fields
