@@ -76,23 +76,41 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.evaluate import evaluate, write_report
+    from asr.metrics import NoReferenceError
     from asr.model_file import load_model
 
     loaded = load_model(args.model, _device(args.device))
-    result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16)
-    s = result.summary()
-    print(f"WER {100 * s['wer']:.2f} %  ({s['substitutions']} sub, {s['deletions']} del, {s['insertions']} ins "
-          f"/ {s['reference_words']} words)")
-    print(f"CER {100 * s['cer']:.2f} %  ({s['char_substitutions']} sub, {s['char_deletions']} del, "
-          f"{s['char_insertions']} ins / {s['reference_chars']} chars)")
-    print(f"utterances {s['num_utterances']}, exact match {100 * s['exact_match']:.2f} %, "
-          f"skipped {s['num_skipped']}")
-    for line in result.skipped[:10]:
-        print(f"skipped: {line}", file=sys.stderr)
+    try:
+        result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16)
+    except NoReferenceError as e:
+        raise UserError(str(e)) from None
+    for line in result.summary_lines():
+        print(line)
+    for line in result.broken_lines[:10]:
+        print(f"broken line: {line}", file=sys.stderr)
+    for u in result.unreadable[:10]:
+        print(f"unreadable: {u['source']}: {u['error']}", file=sys.stderr)
+    if len(result.broken_lines) > 10 or len(result.unreadable) > 10:
+        print(f"... {len(result.skipped)} in all; --report lists every one", file=sys.stderr)
     if args.report:
         write_report(result, args.report, model=str(args.model), manifest=str(args.manifest))
         print(f"report: {args.report}")
+    if result.broken_lines:
+        print(f"asr: error: {args.manifest}: {len(result.broken_lines)} broken lines were not scored",
+              file=sys.stderr)
+        return 1
+    if result.unreadable and not args.allow_unreadable:
+        print(f"asr: error: {len(result.unreadable)} audio files could not be read (counted as deletions; "
+              "--allow-unreadable to accept that)", file=sys.stderr)
+        return 1
     return 0
+
+
+EVALUATE_EPILOG = (
+    "Audio that cannot be read counts as all deletions in WER/CER (the summary says how many, the report lists "
+    "them) and makes the exit status 1 unless --allow-unreadable. Broken manifest lines are not scored and make "
+    "it 1 always. A manifest with no reference word at all (empty, all lines broken, all references empty) is an "
+    "error (exit status 2), never 0 %.")
 
 
 # Subcommands whose arguments are parsed by their own module's ``main(argv)``.
@@ -136,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--manifest", required=True)
             s.add_argument("--report", help="write a JSON report with per-utterance results")
+            s.add_argument("--allow-unreadable", action="store_true",
+                           help="exit 0 even if some audio could not be read (it still counts as deletions)")
+            s.epilog = EVALUATE_EPILOG
 
     for name, (_, helptext) in DELEGATED.items():
         sub.add_parser(name, help=f"{helptext} (see `asr {name} --help`)", add_help=False)
