@@ -106,6 +106,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from asr.server import Limits, serve
+    except ImportError as e:
+        raise UserError(f"asr serve needs the serve extra: pip install 'asr[serve]' ({e})") from None
+    try:
+        limits = Limits(args.max_upload_mb, args.max_duration, args.max_concurrent, args.max_queue, args.timeout)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    serve(args.model, args.host, args.port, limits, _device(args.device))
+    return 0
+
+
 EVALUATE_EPILOG = (
     "Audio that cannot be read counts as all deletions in WER/CER (the summary says how many, the report lists "
     "them) and makes the exit status 1 unless --allow-unreadable. Broken manifest lines are not scored and make "
@@ -157,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--allow-unreadable", action="store_true",
                            help="exit 0 even if some audio could not be read (it still counts as deletions)")
             s.epilog = EVALUATE_EPILOG
+
+    s = sub.add_parser("serve", help="serve a model over HTTP, with a page to record or drop audio",
+                       epilog="See docs/serve.md for the API. Binds to 127.0.0.1 unless --host says otherwise; "
+                              "the server has no authentication.")
+    s.add_argument("--model", required=True, help="a model.pt written by `asr train`")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    s.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload, MB (default: %(default)s)")
+    s.add_argument("--max-duration", type=float, default=600.0,
+                   help="longest audio per request or stream, seconds (default: %(default)s)")
+    s.add_argument("--max-concurrent", type=int, default=2, help="inferences at once (default: %(default)s)")
+    s.add_argument("--max-queue", type=int, default=32,
+                   help="requests waiting beyond those; more get 503 + Retry-After (default: %(default)s)")
+    s.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds for an upload to arrive and for its result (default: %(default)s)")
+    s.set_defaults(func=cmd_serve)
 
     for name, (_, helptext) in DELEGATED.items():
         sub.add_parser(name, help=f"{helptext} (see `asr {name} --help`)", add_help=False)
