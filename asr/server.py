@@ -162,6 +162,9 @@ class Recognizer:
                 words = align_words(lp, text, self.tokenizer, self.loaded.frame_seconds)
             except AlignmentError:
                 words = []
+            except Exception:  # the text is still good: serve it without word times rather than fail the request
+                log.exception("%s: word alignment failed; the result has no word times", name)
+                words = []
             start, end = (words[0].start, max(words[-1].end, words[0].start)) if words else (0.0, duration)
             segments.append(Segment(start, min(end, duration), text, words).to_dict())
         return {"path": name, "text": text, "duration": round(duration, 3), "segments": segments}
@@ -177,8 +180,8 @@ class Recognizer:
 class InferencePool:
     """``max_concurrent`` threads running the model, and at most ``max_queue`` admitted jobs waiting for one.
 
-    Runs on the event loop's thread except for the jobs themselves, so the counters need no lock. A job that times
-    out while still queued is skipped when its turn comes; one already running cannot be interrupted (PyTorch has no
+    The counters live on the event loop's thread (the jobs' ends are reported there), so they need no lock. A job
+    that times out while still queued leaves the queue; one already running cannot be interrupted (PyTorch has no
     cancellation), so it keeps its slot until it ends: the count of admitted jobs is always the real load.
     """
 
@@ -206,19 +209,15 @@ class InferencePool:
     async def run(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
         """``fn(*args)`` in the pool, in a slot of its own (503 when none is left, 504 after ``timeout``)."""
         self.admit()
-        abandoned = threading.Event()
-
-        def job() -> Any:
-            if abandoned.is_set():
-                return None
-            return self._timed(fn, *args)
-
-        future = asyncio.get_running_loop().run_in_executor(self.executor, job)
-        future.add_done_callback(self._job_done)
+        loop = asyncio.get_running_loop()
+        job = self.executor.submit(self._timed, fn, *args)
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self.release))
+        waiter = asyncio.wrap_future(job)
+        waiter.add_done_callback(_retrieve_exception)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
-            abandoned.set()
+            job.cancel()  # a job still queued leaves now; a running one keeps its slot until it ends
             raise HTTPProblem(504, f"transcription did not finish within the server's timeout of {timeout:g} s"
                               ) from None
 
@@ -233,13 +232,13 @@ class InferencePool:
         finally:
             self.job_seconds = 0.8 * self.job_seconds + 0.2 * (time.perf_counter() - start)
 
-    def _job_done(self, future: asyncio.Future) -> None:
-        self.release()
-        if not future.cancelled():
-            future.exception()  # retrieved, so an abandoned job's error is not logged as never retrieved
-
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _retrieve_exception(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # an abandoned job's error is not logged as "never retrieved"
 
 
 def display_name(filename: str | None) -> str:
@@ -351,6 +350,11 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, p: HTTPProblem) -> JSONResponse:
         return _problem_response(p)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, e: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=e)
+        return JSONResponse({"detail": f"internal error: {_first_line(e)}"}, status_code=500)
 
     def page(route: str) -> Callable[[], Response]:
         content, media = web[route]
