@@ -121,7 +121,7 @@ def _step(model: nn.Module, n: int, samples: int, target_len: int, vocab: int, b
 
 def probe_batch_seconds(model: nn.Module, longest_seconds: float, sample_rate: int, vocab_size: int,
                         device: torch.device | str = "cuda", amp_dtype: torch.dtype | None = torch.float16,
-                        memory_fraction: float = 0.6, max_batch_seconds: float = 40_000.0, min_gain: float = 0.1,
+                        memory_fraction: float = 0.6, max_batch_seconds: float = 40_000.0, min_gain: float = 0.0,
                         blank: int = 0, chars_per_second: float = 15.0) -> ProbeResult:
     """The padded-seconds budget to train with on ``device`` (a CUDA device): see :func:`choose_batch`.
 

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="longest utterance in seconds (LibriSpeech train-clean-100: 24.5 s)")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--memory-fraction", type=float, default=0.85)
+    p.add_argument("--memory-fraction", type=float, default=0.6)
+    p.add_argument("--min-gain", type=float, default=0.0, help="stop doubling below this throughput gain")
     p.add_argument("--device", default="cuda")
     p.add_argument("--also", type=float, nargs="*", default=[4.0],
                    help="also measure these multiples of the fixed budget (default: 4x)")
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda"):
         started = time.perf_counter()
         probe = probe_batch_seconds(module.model, longest, module.model.sample_rate, len(module.tokenizer),
-                                    device=args.device, memory_fraction=args.memory_fraction)
+                                    device=args.device, memory_fraction=args.memory_fraction,
+                                    min_gain=args.min_gain)
         result.update(probe_seconds=round(time.perf_counter() - started, 1), auto_batch_seconds=probe.batch_seconds,
                       auto_batch_size=probe.batch_size, probe_peak_gib=probe.peak_bytes / 2**30,
                       total_gib=probe.total_bytes / 2**30, tried=probe.tried)
