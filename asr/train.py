@@ -140,9 +140,9 @@ def check_not_finished(ckpt_path: str, max_epochs: int, max_minutes: float | Non
     steps_done = 0 <= max_steps <= int(checkpoint.get("global_step", 0))
     if (0 <= max_epochs <= epochs) or (max_minutes is not None and minutes >= max_minutes) or steps_done:
         budget = f" of the {max_minutes:g} min budget" if max_minutes is not None else ""
-        raise ConfigError(f"{ckpt_path}: already trained {epochs} epochs / {minutes:.1f} min{budget} "
-                          f"(trainer.max_epochs={max_epochs}); nothing to do; pass a larger --max-epochs or "
-                          "--max-minutes to train on")
+        raise ConfigError(f"{ckpt_path}: already trained {epochs} epochs / {minutes:.1f} min{budget}; nothing to "
+                          f"do (trainer.max_epochs={max_epochs}); pass a larger --max-epochs or --max-minutes to "
+                          "train on")
 
 
 def train(config: Config, train_manifest: str, val_manifest: str, output_dir: str | os.PathLike,
@@ -229,7 +229,8 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
 
     model_path = out / "model.pt"
     if trainer.is_global_zero:
-        best = ckpt.best_model_path or ckpt.last_model_path
+        last = ckpt_dir / "last.ckpt"
+        best = ckpt.best_model_path or (str(last) if last.exists() else "")
         averaged = sorted(ckpt.best_k_models, key=lambda p: float(ckpt.best_k_models[p]))[:t.average_checkpoints]
         if averaged:
             from asr.averaging import average_checkpoints

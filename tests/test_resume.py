@@ -118,5 +118,5 @@ def test_last_checkpoint_is_written_at_every_epoch_end(tiny_corpus, tmp_path):
 
 def test_resuming_a_finished_run_says_so(tiny_corpus, tmp_path):
     run(tiny_corpus, tmp_path, "trainer.max_epochs=1")
-    with pytest.raises(ConfigError, match="already trained 1 epochs.*nothing to do.*--max-epochs"):
+    with pytest.raises(ConfigError, match="already trained 1 epochs .*; nothing to do.*pass a larger --max-epochs"):
         run(tiny_corpus, tmp_path, "trainer.max_epochs=1", resume=True)
