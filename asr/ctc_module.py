@@ -89,6 +89,7 @@ class CTCModule(L.LightningModule):
         self.skipped_utterances = 0
         self.infeasible_utterances = 0  # transcripts too long for their (speed-perturbed) audio, left out of the loss
         self._first_skipped: str | None = None
+        self._skip_step = False  # the last training_step's batch is to be skipped on every rank
         self._total_steps: int | None = None  # optimizer steps the schedule spans (None: no step or epoch cap)
         self._epoch_steps = 0  # training steps that produced a loss this epoch
         self._epoch_empty_batches = 0  # batches with no readable audio on this rank this epoch
@@ -155,18 +156,32 @@ class CTCModule(L.LightningModule):
         bad = torch.tensor(float(not usable), device=self.device)
         if self.trainer.world_size > 1:
             bad = self.trainer.strategy.reduce(bad, reduce_op="max")
-        if bad.item() > 0:
+        self._skip_step = bad.item() > 0
+        if self._skip_step:
             self.skipped_batches += 1
             if self.skipped_batches <= 20 or self.skipped_batches % 100 == 0:
                 log.warning("batch %d skipped on every rank (%d so far)%s", batch_idx, self.skipped_batches,
                             "" if usable else ": nothing usable in this rank's batch")
-            return None
+            # Not None: Lightning refuses that under DDP. A zero loss reaching every parameter keeps DDP's gradient
+            # all-reduce paired on all ranks; optimizer_step then leaves the weights and optimizer state alone.
+            return sum((p.sum() for p in self.parameters() if p.requires_grad), torch.zeros((), device=self.device)) * 0.0
         assert loss is not None
         self._epoch_steps += 1
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["audio"].shape[0])
         self.log("skipped_batches", float(self.skipped_batches), reduce_fx="max")
         self.log("infeasible_utterances", float(self.infeasible_utterances), reduce_fx="max")
         return loss
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        if optimizer_closure is None:
+            optimizer.step()
+            return
+        # Lightning's way to skip a step is to run the closure (training_step and backward, on every rank) without
+        # stepping the optimizer; whether to skip is known only once training_step has run, so it runs first.
+        loss = optimizer_closure()
+        if self._skip_step:
+            return
+        optimizer.step(closure=lambda: loss)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Every random draw of a batch (augmentation generators, dropout) is seeded from (seed, rank, epoch, batch),

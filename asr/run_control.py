@@ -90,7 +90,10 @@ class RunControl(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started, self._elapsed_at_start = time.monotonic(), self.elapsed
         if self._loaded_progress is not None:
-            self._resumed_at = (trainer.global_step, self._loaded_progress)
+            # the scheduler's own step count (it also counts batches skipped on every rank)
+            configs = getattr(trainer, "lr_scheduler_configs", None)
+            step = configs[0].scheduler.last_epoch if configs else trainer.global_step
+            self._resumed_at = (step, self._loaded_progress)
         self.stop_reason, self._request = None, 0
         if threading.current_thread() is threading.main_thread():
             self._old_sigint = signal.signal(signal.SIGINT, self._on_sigint)

@@ -115,7 +115,7 @@ class EpochLog(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
         self.audio_seconds += float(batch["audio_lengths"].sum()) / self.sample_rate
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None:
+        if loss is not None and not getattr(module, "_skip_step", False):
             self.loss_sum += float(loss)
             self.steps += 1
 
