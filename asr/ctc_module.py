@@ -9,9 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Any
-
-from typing import Callable
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
@@ -95,6 +93,7 @@ class CTCModule(L.LightningModule):
         self._epoch_empty_batches = 0  # batches with no readable audio on this rank this epoch
         self._val_rates = ErrorRates()
         self._val_examples: list[tuple[str, str]] = []
+        self._val_skipped: list[str] = []  # this validation run's unreadable utterances, on this rank
 
     @classmethod
     def from_config(cls, config: Config) -> "CTCModule":
@@ -113,10 +112,12 @@ class CTCModule(L.LightningModule):
             audio = self.add_noise(audio, lengths)
         return audio, lengths
 
-    def _note_skipped(self, batch: dict[str, Any]) -> None:
+    def _note_skipped(self, batch: dict[str, Any], validation: bool = False) -> None:
         for s in batch["skipped"]:
             self.skipped_utterances += 1
-            if self._first_skipped is None:
+            if validation:
+                self._val_skipped.append(str(s))
+            elif self._first_skipped is None:
                 self._first_skipped = str(s)
             if self.skipped_utterances <= 20:
                 log.warning("skipped %s", s)
@@ -148,7 +149,8 @@ class CTCModule(L.LightningModule):
                             "of the loss (%d so far)", infeasible, batch_idx, self.infeasible_utterances)
             usable = infeasible < log_probs.shape[0] and bool(torch.isfinite(loss))
             if not usable and infeasible < log_probs.shape[0]:
-                log.warning("non-finite loss in batch %d (files: %s); skipped", batch_idx, ", ".join(batch["paths"][:3]))
+                log.warning("non-finite loss in batch %d (files: %s); skipped", batch_idx,
+                            ", ".join(batch["paths"][:3]))
         else:
             self._epoch_empty_batches += 1
         # Every rank takes part in this collective, even one whose batch could not be read, so all skip together
@@ -164,7 +166,8 @@ class CTCModule(L.LightningModule):
                             "" if usable else ": nothing usable in this rank's batch")
             # Not None: Lightning refuses that under DDP. A zero loss reaching every parameter keeps DDP's gradient
             # all-reduce paired on all ranks; optimizer_step then leaves the weights and optimizer state alone.
-            return sum((p.sum() for p in self.parameters() if p.requires_grad), torch.zeros((), device=self.device)) * 0.0
+            zero = torch.zeros((), device=self.device)
+            return sum((p.sum() for p in self.parameters() if p.requires_grad), zero) * 0.0
         assert loss is not None
         self._epoch_steps += 1
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["audio"].shape[0])
@@ -219,13 +222,14 @@ class CTCModule(L.LightningModule):
         return ManifestError(f"epoch {e} trained no step: {why}")
 
     def on_train_epoch_end(self) -> None:
-        finished = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed >= self.trainer.num_training_batches
+        trainer = self.trainer
+        finished = trainer.fit_loop.epoch_loop.batch_progress.current.completed >= trainer.num_training_batches
         if finished and self._epoch_steps == 0:  # validation did not run this epoch to catch it
             raise self._no_step_error()
 
     # --- validation -----------------------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._note_skipped(batch)
+        self._note_skipped(batch, validation=True)
         if batch["audio"].shape[0] == 0:
             return
         log_probs, out_lens = self.model(batch["audio"], batch["audio_lengths"])
@@ -247,10 +251,10 @@ class CTCModule(L.LightningModule):
         if not self.trainer.sanity_checking and counts[4] == 0:
             raise self._no_step_error()
         if counts[1] == 0:
-            example = f" (e.g. {self._first_skipped})" if self._first_skipped else ""
-            raise ManifestError(f"validation at epoch {self.current_epoch} had no reference words: no validation "
-                                f"utterance could be read{example}; a WER over nothing is not 0 %, so check the "
-                                "validation manifest")
+            unreadable = (f"; {len(self._val_skipped)} utterances could not be read, e.g. {self._val_skipped[0]}"
+                          if self._val_skipped else "; every transcript is empty")
+            raise ManifestError(f"validation at epoch {self.current_epoch} had no reference words{unreadable}. A "
+                                "WER over nothing is not 0 %: check the validation manifest")
         wer = (counts[0] / counts[1].clamp(min=1)).item()
         cer = (counts[2] / counts[3].clamp(min=1)).item()
         self.log("val_wer", wer, prog_bar=True, sync_dist=False)
@@ -260,6 +264,7 @@ class CTCModule(L.LightningModule):
                 log.info("epoch %d  ref: %s\n%s  hyp: %s", self.current_epoch, ref, " " * 9, hyp)
         self._val_rates = ErrorRates()
         self._val_examples = []
+        self._val_skipped = []
 
     # --- optimisation ---------------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -86,9 +86,10 @@ class ASRDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: AudioDataset, batch_sampler, resumable: bool = False) -> DataLoader:
         workers = self.config.num_workers
-        return (ResumableDataLoader if resumable else DataLoader)(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=workers,
-                          pin_memory=self.config.pin_memory and torch.cuda.is_available(),
-                          persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+        loader = ResumableDataLoader if resumable else DataLoader
+        return loader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=workers,
+                      pin_memory=self.config.pin_memory and torch.cuda.is_available(),
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self._world()

@@ -153,6 +153,15 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    t = config.trainer
+    ckpt_dir = out / "checkpoints"
+    ckpt_path = None
+    if resume:
+        ckpt_path = str(resume) if isinstance(resume, str) else str(ckpt_dir / "last.ckpt")
+        if not os.path.exists(ckpt_path):
+            raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
+        check_not_finished(ckpt_path, t.max_epochs, t.max_minutes, t.max_steps)
+        log.info("resuming from %s", ckpt_path)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     module = CTCModule.from_config(config)
     tokenizer, dims, sr = module.tokenizer, module.model.dims, module.model.sample_rate
@@ -180,23 +189,14 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         estimate_global_stats(module, train_utts, seed=config.trainer.seed)
     dump_config(dataclasses.replace(config, model=dims), out / "config.yaml")
 
-    t = config.trainer
-    ckpt_dir = out / "checkpoints"
-    ckpt_path = None
-    if resume:
-        ckpt_path = str(resume) if isinstance(resume, str) else str(ckpt_dir / "last.ckpt")
-        if not os.path.exists(ckpt_path):
-            raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-        check_not_finished(ckpt_path, t.max_epochs, t.max_minutes, t.max_steps)
-        log.info("resuming from %s", ckpt_path)
     data = ASRDataModule(train_utts, val_utts, tokenizer, sr, config.data, seed=t.seed)
     # Top-k by val_wer only; last.ckpt is LastCheckpoint's, written at every epoch end and every stop.
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}-wer{val_wer:.4f}",
                            monitor="val_wer", mode="min", save_top_k=max(3, t.average_checkpoints), save_last=False,
                            auto_insert_metric_name=False)
     control = RunControl(t.max_minutes)
-    all_callbacks: list[L.Callback] = [control, ckpt, LastCheckpoint(ckpt_dir), LearningRateMonitor(logging_interval="step"),
-                                       EpochLog(sr), *callbacks]
+    all_callbacks: list[L.Callback] = [control, ckpt, LastCheckpoint(ckpt_dir),
+                                       LearningRateMonitor(logging_interval="step"), EpochLog(sr), *callbacks]
     if t.ema_decay > 0:
         from asr.averaging import EMACallback
 
@@ -223,8 +223,9 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     minutes = (time.time() - started) / 60
     if control.stop_reason in STOP_REASONS.values():
         last = ckpt_dir / "last.ckpt"
-        raise TrainingStopped(f"{control.stop_reason} after {control.epochs_done} full epochs, at step {trainer.global_step} "
-                              f"({control.elapsed / 60:.1f} min trained); {last} holds it: continue with --resume",
+        raise TrainingStopped(f"{control.stop_reason} after {control.epochs_done} full epochs, at step "
+                              f"{trainer.global_step} ({control.elapsed / 60:.1f} min trained); {last} holds it: "
+                              "continue with --resume",
                               130 if control.stop_reason == STOP_REASONS[1] else 143)
 
     model_path = out / "model.pt"

@@ -63,7 +63,8 @@ def test_validation_without_readable_references_fails(tiny_corpus, tmp_path, cap
     out = tmp_path / "exp"
     assert train_cli(tiny_corpus["train"], dev, out, "--max-epochs", "1") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "validation at epoch 0 had no reference words" in err and "not 0 %" in err
+    assert "validation at epoch 0 had no reference words; 4 utterances could not be read, e.g." in err
+    assert "missing" in err and "not 0 %" in err
     assert best_checkpoints(out) == [] and not (out / "model.pt").exists()
 
 
