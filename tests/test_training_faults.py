@@ -188,3 +188,33 @@ def test_global_statistics_sample_the_whole_training_set(monkeypatch):
     quiet_loud_gap = 2 * np.log(100)  # log-mel of a 100x quieter signal is lower by log(100^2)
     # the first 20 lines alone would give the quiet speaker's mean, half the gap away from the whole set's
     assert (mean_sampled - mean_all).abs().mean() < quiet_loud_gap / 4
+
+
+def test_a_batch_with_no_readable_audio_is_skipped_without_touching_the_weights(tiny_corpus, tmp_path):
+    import lightning as L
+
+    from asr.train import train
+
+    lines = [json.loads(ln) for ln in open(tiny_corpus["train"])]
+    for i, d in enumerate(lines):  # every other file missing: with batches of one, every other batch is empty
+        d["audio_filepath"] = str(tiny_corpus["train"].parent / d["audio_filepath"]) if i % 2 else f"/missing/{i}.wav"
+    manifest = tmp_path / "half.jsonl"
+    manifest.write_text("\n".join(json.dumps(d) for d in lines) + "\n")
+
+    class Watch(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.before = {k: v.clone() for k, v in module.state_dict().items()}
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            changed = any(not torch.equal(self.before[k], v) for k, v in module.state_dict().items())
+            self.seen.append((module._skip_step, changed))
+
+    watch = Watch()
+    config = load_config(None, [*TINY_MODEL, "data.max_batch_seconds=3", "trainer.max_epochs=1"])
+    train(config, str(manifest), str(tiny_corpus["dev"]), tmp_path / "exp", callbacks=[watch])
+    assert (True, False) in watch.seen and (False, True) in watch.seen
+    assert all(skipped != changed for skipped, changed in watch.seen)  # skipped: untouched; trained: updated
+    assert load_model(tmp_path / "exp" / "model.pt").metadata["skipped_while_decoding"] == 8
