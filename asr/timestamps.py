@@ -97,11 +97,13 @@ def ctc_viterbi(log_probs: np.ndarray, labels: np.ndarray, blank: int = 0) -> np
     return np.where(path % 2 == 1, path // 2, -1)
 
 
-def word_confidence(char_probs: list[float]) -> float:
+def word_confidence(char_probs: list[float], reduction: str = CONFIDENCE_REDUCTION) -> float:
     """A word's confidence from its characters' peak probabilities (see :data:`CONFIDENCE_REDUCTION`)."""
+    if reduction not in ("min", "mean"):
+        raise ValueError(f"confidence reduction must be 'min' or 'mean', got {reduction!r}")
     if not char_probs:
         return 0.0
-    return float(min(char_probs) if CONFIDENCE_REDUCTION == "min" else np.mean(char_probs))
+    return float(min(char_probs) if reduction == "min" else np.mean(char_probs))
 
 
 def _space_id(tokenizer) -> int | None:
@@ -110,14 +112,15 @@ def _space_id(tokenizer) -> int | None:
 
 
 def align_words(log_probs: torch.Tensor, text: str, tokenizer, frame_seconds: float,
-                offset: float = 0.0) -> list[Word]:
+                offset: float = 0.0, *, confidence: str = CONFIDENCE_REDUCTION) -> list[Word]:
     """Words of ``text`` with start/end times (seconds, ``offset`` added) and confidences.
 
     ``log_probs`` is (T, V): one utterance's or segment's valid frames only. ``text`` is normalised with the
     tokenizer's rules and split on spaces; characters outside the vocabulary are not aligned (a word made only of
     them gets a zero-length span where it stands and confidence 0, so no word is lost). Empty text, or text with no
     alignable character, gives []. Text that needs more frames than there are raises :class:`AlignmentError`
-    (it cannot be what the model heard; a decoder's own hypothesis always fits its frames).
+    (it cannot be what the model heard; a decoder's own hypothesis always fits its frames). ``confidence``
+    picks how character probabilities become the word's (:func:`word_confidence`).
     """
     words = normalize_text(text).split()
     vocab = getattr(tokenizer, "vocab")
@@ -163,6 +166,6 @@ def align_words(log_probs: torch.Tensor, text: str, tokenizer, frame_seconds: fl
             continue
         start = offset + first[mine[0]] * frame_seconds
         end = offset + (last[mine[-1]] + 1) * frame_seconds
-        out.append(Word(w, float(start), float(end), word_confidence(peak[mine].tolist())))
+        out.append(Word(w, float(start), float(end), word_confidence(peak[mine].tolist(), confidence)))
         prev_end = float(end)
     return out
