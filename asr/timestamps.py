@@ -93,7 +93,7 @@ def ctc_viterbi(log_probs: np.ndarray, labels: np.ndarray, blank: int = 0) -> np
     path = np.empty(n_frames, dtype=np.int64)
     for t in range(n_frames - 1, -1, -1):
         path[t] = s
-        s -= back[t, s]
+        s -= int(back[t, s])
     return np.where(path % 2 == 1, path // 2, -1)
 
 

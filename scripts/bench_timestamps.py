@@ -122,34 +122,40 @@ def measure(model_path: str, manifest: str, limit: int | None) -> list[dict]:
 def report(rows: list[dict], shift: float, fit_on: set[str]) -> None:
     ref = [r for r in rows if r["kind"] == "ref"]
     signed = np.array([r["start"] - r["true_start"] for r in ref])
+    end_signed = np.array([r["end"] - r["true_end"] for r in ref])
+    first = np.array([r.get("index", 1) == 0 for r in ref])
     print(f"reference words: {len(ref)}; signed start error (model - eSpeak): mean {1000 * signed.mean():+.1f} ms, "
           f"median {1000 * np.median(signed):+.1f} ms")
     print(f"start |error|, reference aligned:   {describe(signed - shift)}")
-    end_signed = np.array([r["end"] - r["true_end"] for r in ref])
     print(f"end   |error|, reference aligned:   {describe(end_signed - shift)}  "
           f"(signed median {1000 * np.median(end_signed):+.1f} ms)")
+    for name, sel in (("first word of an utterance", first), ("every later word", ~first)):
+        if sel.any():
+            print(f"  {name}: start signed median {1000 * np.median(signed[sel]):+.1f} ms, |error| "
+                  f"{describe(signed[sel] - shift)}; end |error| {describe(end_signed[sel] - shift)}")
     hyp = [r for r in ref if r["hyp_start"] is not None]
     print(f"start |error|, hypothesis aligned:  {describe([r['hyp_start'] - r['true_start'] - shift for r in hyp])}"
           f"  ({len(hyp)}/{len(ref)} reference words recognised)")
     print(f"end   |error|, hypothesis aligned:  {describe([r['hyp_end'] - r['true_end'] - shift for r in hyp])}")
-    print("signed median start error per voice variant:  " + ", ".join(
-        f"{v} {1000 * np.median([r['start'] - r['true_start'] for r in ref if r['variant'] == v]):+.0f} ms"
+    later = ~first
+    print("later words' signed median start error per voice variant:  " + ", ".join(
+        f"{v} {1000 * np.median(signed[later & np.array([r['variant'] == v for r in ref])]):+.0f} ms"
         for v in sorted({r["variant"] for r in ref})))
     rates = np.array([r["rate"] or 0 for r in ref])
     for lo, hi in ((0, 150), (150, 175), (175, 1000)):
-        sel = signed[(rates >= lo) & (rates < hi)]
-        if len(sel):
-            print(f"  rate {lo}-{hi} wpm: signed median {1000 * np.median(sel):+.0f} ms, |error| {describe(sel - shift)}")
+        sel = later & (rates >= lo) & (rates < hi)
+        if sel.any():
+            print(f"  rate {lo}-{hi} wpm, later words: signed median {1000 * np.median(signed[sel]):+.0f} ms, "
+                  f"|error| {describe(signed[sel] - shift)}")
     if fit_on:
+        # A constant lag is fitted on the later words only: the first word behaves differently (see above).
         fit = np.array([r["variant"] in fit_on for r in ref])
-        picked = float(np.median(signed[fit]))
-        print(f"shift picked on variants {sorted(fit_on)} ({fit.sum()} words): {1000 * picked:+.1f} ms")
-        print(f"  held-out variants, uncorrected: {describe(signed[~fit])}")
-        print(f"  held-out variants, corrected:   {describe(signed[~fit] - picked)}")
-        slow = rates < 165
-        picked = float(np.median(signed[slow]))
-        print(f"shift picked on rates < 165 wpm: {1000 * picked:+.1f} ms; rates >= 165: uncorrected "
-              f"{describe(signed[~slow])}; corrected {describe(signed[~slow] - picked)}")
+        for name, a, b in ((f"variants {','.join(sorted(fit_on))}", later & fit, later & ~fit),
+                           ("rates < 165 wpm", later & (rates < 165), later & (rates >= 165)),
+                           ("rates >= 165 wpm", later & (rates >= 165), later & (rates < 165))):
+            picked = float(np.median(signed[a]))
+            print(f"lag fitted on {name} ({a.sum()} later words): {1000 * picked:+.1f} ms; on the other later words "
+                  f"uncorrected {describe(signed[b])}; corrected {describe(signed[b] - picked)}")
     hw = [r for r in rows if r["kind"] == "hyp"]
     correct = [r["correct"] for r in hw]
     print(f"hypothesis words: {len(hw)}, wrong {len(hw) - sum(correct)}; confidence AUROC (right vs wrong): "

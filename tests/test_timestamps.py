@@ -111,3 +111,18 @@ def test_real_forward_pass_gives_monotonic_in_range_times():
                                                                         model.frame_seconds, offset)]}]}
     cues = subtitle_cues(result)
     assert cues and cues[0].start >= offset
+
+
+def test_long_segment_aligns_every_word_at_its_spikes():
+    # 300 states and more (a 20-s segment's worth of text): the back-trace must not overflow.
+    words = [f"{a}{b}" for a in "abcdefgh" for b in "xyz"]  # 24 two-letter words, 71 labels with spaces
+    text = " ".join(words)
+    spikes, expected, t = [], [], 3
+    for w in words * 3:
+        expected.append(t)
+        spikes += [(t, w[0]), (t + 2, w[1]), (t + 4, " ")]
+        t += 7
+    lp = spiky_log_probs(spikes[:-1], n_frames=t + 3)
+    got = align_words(lp, " ".join([text] * 3), TOK, 0.03)
+    assert [round(w.start / 0.03) for w in got] == expected
+    assert [round(w.end / 0.03) for w in got] == [e + 3 for e in expected]
