@@ -6,8 +6,9 @@ batch-size finder probes a *count* of samples; with duration-bucketed batches th
 batch size x longest duration, so this probe works in seconds of audio instead: it runs forward + backward of
 ``n`` copies of the longest utterance the sampler can put in a batch, doubling ``n`` until the step no longer fits
 (an out-of-memory error, or peak memory above ``memory_fraction`` of the device), then bisects between the last
-fit and the first failure. The budget returned is ``n_fit x longest`` (every batch the sampler cuts holds at most
-that many padded seconds, and shorter utterances use less memory per second, not more).
+fit and the first failure. Doubling also stops once it no longer buys throughput (the GPU is saturated, and a
+larger batch would only mean fewer optimizer steps per epoch). The budget returned is ``n x longest`` (every batch
+the sampler cuts holds at most that many padded seconds, and shorter utterances use less memory per second).
 
 The learning rate follows the batch by the square-root rule (:func:`scale_lr`): for Adam-type optimisers the
 gradient noise scales with 1/sqrt(batch), and sqrt scaling keeps the update's signal-to-noise constant (Malladi et
@@ -20,6 +21,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -36,7 +38,8 @@ class ProbeResult:
     longest_seconds: float
     peak_bytes: int  # peak memory of the largest step that fit
     total_bytes: int
-    tried: list[tuple[int, bool, int]] = field(default_factory=list)  # (utterances, fitted, peak bytes)
+    # (utterances, fitted, peak bytes, audio-seconds per second of the step)
+    tried: list[tuple[int, bool, int, float]] = field(default_factory=list)
 
 
 def scale_lr(lr: float, batch_seconds: float, reference_seconds: float, max_factor: float = 4.0) -> float:
@@ -50,28 +53,33 @@ def scale_lr(lr: float, batch_seconds: float, reference_seconds: float, max_fact
     return lr * min(max_factor, math.sqrt(batch_seconds / reference_seconds))
 
 
-def largest_fitting(fits: Callable[[int], bool], cap: int) -> int:
-    """Largest ``n <= cap`` with ``fits(n)`` (0 if not even 1 fits), assuming fitting is monotone in ``n``.
+def choose_batch(try_n: Callable[[int], float | None], cap: int, min_gain: float = 0.1) -> int:
+    """The batch (in utterances, at most ``cap``) to train with; 0 if not even one fits.
 
-    Doubling finds the first failure in log2(n) tries, then bisection narrows the gap to about 6 % of ``n``
-    (each try is a full training step, so an exact answer is not worth the extra tries).
+    ``try_n(n)`` runs a step of ``n`` utterances and returns its throughput, or ``None`` when it does not fit.
+    Doubling goes on while the step fits and the doubled batch is at least ``min_gain`` faster: once the GPU is
+    saturated a larger batch only costs optimizer steps per epoch. When memory, not saturation, stops the
+    doubling, bisection narrows the gap to the first failure to about 6 % (each try is a full training step, so
+    an exact answer is not worth the extra tries). Fitting is assumed monotone in ``n``.
     """
-    good, bad, n = 0, cap + 1, 1
+    good, good_speed, bad, n = 0, 0.0, cap + 1, 1
     while n <= cap:
-        if not fits(n):
+        speed = try_n(n)
+        if speed is None:
             bad = n
             break
-        good, n = n, n * 2
+        if good and speed < (1 + min_gain) * good_speed:
+            return good  # saturated: the doubling did not pay
+        good, good_speed, n = n, speed, n * 2
     if good == 0:
         return 0
-    if n > cap and bad == cap + 1 and good < cap:
-        n = cap  # the cap itself is worth one try
-        if fits(n):
-            return n
-        bad = n
+    if bad == cap + 1:
+        if good < cap and try_n(cap) is not None:
+            return cap
+        bad = cap if good < cap else bad
     while bad - good > max(1, good // 16):
         mid = (good + bad) // 2
-        if fits(mid):
+        if try_n(mid) is not None:
             good = mid
         else:
             bad = mid
@@ -83,9 +91,22 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def _try_step(model: nn.Module, n: int, samples: int, target_len: int, vocab: int, blank: int,
-              device: torch.device, amp_dtype: torch.dtype | None) -> int:
-    """Forward + backward of ``n`` utterances of ``samples`` samples; returns peak bytes (raises on OOM)."""
+              device: torch.device, amp_dtype: torch.dtype | None) -> tuple[int, float]:
+    """Forward + backward of ``n`` utterances of ``samples`` samples, twice (the first builds cuDNN plans);
+    returns (peak bytes, seconds of the second step). Raises on out-of-memory."""
     torch.cuda.reset_peak_memory_stats(device)
+    seconds = 0.0
+    for _ in range(2):
+        started = time.perf_counter()
+        _step(model, n, samples, target_len, vocab, blank, device, amp_dtype)
+        torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+        model.zero_grad(set_to_none=True)
+    return int(torch.cuda.max_memory_allocated(device)), seconds
+
+
+def _step(model: nn.Module, n: int, samples: int, target_len: int, vocab: int, blank: int,
+          device: torch.device, amp_dtype: torch.dtype | None) -> None:
     audio = torch.randn(n, samples, device=device) * 0.05
     lengths = torch.full((n,), samples, dtype=torch.long, device=device)
     targets = torch.randint(1, vocab, (n, target_len), device=device)
@@ -96,56 +117,54 @@ def _try_step(model: nn.Module, n: int, samples: int, target_len: int, vocab: in
                                   torch.full((n,), target_len, dtype=torch.long, device=device),
                                   blank=blank, reduction="sum", zero_infinity=True)
     loss.backward()
-    torch.cuda.synchronize(device)
-    return int(torch.cuda.max_memory_allocated(device))
 
 
 def probe_batch_seconds(model: nn.Module, longest_seconds: float, sample_rate: int, vocab_size: int,
                         device: torch.device | str = "cuda", amp_dtype: torch.dtype | None = torch.float16,
-                        memory_fraction: float = 0.85, max_batch_seconds: float = 40_000.0, blank: int = 0,
-                        chars_per_second: float = 15.0) -> ProbeResult:
-    """Largest padded-seconds budget whose training step fits on ``device`` (a CUDA device).
+                        memory_fraction: float = 0.6, max_batch_seconds: float = 40_000.0, min_gain: float = 0.0,
+                        blank: int = 0, chars_per_second: float = 15.0) -> ProbeResult:
+    """The padded-seconds budget to train with on ``device`` (a CUDA device): see :func:`choose_batch`.
 
     ``model`` maps (audio, lengths) to (log-probs, frame lengths), as :class:`asr.model.ASRModel` does; it is
     moved to ``device`` and its gradients are cleared afterwards. ``longest_seconds`` should already include the
-    slowest speed perturbation (0.9 makes audio 11 % longer). ``memory_fraction`` leaves room for what the
-    probe does not hold (optimizer state, the data loader's pinned batches, allocator fragmentation over a long
-    run). The search stops at ``max_batch_seconds`` even if more would fit: past some size a larger batch
-    only costs optimizer steps.
+    slowest speed perturbation (0.9 makes audio 11 % longer). ``memory_fraction`` is the share of the device's
+    memory the probe's peak may reach: training needs more than the probe sees (optimizer state, SpecAugment,
+    and above all the allocator's fragmentation over batches of changing shapes). On an H100 a 5xBiLSTM-512
+    step that peaked at 84 % in the probe ran out of memory in training with 9.4 GiB reserved but unused,
+    hence 0.6. ``max_batch_seconds`` caps the search.
     """
     device = torch.device(device)
     if device.type != "cuda":
         raise ValueError("batch-size probing measures GPU memory; on a CPU keep the config's max_batch_seconds")
     model = model.to(device).train()
     total = torch.cuda.get_device_properties(device).total_memory
-    budget = memory_fraction * total
     samples = int(round(longest_seconds * sample_rate))
     frames = int(model.output_lengths(torch.tensor([samples])).item()) if hasattr(model, "output_lengths") else samples
     target_len = max(1, min(int(chars_per_second * longest_seconds), frames // 2))
     cap = max(1, int(max_batch_seconds // longest_seconds))
-    tried: list[tuple[int, bool, int]] = []
+    tried: list[tuple[int, bool, int, float]] = []
 
-    def fits(n: int) -> bool:
-        peak = 0
+    def try_n(n: int) -> float | None:
+        peak, seconds, ok = 0, 0.0, False
         try:
-            peak = _try_step(model, n, samples, target_len, vocab_size, blank, device, amp_dtype)
-            ok = peak <= budget
+            peak, seconds = _try_step(model, n, samples, target_len, vocab_size, blank, device, amp_dtype)
+            ok = peak <= memory_fraction * total
         except RuntimeError as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
             if not _is_oom(e):
                 raise
-            ok = False
         finally:
             model.zero_grad(set_to_none=True)
             gc.collect()
             torch.cuda.empty_cache()
-        tried.append((n, ok, peak))
-        log.info("batch probe: %d x %.1f s -> %s (peak %.1f GiB of %.1f)", n, longest_seconds,
-                 "fits" if ok else "too large", peak / 2**30, total / 2**30)
-        return ok
+        speed = n * longest_seconds / seconds if ok and seconds > 0 else None
+        tried.append((n, ok, peak, speed or 0.0))
+        log.info("batch probe: %d x %.1f s -> %s (peak %.1f of %.1f GiB, %s audio-s/s)", n, longest_seconds,
+                 "fits" if ok else "too large", peak / 2**30, total / 2**30, f"{speed:.0f}" if speed else "-")
+        return speed
 
-    good = largest_fitting(fits, cap)
+    good = choose_batch(try_n, cap, min_gain)
     if good == 0:
         raise RuntimeError(f"one utterance of {longest_seconds:.1f} s does not fit in {device}'s memory: "
                            "lower data.max_duration or the model size")
-    peak = max(p for m, ok, p in tried if ok and m == good)
+    peak = max(p for m, ok, p, _ in tried if ok and m == good)
     return ProbeResult(good * longest_seconds, good, longest_seconds, peak, total, tried)

@@ -38,8 +38,9 @@ def _device(name: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from asr.checkpointing import CheckpointWriteError
     from asr.config import load_config
-    from asr.train import train
+    from asr.train import TrainingStopped, train
 
     overrides = list(args.overrides)
     if args.max_epochs is not None:
@@ -48,7 +49,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"trainer.max_minutes={args.max_minutes}")
     config = load_config(args.config, overrides)
     resume = args.resume_from or args.resume
-    path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume)
+    try:
+        path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume)
+    except TrainingStopped as e:  # Ctrl-C (130) or SIGTERM (143), after saving last.ckpt
+        print(f"asr: {e}", file=sys.stderr)
+        return e.exit_code
+    except CheckpointWriteError as e:
+        raise UserError(str(e)) from None
     print(path)
     return 0
 
@@ -146,9 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-manifest", required=True)
     t.add_argument("--val-manifest", required=True)
     t.add_argument("--output-dir", required=True, help="model.pt, checkpoints/ and logs/ are written here")
-    t.add_argument("--max-epochs", type=int)
-    t.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
-    t.add_argument("--resume", action="store_true", help="resume from OUTPUT_DIR/checkpoints/last.ckpt")
+    t.add_argument("--max-epochs", type=int, help="epochs in all, a resumed run included (-1: no cap; then "
+                   "--max-minutes is needed)")
+    t.add_argument("--max-minutes", type=float,
+                   help="TOTAL training-time budget in minutes, summed over resumes (the time trained is kept in "
+                        "the checkpoints); the learning-rate schedule ends at it. Resuming with a larger value "
+                        "spreads the rest of the schedule over the extra time without raising the learning rate")
+    t.add_argument("--resume", action="store_true",
+                   help="resume from OUTPUT_DIR/checkpoints/last.ckpt (written at every epoch end and whenever "
+                        "training stops: time budget, Ctrl-C, SIGTERM), with the next batch of the same epoch")
     t.add_argument("--resume-from", metavar="CKPT", help="resume from this Lightning checkpoint")
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.set_defaults(func=cmd_train)

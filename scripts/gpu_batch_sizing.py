@@ -28,8 +28,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="longest utterance in seconds (LibriSpeech train-clean-100: 24.5 s)")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--memory-fraction", type=float, default=0.85)
+    p.add_argument("--memory-fraction", type=float, default=0.6)
+    p.add_argument("--min-gain", type=float, default=0.0, help="stop doubling below this throughput gain")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--also", type=float, nargs="*", default=[4.0],
+                   help="also measure these multiples of the fixed budget (default: 4x)")
     p.add_argument("--tiny", action="store_true", help="tiny model and 2 steps (local dry run)")
     p.add_argument("--out", default=os.environ.get("OUT", "/tmp/gpu_batch_sizing"))
     args = p.parse_args(argv)
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda"):
         started = time.perf_counter()
         probe = probe_batch_seconds(module.model, longest, module.model.sample_rate, len(module.tokenizer),
-                                    device=args.device, memory_fraction=args.memory_fraction)
+                                    device=args.device, memory_fraction=args.memory_fraction,
+                                    min_gain=args.min_gain)
         result.update(probe_seconds=round(time.perf_counter() - started, 1), auto_batch_seconds=probe.batch_seconds,
                       auto_batch_size=probe.batch_size, probe_peak_gib=probe.peak_bytes / 2**30,
                       total_gib=probe.total_bytes / 2**30, tried=probe.tried)
@@ -66,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
 
     steps = ["--steps", "2", "--warmup", "1"] if args.tiny else ["--steps", str(args.steps), "--warmup", str(args.warmup)]
-    for label, seconds, extra in (("fixed", fixed, []), ("auto", auto, [f"optim.lr={lr}"])):
+    runs = [("fixed", fixed, []), ("auto", auto, [f"optim.lr={lr}"])]
+    runs += [(f"x{k}", fixed * k, [f"optim.lr={scale_lr(config.optim.lr, fixed * k, fixed)}"]) for k in args.also]
+    for label, seconds, extra in runs:
         cmd = [sys.executable, "scripts/bench_train.py", "--config", args.config, "--durations", "librispeech",
                "--device", args.device, "--precision", "16" if args.device.startswith("cuda") else "32",
                "--no-peak", "--label", label, "--json", os.path.join(args.out, f"train_{label}.json"), *steps,
@@ -75,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--num-utterances", "200", "--threads", "2"]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=False)
+    print("\nrun    batch-s  audio-s/s  peak MiB")
+    for label, seconds, _ in runs:
+        try:
+            with open(os.path.join(args.out, f"train_{label}.json")) as f:
+                r = json.load(f)
+            print(f"{label:6s} {seconds:8.0f} {r['audio_s_per_s']:10.0f} {r['peak_memory_mb']:9.0f}")
+        except (OSError, KeyError, ValueError):
+            print(f"{label:6s} {seconds:8.0f}  failed (see the log above)")
     return 0
 
 

@@ -77,3 +77,52 @@ def test_characters_outside_the_vocabulary_are_skipped_not_lost():
     words = align_words(lp, "a éé b", TOK, 0.03)
     assert [w.word for w in words] == ["a", "éé", "b"]
     assert words[1].start == words[1].end == words[0].end and words[1].confidence == 0.0
+
+
+def test_real_forward_pass_gives_monotonic_in_range_times():
+    from asr.decoding import greedy_decode
+    from asr.features import FeatureConfig
+    from asr.model import ASRModel, ModelDimensions
+    from asr.output_formats import subtitle_cues
+
+    torch.manual_seed(0)
+    model = ASRModel(ModelDimensions(vocab_size=len(TOK), hidden_size=16, num_layers=1, subsampling=3,
+                                     conv_channels=4), FeatureConfig(), compute_filterbank=False).eval()
+    with torch.no_grad():  # any non-negative filterbank will do, and librosa's import costs seconds
+        model.features.mel_fb.copy_(torch.rand_like(model.features.mel_fb))
+    assert model.frame_seconds == pytest.approx(0.03)
+    audio = torch.randn(1, 16000 * 2) * 0.1
+    with torch.inference_mode():
+        log_probs, lengths = model(audio, torch.tensor([audio.shape[1]]))
+    lp = log_probs[0, : int(lengths[0])]
+    n_frames = lp.shape[0]
+    offset = 12.5
+    for text in ("turn on the kitchen lights", greedy_decode(log_probs, lengths, TOK)[0]):
+        words = align_words(lp, text, TOK, model.frame_seconds, offset=offset)
+        assert [w.word for w in words] == text.split()
+        for a, b in zip(words, words[1:]):
+            assert a.end <= b.start  # words never overlap and keep their order
+        for w in words:
+            assert offset <= w.start < w.end <= offset + n_frames * model.frame_seconds + 1e-9
+            assert 0.0 <= w.confidence <= 1.0
+    result = {"path": "x.wav", "text": "turn on the kitchen lights", "duration": 2.0,
+              "segments": [{"start": offset, "end": words[-1].end, "text": "turn on the kitchen lights",
+                            "words": [w.to_dict() for w in align_words(lp, "turn on the kitchen lights", TOK,
+                                                                        model.frame_seconds, offset)]}]}
+    cues = subtitle_cues(result)
+    assert cues and cues[0].start >= offset
+
+
+def test_long_segment_aligns_every_word_at_its_spikes():
+    # 300 states and more (a 20-s segment's worth of text): the back-trace must not overflow.
+    words = [f"{a}{b}" for a in "abcdefgh" for b in "xyz"]  # 24 two-letter words, 71 labels with spaces
+    text = " ".join(words)
+    spikes, expected, t = [], [], 3
+    for w in words * 3:
+        expected.append(t)
+        spikes += [(t, w[0]), (t + 2, w[1]), (t + 4, " ")]
+        t += 7
+    lp = spiky_log_probs(spikes[:-1], n_frames=t + 3)
+    got = align_words(lp, " ".join([text] * 3), TOK, 0.03)
+    assert [round(w.start / 0.03) for w in got] == expected
+    assert [round(w.end / 0.03) for w in got] == [e + 3 for e in expected]
