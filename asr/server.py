@@ -74,7 +74,9 @@ class Limits:
     """What one server accepts; each is an ``asr serve`` option."""
 
     max_upload_mb: float = 25.0  # request body, and so the largest file (413 beyond)
-    max_duration: float = 600.0  # seconds of audio in one upload or one stream (413 / stream ended beyond)
+    # Seconds of audio in one upload or one stream (413 / stream ended beyond). An upload is decoded as one segment,
+    # and aligning its words costs frames x characters of memory: ~70 MB at 120 s, ~1 GB at 600 s.
+    max_duration: float = 120.0
     max_concurrent: int = 2  # inferences running at once (threads sharing the one model)
     max_queue: int = 32  # requests or open streams waiting beyond those (503 + Retry-After beyond)
     timeout: float = 120.0  # seconds for an upload to arrive, for a request to be served, for a stream to speak
