@@ -496,7 +496,7 @@ class _RateConverter:
             self.stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
 
     def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        audio = np.array(audio, dtype=np.float32)  # a copy: the message's buffer is read-only
         if self.stream is None:
             return audio
         return self.stream.resample_chunk(audio, last=last)

@@ -45,21 +45,30 @@ def speech(tmp_path_factory):
     return path, voice
 
 
-class RecordingRecognizer:
-    """Wraps the server's recogniser and keeps what each request gave it and got back."""
+def record_calls(recognizer) -> tuple[list, list]:
+    """Wrap the server's recogniser: keep what each request gave it and got back, and each stream's final text."""
+    calls, finals = [], []
+    transcribe, open_stream = recognizer.transcribe, recognizer.open_stream
 
-    @staticmethod
-    def wrap(recognizer):
-        calls = []
-        transcribe = recognizer.transcribe
+    def recorded(audio, name):
+        result = transcribe(audio, name)
+        calls.append((audio.copy(), result))
+        return result
 
-        def recorded(audio, name):
-            result = transcribe(audio, name)
-            calls.append((audio.copy(), result))
-            return result
+    def recorded_stream():
+        session = open_stream()
+        finish = session.finish
 
-        recognizer.transcribe = recorded
-        return calls
+        def recorded_finish():
+            final = finish()
+            finals.append(final.text)
+            return final
+
+        session.finish = recorded_finish
+        return session
+
+    recognizer.transcribe, recognizer.open_stream = recorded, recorded_stream
+    return calls, finals
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +87,7 @@ def server(tmp_path_factory):
 
         model = random_model(tmp_path_factory.mktemp("model") / "model.pt")
     recognizer = Recognizer(load_model(model))
-    calls = RecordingRecognizer.wrap(recognizer)
+    calls, finals = record_calls(recognizer)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -91,7 +100,7 @@ def server(tmp_path_factory):
             break
         threading.Event().wait(0.01)
     assert server.started
-    yield f"http://127.0.0.1:{port}/", calls, trained
+    yield f"http://127.0.0.1:{port}/", calls, finals, trained, recognizer.streaming_mode
     server.should_exit = True
     thread.join(10)
     sock.close()
@@ -107,7 +116,7 @@ def best_correlation(received: np.ndarray, speech: np.ndarray) -> float:
 
 
 def test_page_records_the_microphone_and_shows_the_transcript(server, speech, tmp_path):
-    url, calls, trained = server
+    url, calls, finals, trained, streaming = server
     wav, voice = speech
     seconds = sf.info(wav).duration
     args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -145,6 +154,11 @@ def test_page_records_the_microphone_and_shows_the_transcript(server, speech, tm
                 import jiwer
 
                 assert jiwer.cer(SENTENCE, shown) <= 0.15, shown
+            if streaming != "none":  # the live line ends with the stream's final text
+                page.wait_for_selector("#partial[data-final]", timeout=20_000)
+                assert finals and page.inner_text("#partial") == finals[-1]
+                note = page.inner_text("#stream-note")
+                assert ("after each pause" in note) == (streaming == "segmented")
             if spans:  # playback highlights the word being played
                 word, start, end = spans[len(spans) // 2]
                 page.eval_on_selector("#player", f"p => {{ p.currentTime = {(start + end) / 2}; }}")
