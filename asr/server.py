@@ -523,7 +523,7 @@ def serve(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, l
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // limits.max_concurrent))
     if not is_loopback(host):
         log.warning("listening on %s: the server has no authentication; anyone who can reach it can use it", host)
-    log.info("model %s (%s streaming); page and API at http://%s:%d/", model, recognizer.streaming_mode,
+    log.info("model %s (streaming: %s); page and API at http://%s:%d/", model, recognizer.streaming_mode,
              f"[{host}]" if ":" in host else host, port)
     app = create_app(recognizer, limits)
     # Open connections are bounded too: a few per slot covers page loads and health checks beside the work.
