@@ -20,15 +20,18 @@ model can stream; see :class:`EncoderStep` for its contract.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
+import pickle
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -229,8 +232,19 @@ def _quantize(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     excluded = [n.name for n in onnx.load(str(src)).graph.node if n.name.startswith(FEATURE_SCOPE)]
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
-                     nodes_to_exclude=excluded)
+    with _quiet_logging():  # onnxruntime's quantiser logs advice and per-tensor notes through the root logger
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["LSTM", "MatMul", "Gemm"], nodes_to_exclude=excluded)
+
+
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def step_path(path: str | os.PathLike) -> Path:
@@ -343,14 +357,19 @@ def export_model(model_path: str | os.PathLike, fmt: str = "onnx", output: str |
             _require("onnxruntime", "--int8")
     out = Path(output) if output is not None else default_output(model_path, fmt, int8)
     _check_writable(out.parent)
-    loaded = load_model(model_path, "cpu")
+    try:
+        loaded = load_model(model_path, "cpu")
+    except (KeyError, IndexError, EOFError, UnicodeDecodeError, pickle.UnpicklingError) as e:
+        # A file that is not a pickle at all (a wav, a text file) can fail inside the unpickler this way.
+        raise ExportError(f"{model_path}: not an asr model file (cannot be read: {type(e).__name__})") from None
     if fmt == "onnx":
         return export_onnx(loaded, out, int8)
     return export_torchscript(loaded, out, int8)
 
 
 def _check_writable(folder: Path) -> None:
-    folder = folder if str(folder) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder}: the output folder is a file")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -376,11 +395,14 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
+        # Idle worker threads would otherwise spin for a while after each run, taking the cores from whatever
+        # runs next in this process (PyTorch, the decoder) or beside it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("format") != METADATA_FORMAT:
             raise ExportError(f"{path}: not an ONNX file written by `asr export`")
-        self.metadata = {k: (json.loads(v) if k not in ("format", "graph") else v) for k, v in meta.items()}
+        self.metadata = {k: _json_or_text(v) for k, v in meta.items()}
         self.tokenizer = CharTokenizer.from_dict(self.metadata["tokenizer"])
         self.sample_rate = int(self.metadata["sample_rate"])
 
@@ -389,3 +411,11 @@ class OnnxModel:
         log_probs, out_lengths = self.session.run(None, {"audio": np.ascontiguousarray(audio, dtype=np.float32),
                                                          "lengths": np.asarray(lengths, dtype=np.int64)})
         return log_probs, out_lengths
+
+
+def _json_or_text(value: str) -> Any:
+    """Our metadata values are JSON except for plain strings; other tools (the quantiser) add their own."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
