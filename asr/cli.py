@@ -37,6 +37,18 @@ def _device(name: str) -> str:
     return name
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from asr.export import ExportError, export_model
+
+    try:
+        paths = export_model(args.model, args.format, args.output, int8=args.int8)
+    except ExportError as e:
+        raise UserError(str(e)) from None
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from asr.config import load_config
     from asr.train import train
@@ -95,18 +107,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from asr.export import ExportError, export_model
-
-    try:
-        paths = export_model(args.model, args.format, args.output, int8=args.int8)
-    except ExportError as e:
-        raise UserError(str(e)) from None
-    for path in paths:
-        print(path)
-    return 0
-
-
 # Subcommands whose arguments are parsed by their own module's ``main(argv)``.
 DELEGATED = {
     "synth": ("asr.corpora.synthetic", "build the offline synthetic-speech corpus (espeak-ng)"),
@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.set_defaults(func=cmd_train)
 
+    e = sub.add_parser("export", help="export a model to ONNX (optionally int8) or TorchScript")
+    e.add_argument("--model", required=True, help="a model.pt written by `asr train`")
+    e.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    e.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the recurrent and linear layers")
+    e.add_argument("-o", "--output", help="output file (default: beside the model, e.g. model.onnx); a "
+                   "unidirectional model's streaming graph goes beside it as NAME.step.onnx")
+    e.set_defaults(func=cmd_export)
+
     for name, func, helptext in (("transcribe", cmd_transcribe, "transcribe audio files"),
                                  ("evaluate", cmd_evaluate, "WER/CER of a model on a manifest")):
         s = sub.add_parser(name, help=helptext)
@@ -148,14 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--manifest", required=True)
             s.add_argument("--report", help="write a JSON report with per-utterance results")
-
-    e = sub.add_parser("export", help="export a model to ONNX (optionally int8) or TorchScript")
-    e.add_argument("--model", required=True, help="a model.pt written by `asr train`")
-    e.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
-    e.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the recurrent and linear layers")
-    e.add_argument("-o", "--output", help="output file (default: beside the model, e.g. model.onnx); a "
-                   "unidirectional model's streaming graph goes beside it as NAME.step.onnx")
-    e.set_defaults(func=cmd_export)
 
     for name, (_, helptext) in DELEGATED.items():
         sub.add_parser(name, help=f"{helptext} (see `asr {name} --help`)", add_help=False)
