@@ -128,6 +128,15 @@ def test_int8_export_quantises_encoder_not_features(tmp_path):
         ref, ref_lens = loaded.model(audio, lengths)
     assert out_lens.tolist() == ref_lens.tolist() and np.isfinite(log_probs).all()
     assert_close_within_lengths(log_probs, ref, ref_lens, tol=0.5)  # int8: close, not equal
+    # The quantised step graph runs too: one chunk, states in and out.
+    step = export.EncoderStep(loaded.model.encoder)
+    session = ort.InferenceSession(str(paths[1]))
+    frames = torch.randn(2, 6 + step.right_context, 40)
+    states = step.initial_state(2, 40)
+    lp, n, *new_states = session.run(None, {"frames": frames.numpy(), "lengths": np.array([8, 3]),
+                                           **{k: v.numpy() for k, v in zip(step.state_names(), states)}})
+    assert lp.shape[1] == 2 and n.tolist() == [2, 1] and np.isfinite(lp).all()
+    assert [s.shape for s in new_states] == [tuple(s.shape) for s in states]
 
 
 def test_torchscript_export_runs_without_asr(tmp_path):
