@@ -37,6 +37,18 @@ def _device(name: str) -> str:
     return name
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from asr.export import ExportError, export_model
+
+    try:
+        paths = export_model(args.model, args.format, args.output, int8=args.int8)
+    except ExportError as e:
+        raise UserError(str(e)) from None
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from asr.checkpointing import CheckpointWriteError
     from asr.config import load_config
@@ -165,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume-from", metavar="CKPT", help="resume from this Lightning checkpoint")
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export a model to ONNX (optionally int8) or TorchScript")
+    e.add_argument("--model", required=True, help="a model.pt written by `asr train`")
+    e.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    e.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the recurrent and linear layers")
+    e.add_argument("-o", "--output", help="output file (default: beside the model, e.g. model.onnx); a "
+                   "unidirectional model's streaming graph goes beside it as NAME.step.onnx")
+    e.set_defaults(func=cmd_export)
 
     for name, func, helptext in (("transcribe", cmd_transcribe, "transcribe audio files"),
                                  ("evaluate", cmd_evaluate, "WER/CER of a model on a manifest")):

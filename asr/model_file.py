@@ -147,8 +147,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         raise ModelFileError(f"{path}: model file not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, KeyError,
+            IndexError, TypeError, AttributeError) as e:  # what the legacy unpickler raises on arbitrary bytes
+        if isinstance(e, (KeyError, IndexError, TypeError, AttributeError)):
+            first = "not a PyTorch file"  # the legacy unpickler's errors on arbitrary bytes say nothing useful
+        else:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{path}: not an asr model file (cannot be loaded safely: {first})") from None
     except PermissionError as e:
         raise ModelFileError(f"{path}: cannot read the model file ({e.strerror})") from None

@@ -165,3 +165,11 @@ def test_files_that_are_not_models(files, tmp_path):
     torch.save({"pytorch-lightning_version": "2.6.6", "state_dict": {}}, tmp_path / "last.ckpt")
     with pytest.raises(ModelFileError, match="last.ckpt: not an asr model file .this is a Lightning training"):
         load_model(tmp_path / "last.ckpt")
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b"RIFF\x24\x00\x00\x00WAVEfmt ", bytes(range(256))])
+def test_arbitrary_bytes_are_a_model_file_error_not_a_traceback(tmp_path, content):
+    path = tmp_path / "not_a_model.pt"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="not an asr model file"):
+        load_model(path)
