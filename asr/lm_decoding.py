@@ -34,13 +34,15 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from asr.lm import SPACE_SYMBOL, UNK, LMError, open_text, read_arpa_info
 from asr.tokenizer import CharTokenizer, normalize_text
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `asr --help` does not pay for it
+    import torch
 
 log = logging.getLogger(__name__)
 KENLM_MAX_ORDER = 6  # flashlight-text's KenLM is compiled with KENLM_MAX_ORDER=6
@@ -373,6 +375,8 @@ def tune(decoder: BeamSearchDecoder, emissions: Sequence[np.ndarray], refs: Sequ
 
 
 def tune_main(args: argparse.Namespace) -> int:
+    import torch
+
     from asr.decoding import greedy_ids
     from asr.metrics import ErrorRates
     from asr.model_file import load_model
