@@ -93,11 +93,7 @@ class Hypothesis:
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """KenLM prints progress bars to the C-level stderr while loading; keep them off the user's terminal."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
+    fd = 2  # the process's stderr, where C++ writes (sys.stderr may be a Python-level replacement)
     sys.stderr.flush()
     saved = os.dup(fd)
     try:
@@ -157,9 +153,10 @@ class BeamSearchDecoder:
     def __init__(self, tokenizer: CharTokenizer, lm_path: str | os.PathLike, lexicon: str | os.PathLike | None = None,
                  options: BeamSearchOptions | None = None):
         from flashlight.lib.text import decoder as fl
+        from flashlight.lib.text.decoder.kenlm import KenLM
         from flashlight.lib.text.dictionary import Dictionary
 
-        self._fl = fl
+        self._fl, self._kenlm = fl, KenLM
         self.tokenizer = tokenizer
         self.options = options or BeamSearchOptions()
         self.lm_path = str(lm_path)
@@ -203,7 +200,7 @@ class BeamSearchDecoder:
     def _load_kenlm(self, usr_dict: Any) -> Any:
         try:
             with _quiet_stderr():
-                return self._fl.KenLM(self.lm_path, usr_dict)
+                return self._kenlm(self.lm_path, usr_dict)
         except RuntimeError as e:
             # KenLM's message: "<source location> threw <Exception> because `<check>'.\n<what it means>"
             lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
