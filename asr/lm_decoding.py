@@ -152,9 +152,13 @@ class BeamSearchDecoder:
 
     def __init__(self, tokenizer: CharTokenizer, lm_path: str | os.PathLike, lexicon: str | os.PathLike | None = None,
                  options: BeamSearchOptions | None = None):
-        from flashlight.lib.text import decoder as fl
-        from flashlight.lib.text.decoder.kenlm import KenLM
-        from flashlight.lib.text.dictionary import Dictionary
+        try:
+            from flashlight.lib.text import decoder as fl
+            from flashlight.lib.text.decoder.kenlm import KenLM
+            from flashlight.lib.text.dictionary import Dictionary
+        except ImportError:
+            raise LMError("LM decoding needs the flashlight-text package: pip install 'asr[lm]' "
+                          "(or pip install flashlight-text)") from None
 
         self._fl, self._kenlm = fl, KenLM
         self.tokenizer = tokenizer
