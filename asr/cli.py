@@ -21,8 +21,8 @@ class UserError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from asr.audio import AudioError
     from asr.config import ConfigError
-    from asr.manifest import ManifestError
     from asr.lm import LMError
+    from asr.manifest import ManifestError
     from asr.model_file import ModelFileError
     from asr.tokenizer import OutOfVocabularyError
 
@@ -54,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decoder_from_args(args: argparse.Namespace, loaded):
+def _decoder_from_args(args: argparse.Namespace, loaded):  # -> asr.decoding.Decoder | None
     """Beam search with an LM when ``--lm`` is given (:mod:`asr.lm_decoding`), else None: greedy decoding."""
     from asr.lm_decoding import decoder_from_args
 
