@@ -26,11 +26,10 @@ import io
 import json
 import math
 import os
-import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from asr.tokenizer import CharTokenizer, normalize_text
 
