@@ -104,9 +104,9 @@ def test_decoder_protocol_on_a_padded_batch(word_lm):
 
 def test_lexicon_file_limits_the_words_and_keeps_the_lms_spelling(word_lm, tmp_path):
     lexicon = tmp_path / "lexicon.txt"
-    lexicon.write_text("THE\nCAT t h e |\nsat s a t |\nkat\n")  # bare words and flashlight's spelled format
+    lexicon.write_text("THE\nCAT c a t |\nsat s a t |\nkat\n")  # bare words and flashlight's spelled format
     entries = read_lexicon(lexicon, TOK)
-    assert entries[0] == ("THE", TOK.encode("the")) and entries[1] == ("CAT", TOK.encode("the"))
+    assert entries[0] == ("THE", TOK.encode("the")) and entries[1] == ("CAT", TOK.encode("cat"))
     decoder = BeamSearchDecoder(TOK, word_lm, lexicon=lexicon, options=BeamSearchOptions(lm_weight=0.0))
     # "kat" is in this lexicon but unknown to the LM: with no LM weight the acoustics pick it
     assert decoder.decode_one(ambiguous_the_cat_sat()).text == "the kat sat"
