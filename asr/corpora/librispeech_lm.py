@@ -8,7 +8,9 @@ gzipped ARPA as it is, and the vocabulary becomes the decoder's lexicon, spelled
 when asked for.
 
 OpenSLR publishes no checksums for these files, so the SHA-256 sums below are the ones RWTH's i6_experiments
-pins for the same URLs (``i6_experiments/common/datasets/librispeech``). They are checked after the download,
+pins for the same URLs (``i6_experiments/common/datasets/librispeech``; the pruned 3-gram's from a user setup in
+the same repository that records the sum of the file it fetched). They could not be checked against the real
+files where this was written (no network); the offline tests check the mechanism. They are checked after the download,
 which itself resumes and retries like every other (:func:`asr.corpora.download.download`); a file whose sum
 differs is moved aside to ``NAME.bad-sha256``. A gzipped file is also read to its end once, so a truncated
 file that somehow passed is caught before KenLM spends a minute on it.
