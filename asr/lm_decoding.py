@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # torch is imported where it is used, so `asr --help` does no
 
 log = logging.getLogger(__name__)
 KENLM_MAX_ORDER = 6  # flashlight-text's KenLM is compiled with KENLM_MAX_ORDER=6
+_SPECIAL = ("<s>", "</s>", "<unk>")  # sentence marks and the unknown word, in any case (LibriSpeech's LM: upper)
 
 
 @dataclass
@@ -175,7 +176,7 @@ class BeamSearchDecoder:
                 raise LMError(f"{lm_path}: a character LM decodes without a lexicon; drop --lexicon, "
                               "or pass a word LM")
             bad = [(w, line) for w, line in info.unigrams  # type: ignore[union-attr]
-                   if w not in ("<s>", "</s>", UNK, SPACE_SYMBOL) and w not in tokenizer.alphabet]
+                   if w.lower() not in _SPECIAL and w != SPACE_SYMBOL and w not in tokenizer.alphabet]
             if bad:
                 raise LMError(f"{lm_path}:{bad[0][1]}: character {bad[0][0]!r} is not one the model can emit")
             self.token_dict = Dictionary([SPACE_SYMBOL if t == " " else t for t in tokenizer.vocab])
@@ -186,18 +187,21 @@ class BeamSearchDecoder:
                 words = read_lexicon(lexicon, tokenizer)
             elif info is not None:
                 words = [(w, _spell(w, tokenizer, f"{lm_path}:{line}")) for w, line in info.unigrams
-                         if w not in ("<s>", "</s>", UNK)]
+                         if w.lower() not in _SPECIAL]
             else:
                 raise LMError(f"{lm_path}: a binary LM needs --lexicon (its vocabulary cannot be read here)")
-            self.words = [w for w, _ in words]
+            index: dict[str, int] = {}  # a word may have several spellings; each is a path to the same word
+            for w, _ in words:
+                index.setdefault(w, len(index))
+            self.words = list(index)
             self.word_dict = Dictionary([*self.words, UNK])
-            self.unk_word = self.word_dict.get_index(UNK)
+            self.unk_word = len(self.words)
             self.lm = self._load_kenlm(self.word_dict)
             self.trie = fl.Trie(len(tokenizer), self.space_id)
             start = self.lm.start(False)
-            for i, (_, spelling) in enumerate(words):
-                _, score = self.lm.score(start, i)
-                self.trie.insert(spelling, i, score)
+            for w, spelling in words:
+                _, score = self.lm.score(start, index[w])
+                self.trie.insert(spelling, index[w], score)
             self.trie.smear(fl.SmearingMode.MAX)
         self._decoder = self._make_decoder(self.options)
 

@@ -104,12 +104,24 @@ def test_decoder_protocol_on_a_padded_batch(word_lm):
 
 def test_lexicon_file_limits_the_words_and_keeps_the_lms_spelling(word_lm, tmp_path):
     lexicon = tmp_path / "lexicon.txt"
-    lexicon.write_text("THE\nCAT c a t |\nsat s a t |\nkat\n")  # bare words and flashlight's spelled format
+    # bare words and flashlight's spelled format; a second spelling of a word is another path to it
+    lexicon.write_text("THE\nCAT c a t |\nsat s a t |\nkat\nTHE t h e e |\n")
     entries = read_lexicon(lexicon, TOK)
     assert entries[0] == ("THE", TOK.encode("the")) and entries[1] == ("CAT", TOK.encode("cat"))
     decoder = BeamSearchDecoder(TOK, word_lm, lexicon=lexicon, options=BeamSearchOptions(lm_weight=0.0))
     # "kat" is in this lexicon but unknown to the LM: with no LM weight the acoustics pick it
     assert decoder.decode_one(ambiguous_the_cat_sat()).text == "the kat sat"
+    assert decoder.words == ["THE", "CAT", "sat", "kat"]
+    assert decoder.decode_one(emissions(list("thee kat"))).text == "the kat"
+
+
+def test_upper_case_lm_like_librispeechs(tmp_path):
+    path = tmp_path / "upper.arpa"
+    write_arpa(build_kneser_ney([s.upper().split() for s in SENTENCES], 3), path)
+    path.write_text(path.read_text().replace("<unk>", "<UNK>"))
+    decoder = BeamSearchDecoder(TOK, path)
+    assert "THE" in decoder.words and "<UNK>" not in decoder.words
+    assert decoder.decode_one(ambiguous_the_cat_sat()).text == "the cat sat"
 
 
 def test_tune_finds_a_weight_that_helps(char_lm):
