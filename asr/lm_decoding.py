@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # torch is imported where it is used, so `asr --help` does no
 
 log = logging.getLogger(__name__)
 KENLM_MAX_ORDER = 6  # flashlight-text's KenLM is compiled with KENLM_MAX_ORDER=6
+_KENLM_MAGIC = b"mmap lm http://kheafield.com/code"
 _SPECIAL = ("<s>", "</s>", "<unk>")  # sentence marks and the unknown word, in any case (LibriSpeech's LM: upper)
 
 
@@ -104,6 +105,15 @@ def _quiet_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, fd)
         os.close(saved)
+
+
+def is_kenlm_binary(path: str | os.PathLike) -> bool:
+    """True for a KenLM binary (``build_binary``'s output, any file name), which KenLM loads as well as ARPA."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_KENLM_MAGIC)) == _KENLM_MAGIC
+    except OSError:
+        return False
 
 
 def _spell(word: str, tokenizer: CharTokenizer, where: str) -> list[int]:
@@ -165,7 +175,7 @@ class BeamSearchDecoder:
         self.tokenizer = tokenizer
         self.options = options or BeamSearchOptions()
         self.lm_path = str(lm_path)
-        info = read_arpa_info(self.lm_path) if not self.lm_path.endswith(".bin") else None
+        info = None if is_kenlm_binary(self.lm_path) else read_arpa_info(self.lm_path)
         if info is not None and info.order > KENLM_MAX_ORDER:
             raise LMError(f"{lm_path}: a {info.order}-gram, but the KenLM inside flashlight-text reads up to "
                           f"{KENLM_MAX_ORDER}-grams (rebuild it with --order {KENLM_MAX_ORDER})")

@@ -176,6 +176,17 @@ def test_arpa_that_kenlm_rejects_is_named(tmp_path, word_lm):
         BeamSearchDecoder(TOK, broken)
 
 
+def test_kenlm_binary_needs_a_lexicon_and_a_broken_one_is_named(tmp_path):
+    fake = tmp_path / "lm.klm"
+    fake.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0\0garbage")
+    with pytest.raises(LMError, match="lm.klm: a binary LM needs --lexicon"):
+        BeamSearchDecoder(TOK, fake)
+    lexicon = tmp_path / "words.txt"
+    lexicon.write_text("the\ncat\n")
+    with pytest.raises(LMError, match=r"lm.klm: KenLM cannot load this LM \(.+\)"):
+        BeamSearchDecoder(TOK, fake, lexicon=lexicon)
+
+
 def test_word_lm_with_characters_the_model_cannot_emit(tmp_path):
     path = tmp_path / "cafe.arpa"
     write_arpa(build_kneser_ney([["un", "café"], ["un", "thé"]], 2), path)
