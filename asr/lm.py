@@ -69,6 +69,8 @@ def read_sentences(paths: Sequence[str | os.PathLike], tokenizer: CharTokenizer 
                     if is_manifest:
                         try:
                             line = json.loads(line)["text"] if line.strip() else ""
+                            if not isinstance(line, str):
+                                raise TypeError
                         except (ValueError, KeyError, TypeError):
                             raise LMError(f"{path}:{lineno}: not a manifest line with a \"text\" field") from None
                     text = normalize_text(line)

@@ -78,6 +78,10 @@ def test_build_refuses_text_the_model_cannot_emit(tmp_path, capsys):
     with pytest.raises(LMError, match=r"t\.txt:2: characters the model cannot emit: 'é'"):
         list(read_sentences([text], CharTokenizer()))
     assert main(["lm", "build", str(text), "-o", str(tmp_path / "x.arpa")]) == 0  # no --model: no check
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"text": "ok"}\n{"text": 3}\n')
+    with pytest.raises(LMError, match=r'm\.jsonl:2: not a manifest line with a "text" field'):
+        list(read_sentences([manifest]))
 
 
 def test_build_with_missing_or_empty_text_exits_2(tmp_path, capsys):
