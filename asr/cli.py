@@ -21,12 +21,13 @@ class UserError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from asr.audio import AudioError
     from asr.config import ConfigError
+    from asr.lm import LMError
     from asr.manifest import ManifestError
     from asr.model_file import ModelFileError
     from asr.tokenizer import OutOfVocabularyError
 
     return (UserError, AudioError, ConfigError, ManifestError, ModelFileError, OutOfVocabularyError,
-            FileNotFoundError)
+            LMError, FileNotFoundError)
 
 
 def _device(name: str) -> str:
@@ -72,13 +73,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decoder_from_args(args: argparse.Namespace, loaded):  # -> asr.decoding.Decoder | None
+    """Beam search with an LM when ``--lm`` is given (:mod:`asr.lm_decoding`), else None: greedy decoding."""
+    from asr.lm_decoding import decoder_from_args
+
+    return decoder_from_args(args, loaded.tokenizer)
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.model_file import load_model
     from asr.transcribe import transcribe
 
     loaded = load_model(args.model, _device(args.device))
+    decoder = _decoder_from_args(args, loaded)
     failures = 0
-    for t in transcribe(loaded, args.files, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16):
+    for t in transcribe(loaded, args.files, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
+                        decoder=decoder):
         if t.error is not None:
             failures += 1
             print(f"asr: error: {t.error}", file=sys.stderr)
@@ -100,7 +110,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.model, _device(args.device))
     try:
-        result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16)
+        result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
+                          decoder=_decoder_from_args(args, loaded))
     except NoReferenceError as e:
         raise UserError(str(e)) from None
     for line in result.summary_lines():
@@ -151,6 +162,8 @@ DELEGATED = {
     "manifest": ("asr.corpora.corpus_check", "build a validated manifest from your own audio and transcripts"),
     "librispeech": ("asr.corpora.librispeech", "download and prepare LibriSpeech"),
     "speech-commands": ("asr.corpora.speech_commands", "download and prepare Speech Commands v2"),
+    "lm": ("asr.lm", "build an n-gram language model, tune its decoding weights"),
+    "librispeech-lm": ("asr.corpora.librispeech_lm", "download LibriSpeech's official n-gram LM (OpenSLR 11)"),
 }
 
 
@@ -194,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--max-batch-seconds", type=float, default=300.0, help="padded audio seconds per batch")
         s.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs; CPUs with bf16 units)")
         s.set_defaults(func=func)
+        from asr.lm_decoding import add_lm_arguments
+
+        add_lm_arguments(s)
         if name == "transcribe":
             s.add_argument("files", nargs="+")
             s.add_argument("--format", choices=("text", "json"), default="text")
