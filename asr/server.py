@@ -386,12 +386,15 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
             data, name = await asyncio.wait_for(_read_upload(request, limits), limits.timeout)
         except asyncio.TimeoutError:
             raise HTTPProblem(408, f"the upload did not arrive within {limits.timeout:g} s") from None
-        try:
+
+        def job() -> dict[str, Any]:  # decoding and resampling are CPU work too: off the event loop, in the pool
             audio = decode_audio(data, name, recognizer.sample_rate, limits.max_duration)
+            return recognizer.transcribe(audio, name)
+
+        try:
+            result = await pool.run(job, timeout=limits.timeout)
         except AudioError as e:
             raise HTTPProblem(400, str(e)) from None
-        del data
-        result = await pool.run(recognizer.transcribe, audio, name, timeout=limits.timeout)
         return Response(write_result(result, format), media_type=MEDIA_TYPES[format])
 
     @app.websocket("/v1/stream")
