@@ -1,5 +1,6 @@
 """The page `asr serve` serves, in headless Chromium: the microphone (an espeak wav fed as a fake capture device)
-is recorded, sent, and the transcript shown; playback highlights the word being played.
+is recorded, sent, and the transcript shown; playback highlights the word being played; a chosen file is sent
+too, and a bad one shows the server's message.
 
 What is checked, and why it is honest without a trained model in CI: the audio the server received is the wav
 Chromium was given as its microphone (cross-correlation), and the page shows exactly the text the server returned
@@ -167,6 +168,14 @@ def test_page_records_the_microphone_and_shows_the_transcript(server, speech, tm
             page.screenshot(path=str(tmp_path / "serve.png"))
             if os.environ.get("ASR_SERVE_SCREENSHOT"):
                 page.screenshot(path=os.environ["ASR_SERVE_SCREENSHOT"])
+            # A chosen file: one that is not audio shows the server's 400, the wav its transcript.
+            page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hi"}])
+            page.wait_for_selector("#transcript[data-error]", timeout=20_000)
+            assert "Error 400: notes.txt: not a readable audio file" in page.inner_text("#status")
+            page.set_input_files("#file", str(wav))
+            page.wait_for_selector("#transcript[data-done]", timeout=20_000)
+            assert page.get_attribute("#transcript", "data-text") == calls[-1][1]["text"]
+            assert calls[-1][1]["path"] == "mic.wav"
             assert not errors
         finally:
             browser.close()
