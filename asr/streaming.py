@@ -205,7 +205,9 @@ class StreamingRecognizer:
             raise StreamingError("accept() after finish(): call reset() to start a new stream")
         audio = _to_float_audio(samples)
         if audio.numel():
-            self._encode(self.features.push(audio), final=False)
+            feats = self.features.push(audio)
+            if feats.shape[1]:
+                self._encode(feats, final=False)
         return self._partial()
 
     @torch.inference_mode()
