@@ -261,84 +261,89 @@ class StreamingRecognizer:
 
 
 class EnergyEndpointer:
-    """Cuts a stream at pauses by the short-time energy of 10-ms frames.
+    """Finds speech stretches in a stream by the short-time energy of 10-ms frames.
 
     A frame is speech when it is ``margin_db`` above a noise floor that follows the quietest frames at once and
-    louder ones slowly, and above ``min_level_db`` (dBFS). A segment that has had speech closes after
+    louder ones slowly, and above ``min_level_db`` (dBFS). The floor starts at ``initial_floor_db`` or the first
+    frame's level, whichever is lower, so speech from the very first sample is heard as speech. A segment that has had speech closes after
     ``min_silence_s`` without any, or at ``max_segment_s`` wherever it is. Cheap, and good enough for pauses
     between utterances in clean or steadily noisy audio; a trained voice-activity detector does better in
     changing noise.
     """
 
     def __init__(self, sample_rate: int, min_silence_s: float = 0.5, max_segment_s: float = 20.0,
-                 margin_db: float = 12.0, min_level_db: float = -55.0, floor_rise_db_per_s: float = 2.0):
+                 margin_db: float = 12.0, min_level_db: float = -55.0, floor_rise_db_per_s: float = 3.0,
+                 initial_floor_db: float = -50.0):
         self.frame = max(1, sample_rate // 100)
         self.min_silence = max(1, int(round(min_silence_s * 100)))
         self.max_frames = max(1, int(round(max_segment_s * 100)))
         self.margin_db, self.min_level_db = margin_db, min_level_db
         self.floor_rise = floor_rise_db_per_s / 100
         self.floor: float | None = None
+        self.initial_floor = initial_floor_db
         self.pending = np.zeros(0, dtype=np.float32)
-        self.position = 0  # stream samples fully framed so far
+        self.position = 0  # stream samples framed so far
         self.segment_frames = 0
         self.silence_run = 0
-        self.had_speech = False
+        self.speech: tuple[int, int] | None = None  # (first, end) sample of the open segment's speech
 
-    def push(self, audio: np.ndarray) -> list[int]:
-        """Feed samples; returns the stream positions (samples) where segments end."""
+    def push(self, audio: np.ndarray) -> list[tuple[int, int, int]]:
+        """Feed samples; returns (speech start, speech end, cut) stream positions of each segment that closed."""
         self.pending = np.concatenate([self.pending, audio])
-        cuts = []
+        closed = []
         n = self.pending.shape[0] // self.frame
         for k in range(n):
-            frame = self.pending[k * self.frame:(k + 1) * self.frame]
-            if self._step(frame):
-                cuts.append(self.position + (k + 1) * self.frame)
+            span = self._step(self.pending[k * self.frame:(k + 1) * self.frame])
+            self.position += self.frame
+            if span is not None:
+                closed.append((*span, self.position))
         self.pending = self.pending[n * self.frame:]
-        self.position += n * self.frame
-        return cuts
+        return closed
 
-    def _step(self, frame: np.ndarray) -> bool:
+    def _step(self, frame: np.ndarray) -> tuple[int, int] | None:
         level = 10.0 * np.log10(float(np.mean(frame.astype(np.float64) ** 2)) + 1e-10)
-        self.floor = level if self.floor is None or level < self.floor else self.floor + min(self.floor_rise,
-                                                                                              level - self.floor)
-        speech = level > max(self.floor + self.margin_db, self.min_level_db)
+        if self.floor is None or level < self.floor:
+            self.floor = min(level, self.initial_floor) if self.floor is None else level
+        else:
+            self.floor += min(self.floor_rise, level - self.floor)
+        is_speech = level > max(self.floor + self.margin_db, self.min_level_db)
         self.segment_frames += 1
-        self.silence_run = 0 if speech else self.silence_run + 1
-        self.had_speech |= speech
-        if (self.had_speech and self.silence_run >= self.min_silence) or self.segment_frames >= self.max_frames:
-            closed = self.had_speech
+        self.silence_run = 0 if is_speech else self.silence_run + 1
+        if is_speech:
+            first = self.speech[0] if self.speech else self.position
+            self.speech = (first, self.position + self.frame)
+        if self.speech and (self.silence_run >= self.min_silence or self.segment_frames >= self.max_frames):
+            span, self.speech = self.speech, None
             self.segment_frames = self.silence_run = 0
-            self.had_speech = False
-            return closed
-        return False
-
-    @property
-    def in_speech_segment(self) -> bool:
-        return self.had_speech
+            return span
+        if self.speech is None and self.segment_frames >= self.max_frames:
+            self.segment_frames = 0
+        return None
 
 
 class SegmentedRecognizer:
     """Per-segment recognition for models that cannot stream exactly (bidirectional, per-utterance features).
 
-    The endpointer closes a segment at a pause; the segment is then decoded offline, exactly as
-    ``asr transcribe`` would decode it as a file, and its text is appended to the result. Partial results
-    therefore grow a segment at a time, a pause (``min_silence_s``) after the speech. Audio without speech is
-    kept only as a short lead-in (``lead_in_s``) to the next segment, so a silent stream costs nothing.
+    The endpointer closes a segment at a pause; its speech, with ``margin_s`` of audio either side (about the
+    silence around a training utterance: per-utterance statistics are thrown off by long silences), is then
+    decoded offline, exactly as ``asr transcribe`` would decode that stretch as a file, and its text is
+    appended to the result. Partial results therefore grow a segment at a time, a pause (``min_silence_s``)
+    after the speech. Audio between segments is not decoded, so a silent stream costs nothing.
     """
 
     def __init__(self, loaded: LoadedModel, decoder: Decoder | None = None, min_silence_s: float = 0.5,
-                 max_segment_s: float = 20.0, lead_in_s: float = 0.3):
+                 max_segment_s: float = 20.0, margin_s: float = 0.15):
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.sample_rate = self.model.sample_rate
         self.decoder = decoder or GreedyDecoder(self.tokenizer)
         self.endpointer_args = dict(min_silence_s=min_silence_s, max_segment_s=max_segment_s)
-        self.lead_in = int(lead_in_s * self.sample_rate)
+        self.margin = int(margin_s * self.sample_rate)
         self.reset()
 
     def reset(self) -> None:
         self.endpointer = EnergyEndpointer(self.sample_rate, **self.endpointer_args)
-        self.audio = np.zeros(0, dtype=np.float32)  # the open segment
-        self.start = 0  # its stream position
+        self.audio = np.zeros(0, dtype=np.float32)  # the stream from position ``start`` on
+        self.start = 0
         self.received = 0
         self.texts: list[str] = []
         self.frames = 0
@@ -350,30 +355,34 @@ class SegmentedRecognizer:
         audio = _to_float_audio(samples).numpy()
         self.audio = np.concatenate([self.audio, audio])
         self.received += audio.shape[0]
-        for cut in self.endpointer.push(audio):
-            self._decode(cut - self.start)
-        if not self.endpointer.in_speech_segment and self.audio.shape[0] > 2 * self.lead_in:
-            drop = self.audio.shape[0] - self.lead_in
-            self.audio, self.start = self.audio[drop:], self.start + drop
+        for first, end, cut in self.endpointer.push(audio):
+            self._decode(first - self.margin, end + self.margin)
+            self._forget(cut)
+        if self.endpointer.speech is None:
+            self._forget(self.received - self.margin)  # keep only what the next segment's margin needs
         return Partial(self._text(), self.received, self.frames, self.sample_rate)
 
     def finish(self) -> Final:
         if self.finished:
             raise StreamingError("finish() called twice: call reset() to start a new stream")
         self.finished = True
-        # A stream the endpointer never cut (a short clip, or one too steady to tell speech from noise) is decoded
-        # whole, as offline transcription would decode it.
-        if self.endpointer.in_speech_segment or (not self.texts and self.audio.shape[0]):
-            self._decode(self.audio.shape[0])
+        if self.endpointer.speech is not None:
+            self._decode(self.endpointer.speech[0] - self.margin, self.received)
+        elif not self.texts and self.audio.shape[0] == self.received:
+            # A short clip the endpointer found no speech in (or too steady to tell): decoded whole, as offline.
+            self._decode(0, self.received)
         return Final(self._text(), self.received, self.frames, self.sample_rate)
 
     def _text(self) -> str:
         return " ".join(t for t in self.texts if t)
 
+    def _forget(self, position: int) -> None:
+        drop = min(max(0, position - self.start), self.audio.shape[0])
+        self.audio, self.start = self.audio[drop:], self.start + drop
+
     @torch.inference_mode()
-    def _decode(self, n: int) -> None:
-        segment, self.audio = self.audio[:n], self.audio[n:]
-        self.start += n
+    def _decode(self, first: int, end: int) -> None:
+        segment = self.audio[max(0, first - self.start): max(0, end - self.start)]
         if segment.shape[0] == 0:
             return
         audio = torch.from_numpy(np.ascontiguousarray(segment))[None].to(self.model.device)

@@ -19,7 +19,7 @@ from asr.decoding import greedy_decode
 from asr.features import FeatureConfig
 from asr.model import ASRModel, ModelDimensions
 from asr.model_file import LoadedModel, save_model
-from asr.streaming import (SegmentedRecognizer, StreamingError, StreamingRecognizer, open_stream)
+from asr.streaming import EnergyEndpointer, SegmentedRecognizer, StreamingError, StreamingRecognizer, open_stream
 from asr.tokenizer import CharTokenizer
 
 SR = 16000
@@ -167,8 +167,10 @@ def test_bidirectional_model_streams_per_segment():
     decoded_early = [p for p in partials if p.frames > 0]
     assert decoded_early and decoded_early[0].samples <= first_end
     assert len(recognizer.texts) == 2
-    # Each segment is decoded exactly as offline decoding of that stretch of audio would decode it.
-    first = offline(loaded, audio[:int((0.6 + 0.5) * SR)])[1]
+    # Each segment is its speech and a margin either side, decoded as offline decoding of that audio would.
+    spans = EnergyEndpointer(SR).push(audio)
+    assert len(spans) == 1 and spans[0][0] == 0 and abs(spans[0][1] - 0.6 * SR) < 0.05 * SR
+    first = offline(loaded, audio[max(0, spans[0][0] - recognizer.margin): spans[0][1] + recognizer.margin])[1]
     assert recognizer.texts[0] == first and final.text.startswith(first)
 
 
@@ -210,7 +212,7 @@ def test_cli_stream_stdin_with_odd_byte_count(model_file, monkeypatch, capsys):
 def test_cli_stream_empty_stdin(model_file, monkeypatch, capsys):
     _stdin(monkeypatch, b"")
     assert main(["transcribe", "--model", str(model_file), "--stream", "-"]) == 0
-    assert capsys.readouterr().out == "\n"  # just the (empty) final line
+    assert capsys.readouterr().out == "\n"  # no partial, just the (empty) final line
 
 
 def test_cli_stream_raw_pcm_at_another_rate_is_resampled(model_file, monkeypatch, capsys):
