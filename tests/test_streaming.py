@@ -248,3 +248,24 @@ def test_cli_mic_without_sounddevice(model_file, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails as if not installed
     assert main(["transcribe", "--model", str(model_file), "--mic"]) == 2
     assert "pip install 'asr[mic]'" in capsys.readouterr().err
+
+
+def test_cli_stream_interrupted_still_prints_final(model_file, monkeypatch, capsys):
+    """Ctrl-C on a live stream (arecord, --mic) ends it: what was heard still gets its final line."""
+    pcm = (bursts((0.6,), seed=9) * 32767).astype("<i2").tobytes()
+
+    class Interrupted(io.RawIOBase):
+        def __init__(self):
+            self.sent = False
+
+        def read1(self, n):
+            if self.sent:
+                raise KeyboardInterrupt
+            self.sent = True
+            return pcm
+
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": Interrupted()})())
+    assert main(["transcribe", "--model", str(model_file), "--stream", "-", "--format", "json"]) == 0
+    final = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert final["time"] == pytest.approx(len(pcm) / 2 / SR)
+    assert final["final"] == offline(tiny_model("lstm", 3), np.frombuffer(pcm, "<i2").astype(np.float32) / 32768)[1]
