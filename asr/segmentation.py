@@ -42,6 +42,9 @@ class SegmentationConfig:
     speech_pad_seconds: float = 0.2  # audio kept on each side of a speech region (word onsets and tails)
     merge_gap_seconds: float = 0.0  # neighbouring regions closer than this share a window, if it stays short enough
     overlap_seconds: float = 2.0  # overlap of windows that split a stretch with no pause
+    # A region too long for one window is cut in a pause at least this long (shorter quiet runs can be a stop
+    # consonant or a soft syllable: cutting there splits a word, so such stretches are overlapped instead).
+    min_cut_pause_seconds: float = 0.15
 
     def __post_init__(self) -> None:
         if self.max_segment_seconds < 1.0:
@@ -210,7 +213,8 @@ def plan_windows(probs: np.ndarray | None, frame_seconds: float, num_samples: in
     speech = None if probs is None else probs >= config.threshold
     windows: list[Window] = []
     for a, b in spans:
-        windows.extend(_split(a, b, max_len, overlap, grid, speech, frame_seconds * sample_rate))
+        windows.extend(_split(a, b, max_len, overlap, grid, speech, frame_seconds * sample_rate,
+                              max(1, int(round(config.min_cut_pause_seconds / frame_seconds)))))
     return windows
 
 
@@ -232,12 +236,15 @@ def _merge(spans: list[tuple[int, int]], gap: int, max_len: int) -> list[tuple[i
 
 
 def _split(a: int, b: int, max_len: int, overlap: int, grid: int, speech: np.ndarray | None,
-           frame_samples: float) -> list[Window]:
-    """Cut [a, b) into windows of at most ``max_len``: at the longest short pause in the second half of each
-    window if there is one, else into windows overlapping by ``overlap`` that are spliced back together."""
+           frame_samples: float, min_pause_frames: int) -> list[Window]:
+    """Cut [a, b) into windows of at most ``max_len``: at the longest pause (of ``min_pause_frames`` or more) in
+    the second half of each window if there is one, else into windows overlapping by ``overlap`` that are
+    spliced back together."""
     out = []
     while b - a > max_len:
-        cut = _pause_in(speech, a + max_len // 2, a + max_len, frame_samples) if speech is not None else None
+        cut = None
+        if speech is not None:
+            cut = _pause_in(speech, a + max_len // 2, a + max_len, frame_samples, min_pause_frames)
         if cut is not None and cut // grid * grid > a:
             cut = cut // grid * grid
             out.append(Window(a, cut))
@@ -249,12 +256,13 @@ def _split(a: int, b: int, max_len: int, overlap: int, grid: int, speech: np.nda
     return out
 
 
-def _pause_in(speech: np.ndarray, lo: int, hi: int, frame_samples: float) -> int | None:
-    """The middle (in samples) of the longest non-speech run of frames between samples ``lo`` and ``hi``."""
+def _pause_in(speech: np.ndarray, lo: int, hi: int, frame_samples: float, min_frames: int) -> int | None:
+    """The middle (in samples) of the longest non-speech run of at least ``min_frames`` frames between samples
+    ``lo`` and ``hi``."""
     f_lo, f_hi = int(np.ceil(lo / frame_samples)), int(hi / frame_samples)
     if f_hi <= f_lo:
         return None
-    runs = _runs(~speech[f_lo:f_hi])
+    runs = [r for r in _runs(~speech[f_lo:f_hi]) if r[1] - r[0] >= min_frames]
     if not runs:
         return None
     s, e = max(runs, key=lambda r: (r[1] - r[0], r[0]))

@@ -21,7 +21,7 @@ import torch
 from asr.audio import AudioError, audio_info, read_blocks
 from asr.decoding import Decoder, GreedyDecoder
 from asr.model_file import LoadedModel
-from asr.segmentation import SegmentationConfig, VoiceActivityDetector, Window, make_vad, plan_windows
+from asr.segmentation import SegmentationConfig, VoiceActivityDetector, Window, make_vad, plan_windows, speech_regions
 
 DEFAULT_VAD = "silero"
 
@@ -50,6 +50,8 @@ class _File:
     windows: list[Window] = field(default_factory=list)
     log_probs: dict[int, torch.Tensor] = field(default_factory=dict)
     num_samples: int = 0
+    speech: np.ndarray | None = None  # the detector's speech/non-speech flag per frame of ``speech_frame_s``
+    speech_frame_s: float = 1.0
     cut_done: bool = False
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -75,6 +77,7 @@ class Transcriber:
         f = self.model.feature_config
         self.frame_samples = f.hop_length * self.model.dims.subsampling  # samples per CTC output frame
         self.frame_seconds = self.frame_samples / self.sample_rate
+        self.hop = f.hop_length
         self._pool: list[tuple[_File, int, np.ndarray]] = []
         self._pool_samples = 0
         self._progress = None
@@ -120,6 +123,10 @@ class Transcriber:
                 f.num_samples = counted.samples
             f.windows = plan_windows(probs, frame_s, f.num_samples, self.sample_rate, self.config,
                                      self.frame_samples)
+            if probs is not None:  # speech regions (short pauses bridged), as the detector frames them
+                f.speech, f.speech_frame_s = np.zeros(len(probs), dtype=bool), frame_s
+                for s, e in speech_regions(probs, frame_s, self.config):
+                    f.speech[int(round(s / frame_s)):int(round(e / frame_s))] = True
             f.warnings[:] = list(dict.fromkeys(f.warnings))  # the second read repeats the first's warnings
             self._queue_windows(f)
             f.warnings[:] = list(dict.fromkeys(f.warnings))
@@ -174,14 +181,32 @@ class Transcriber:
         padded = torch.zeros(len(batch), int(lengths.max()))
         for row, (_, _, a) in enumerate(batch):
             padded[row, : a.shape[0]] = torch.from_numpy(a)
+        stats = self._speech_masks(batch, int(lengths.max()) // self.hop + 1)
         device = self.model.device
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            log_probs, out_lens = self.model(padded.to(device), lengths.to(device))
+            feats, feat_lens = self.model.features(padded.to(device), lengths.to(device),
+                                                   stats_mask=None if stats is None else stats.to(device))
+            log_probs, out_lens = self.model.encoder(feats, feat_lens)
         log_probs = log_probs.float().cpu()
         for row, ((f, k, a), n) in enumerate(zip(batch, out_lens.tolist())):
             f.log_probs[k] = log_probs[row, :n].clone()
         if self._progress is not None:
             self._progress.update(float(lengths.sum()) / self.sample_rate)
+
+    def _speech_masks(self, batch: list[tuple[_File, int, np.ndarray]], n_frames: int) -> torch.Tensor | None:
+        """(B, n_frames) speech flags at the feature rate, so that a segment is normalised by its speech alone:
+        a model trained on trimmed utterances mistakes the statistics of a segment padded with pause for
+        different speech (measured in docs/transcription.md)."""
+        if all(f.speech is None for f, _, _ in batch):
+            return None
+        out = torch.ones(len(batch), n_frames, dtype=torch.bool)
+        for row, (f, k, _) in enumerate(batch):
+            if f.speech is None:
+                continue
+            centres = (f.windows[k].start + np.arange(n_frames) * self.hop) / self.sample_rate
+            idx = np.minimum((centres / f.speech_frame_s).astype(np.int64), len(f.speech) - 1)
+            out[row] = torch.from_numpy(f.speech[idx]) if len(f.speech) else False
+        return out
 
     def _finish(self, f: _File) -> Transcript:
         """Splice, decode and time-align ``f``'s windows into segments (log-probs are freed as they are used)."""
