@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--output-dir", metavar="DIR", help="write one NAME.<format> file per input here")
             s.add_argument("--max-segment-seconds", type=float, default=20.0,
                            help="longest piece of audio the model takes at once; longer speech is cut at pauses")
-            s.add_argument("--vad", choices=("silero", "webrtc", "energy", "none"), default="silero",
+            s.add_argument("--vad", choices=("energy", "silero", "webrtc", "none"), default="energy",
                            help="voice-activity detector that finds the pauses (none: cut by length only)")
             s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                            help="progress bar on stderr (default: when stderr is a terminal)")

@@ -39,7 +39,7 @@ class SegmentationConfig:
     max_segment_seconds: float = 20.0  # no window the model sees is longer than this
     threshold: float = 0.5  # frames with a speech probability at least this are speech
     min_silence_seconds: float = 0.3  # a pause at least this long ends a speech region
-    speech_pad_seconds: float = 0.2  # audio kept on each side of a speech region (word onsets and tails)
+    speech_pad_seconds: float = 0.05  # audio kept on each side of a speech region (word onsets and tails)
     merge_gap_seconds: float = 0.0  # neighbouring regions closer than this share a window, if it stays short enough
     overlap_seconds: float = 2.0  # overlap of windows that split a stretch with no pause
     # A region too long for one window is cut in a pause at least this long (shorter quiet runs can be a stop

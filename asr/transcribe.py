@@ -23,7 +23,7 @@ from asr.decoding import Decoder, GreedyDecoder
 from asr.model_file import LoadedModel
 from asr.segmentation import SegmentationConfig, VoiceActivityDetector, Window, make_vad, plan_windows, speech_regions
 
-DEFAULT_VAD = "silero"
+DEFAULT_VAD = "energy"  # chosen by measurement: docs/transcription.md
 
 
 @dataclass
