@@ -108,6 +108,7 @@ def read_blocks(path: str | os.PathLike, sample_rate: int = 16000, block_seconds
     if info.sample_rate <= 0:
         raise AudioError(f"{path}: invalid sample rate {info.sample_rate}")
     block = max(1, int(block_seconds * info.sample_rate))
+    unit = min(block, info.sample_rate)  # decoder reads of 1 s: a stream that breaks off loses at most that
     stream = None
     if info.sample_rate != sample_rate:
         import soxr
@@ -119,27 +120,31 @@ def read_blocks(path: str | os.PathLike, sample_rate: int = 16000, block_seconds
     except Exception as e:
         raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
     with f:
-        while True:
-            try:
-                data = f.read(block, dtype="float32", always_2d=True)
-            except Exception as e:
-                if read == 0:
-                    raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
-                if warnings is not None:
-                    warnings.append(f"{path}: audio breaks off at {read / info.sample_rate:.2f} s of "
-                                    f"{info.duration:.2f} s declared ({_short(e)}); transcribing what was read")
-                data = np.zeros((0, info.channels), dtype=np.float32)
-            last = data.shape[0] < block
-            read += data.shape[0]
-            audio = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+        last = False
+        while not last:
+            pieces: list[np.ndarray] = []
+            got = 0
+            while got < block and not last:
+                try:
+                    data = f.read(unit, dtype="float32", always_2d=True)
+                except Exception as e:
+                    if read + got == 0:
+                        raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
+                    if warnings is not None:
+                        warnings.append(f"{path}: audio breaks off at {(read + got) / info.sample_rate:.2f} s of "
+                                        f"{info.duration:.2f} s declared ({_short(e)}); transcribing what was read")
+                    data = np.zeros((0, info.channels), dtype=np.float32)
+                last = data.shape[0] < unit
+                got += data.shape[0]
+                pieces.append(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0])
+            audio = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
             if not np.isfinite(audio).all():
-                raise AudioError(f"{path}: audio contains NaN or infinite samples (at {read / info.sample_rate:.2f} s)")
+                raise AudioError(f"{path}: audio contains NaN or infinite samples (near {read / info.sample_rate:.0f} s)")
+            read += got
             if stream is not None:
                 audio = stream.resample_chunk(np.ascontiguousarray(audio), last=last)
             if audio.size:
                 yield np.ascontiguousarray(audio, dtype=np.float32)
-            if last:
-                break
     if read == 0:
         if info.frames == 0 and os.path.getsize(path) > 1024:
             raise AudioError(f"{path}: the header declares no audio samples but the file holds "
