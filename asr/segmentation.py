@@ -197,6 +197,8 @@ def plan_windows(probs: np.ndarray | None, frame_seconds: float, num_samples: in
 
     ``probs`` are the detector's per-frame speech probabilities (``None``: the whole file is speech). Window
     starts are multiples of ``grid`` samples (the model's output frame), so overlapping windows share frames.
+    A file no longer than one window, with any speech in it, is one window from its first sample to its last:
+    short utterances are transcribed as they always were (and as ``asr evaluate`` scores them).
     """
     if num_samples <= 0:
         return []
@@ -208,6 +210,8 @@ def plan_windows(probs: np.ndarray | None, frame_seconds: float, num_samples: in
                  for s, e in speech_regions(probs, frame_seconds, config)]
         spans = [(a // grid * grid, b) for a, b in spans if b > a]
         spans = _merge(spans, int(config.merge_gap_seconds * sample_rate), int(config.max_segment_seconds * sample_rate))
+        if spans and num_samples <= config.max_segment_seconds * sample_rate:
+            spans = [(0, num_samples)]  # a file that fits goes whole, exactly as one utterance always went
     max_len = max(grid, int(config.max_segment_seconds * sample_rate) // grid * grid)
     overlap = max(grid, int(config.overlap_seconds * sample_rate) // grid * grid)
     speech = None if probs is None else probs >= config.threshold

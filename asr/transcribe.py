@@ -123,7 +123,8 @@ class Transcriber:
                 f.num_samples = counted.samples
             f.windows = plan_windows(probs, frame_s, f.num_samples, self.sample_rate, self.config,
                                      self.frame_samples)
-            if probs is not None:  # speech regions (short pauses bridged), as the detector frames them
+            whole = f.windows == [Window(0, f.num_samples)]  # a short file: normalised as training did
+            if probs is not None and not whole:  # speech regions (short pauses bridged), as the detector frames them
                 f.speech, f.speech_frame_s = np.zeros(len(probs), dtype=bool), frame_s
                 for s, e in speech_regions(probs, frame_s, self.config):
                     f.speech[int(round(s / frame_s)):int(round(e / frame_s))] = True
