@@ -21,12 +21,13 @@ class UserError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from asr.audio import AudioError
     from asr.config import ConfigError
+    from asr.lm import LMError
     from asr.manifest import ManifestError
     from asr.model_file import ModelFileError
     from asr.tokenizer import OutOfVocabularyError
 
     return (UserError, AudioError, ConfigError, ManifestError, ModelFileError, OutOfVocabularyError,
-            FileNotFoundError)
+            LMError, FileNotFoundError)
 
 
 def _device(name: str) -> str:
@@ -37,9 +38,22 @@ def _device(name: str) -> str:
     return name
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from asr.export import ExportError, export_model
+
+    try:
+        paths = export_model(args.model, args.format, args.output, int8=args.int8)
+    except ExportError as e:
+        raise UserError(str(e)) from None
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from asr.checkpointing import CheckpointWriteError
     from asr.config import load_config
-    from asr.train import train
+    from asr.train import TrainingStopped, train
 
     overrides = list(args.overrides)
     if args.max_epochs is not None:
@@ -48,9 +62,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"trainer.max_minutes={args.max_minutes}")
     config = load_config(args.config, overrides)
     resume = args.resume_from or args.resume
-    path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume)
+    try:
+        path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume)
+    except TrainingStopped as e:  # Ctrl-C (130) or SIGTERM (143), after saving last.ckpt
+        print(f"asr: {e}", file=sys.stderr)
+        return e.exit_code
+    except CheckpointWriteError as e:
+        raise UserError(str(e)) from None
     print(path)
     return 0
+
+
+def _decoder_from_args(args: argparse.Namespace, loaded):  # -> asr.decoding.Decoder | None
+    """Beam search with an LM when ``--lm`` is given (:mod:`asr.lm_decoding`), else None: greedy decoding."""
+    from asr.lm_decoding import decoder_from_args
+
+    return decoder_from_args(args, loaded.tokenizer)
 
 
 def _transcribe_inputs(args: argparse.Namespace) -> tuple[list[str], dict[str, str], list[str]]:
@@ -112,7 +139,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, _device(args.device))
     try:
         transcriber = Transcriber(loaded, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
-                                  segmentation=segmentation, vad=args.vad, word_timestamps=args.format != "text")
+                                  decoder=_decoder_from_args(args, loaded), segmentation=segmentation, vad=args.vad,
+                                  word_timestamps=args.format != "text")
     except ValueError as e:
         raise UserError(str(e)) from None
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
@@ -143,23 +171,42 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.evaluate import evaluate, write_report
+    from asr.metrics import NoReferenceError
     from asr.model_file import load_model
 
     loaded = load_model(args.model, _device(args.device))
-    result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16)
-    s = result.summary()
-    print(f"WER {100 * s['wer']:.2f} %  ({s['substitutions']} sub, {s['deletions']} del, {s['insertions']} ins "
-          f"/ {s['reference_words']} words)")
-    print(f"CER {100 * s['cer']:.2f} %  ({s['char_substitutions']} sub, {s['char_deletions']} del, "
-          f"{s['char_insertions']} ins / {s['reference_chars']} chars)")
-    print(f"utterances {s['num_utterances']}, exact match {100 * s['exact_match']:.2f} %, "
-          f"skipped {s['num_skipped']}")
-    for line in result.skipped[:10]:
-        print(f"skipped: {line}", file=sys.stderr)
+    try:
+        result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
+                          decoder=_decoder_from_args(args, loaded))
+    except NoReferenceError as e:
+        raise UserError(str(e)) from None
+    for line in result.summary_lines():
+        print(line)
+    for line in result.broken_lines[:10]:
+        print(f"broken line: {line}", file=sys.stderr)
+    for u in result.unreadable[:10]:
+        print(f"unreadable: {u['source']}: {u['error']}", file=sys.stderr)
+    if len(result.broken_lines) > 10 or len(result.unreadable) > 10:
+        print(f"... {len(result.skipped)} in all; --report lists every one", file=sys.stderr)
     if args.report:
         write_report(result, args.report, model=str(args.model), manifest=str(args.manifest))
         print(f"report: {args.report}")
+    if result.broken_lines:
+        print(f"asr: error: {args.manifest}: {len(result.broken_lines)} broken lines were not scored",
+              file=sys.stderr)
+        return 1
+    if result.unreadable and not args.allow_unreadable:
+        print(f"asr: error: {len(result.unreadable)} audio files could not be read (counted as deletions; "
+              "--allow-unreadable to accept that)", file=sys.stderr)
+        return 1
     return 0
+
+
+EVALUATE_EPILOG = (
+    "Audio that cannot be read counts as all deletions in WER/CER (the summary says how many, the report lists "
+    "them) and makes the exit status 1 unless --allow-unreadable. Broken manifest lines are not scored and make "
+    "it 1 always. A manifest with no reference word at all (empty, all lines broken, all references empty) is an "
+    "error (exit status 2), never 0 %.")
 
 
 # Subcommands whose arguments are parsed by their own module's ``main(argv)``.
@@ -168,6 +215,8 @@ DELEGATED = {
     "manifest": ("asr.corpora.corpus_check", "build a validated manifest from your own audio and transcripts"),
     "librispeech": ("asr.corpora.librispeech", "download and prepare LibriSpeech"),
     "speech-commands": ("asr.corpora.speech_commands", "download and prepare Speech Commands v2"),
+    "lm": ("asr.lm", "build an n-gram language model, tune its decoding weights"),
+    "librispeech-lm": ("asr.corpora.librispeech_lm", "download LibriSpeech's official n-gram LM (OpenSLR 11)"),
 }
 
 
@@ -182,12 +231,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-manifest", required=True)
     t.add_argument("--val-manifest", required=True)
     t.add_argument("--output-dir", required=True, help="model.pt, checkpoints/ and logs/ are written here")
-    t.add_argument("--max-epochs", type=int)
-    t.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
-    t.add_argument("--resume", action="store_true", help="resume from OUTPUT_DIR/checkpoints/last.ckpt")
+    t.add_argument("--max-epochs", type=int, help="epochs in all, a resumed run included (-1: no cap; then "
+                   "--max-minutes is needed)")
+    t.add_argument("--max-minutes", type=float,
+                   help="TOTAL training-time budget in minutes, summed over resumes (the time trained is kept in "
+                        "the checkpoints); the learning-rate schedule ends at it. Resuming with a larger value "
+                        "spreads the rest of the schedule over the extra time without raising the learning rate")
+    t.add_argument("--resume", action="store_true",
+                   help="resume from OUTPUT_DIR/checkpoints/last.ckpt (written at every epoch end and whenever "
+                        "training stops: time budget, Ctrl-C, SIGTERM), with the next batch of the same epoch")
     t.add_argument("--resume-from", metavar="CKPT", help="resume from this Lightning checkpoint")
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export a model to ONNX (optionally int8) or TorchScript")
+    e.add_argument("--model", required=True, help="a model.pt written by `asr train`")
+    e.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    e.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the recurrent and linear layers")
+    e.add_argument("-o", "--output", help="output file (default: beside the model, e.g. model.onnx); a "
+                   "unidirectional model's streaming graph goes beside it as NAME.step.onnx")
+    e.set_defaults(func=cmd_export)
 
     for name, func, helptext in (("transcribe", cmd_transcribe, "transcribe audio files"),
                                  ("evaluate", cmd_evaluate, "WER/CER of a model on a manifest")):
@@ -197,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--max-batch-seconds", type=float, default=300.0, help="padded audio seconds per batch")
         s.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs; CPUs with bf16 units)")
         s.set_defaults(func=func)
+        from asr.lm_decoding import add_lm_arguments
+
+        add_lm_arguments(s)
         if name == "transcribe":
             s.add_argument("files", nargs="*", metavar="FILE_OR_DIR",
                            help="audio files, or directories searched recursively for audio by extension")
@@ -214,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--manifest", required=True)
             s.add_argument("--report", help="write a JSON report with per-utterance results")
+            s.add_argument("--allow-unreadable", action="store_true",
+                           help="exit 0 even if some audio could not be read (it still counts as deletions)")
+            s.epilog = EVALUATE_EPILOG
 
     for name, (_, helptext) in DELEGATED.items():
         sub.add_parser(name, help=f"{helptext} (see `asr {name} --help`)", add_help=False)

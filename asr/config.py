@@ -82,8 +82,14 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    # Epochs to train in all (a resumed run continues towards it); -1: no epoch cap (then max_minutes is needed).
     max_epochs: int = 30
+    # Total training-time budget in minutes for the output folder, summed over resumes (the time trained is kept
+    # in each checkpoint); the cosine schedule ends at it. Resuming with a larger value stretches the rest of
+    # the schedule over the extra time, without raising the learning rate again.
     max_minutes: float | None = None
+    # Stop after this many optimizer steps in all (-1: no step cap); mainly for tests and quick checks.
+    max_steps: int = -1
     seed: int = 1234
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -102,6 +108,13 @@ class TrainerConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
+        if self.max_epochs < -1 or self.max_epochs == 0:
+            raise ValueError(f"trainer.max_epochs must be positive, or -1 for no epoch cap; got {self.max_epochs}")
+        if self.max_epochs == -1 and not self.max_minutes and self.max_steps < 0:
+            raise ValueError("trainer.max_epochs=-1 (no epoch cap) needs a time budget: set trainer.max_minutes "
+                             "(--max-minutes) or trainer.max_steps, or training would never end")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"trainer.max_minutes must be positive, got {self.max_minutes}")
         if self.average_checkpoints < 0:
             raise ValueError(f"trainer.average_checkpoints must be 0 (off) or more, got {self.average_checkpoints}")
 

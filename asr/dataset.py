@@ -88,15 +88,18 @@ def collate(items: Sequence[dict[str, Any] | Skipped]) -> dict[str, Any]:
 
 def screen_utterances(utterances: Sequence[Utterance], tokenizer: CharTokenizer,
                       output_frames: Callable[[Sequence[float]], Sequence[int]],
-                      max_duration: float | None = None) -> tuple[list[Utterance], list[Skipped]]:
+                      max_duration: float | None = None,
+                      fastest_speed: float = 1.0) -> tuple[list[Utterance], list[Skipped]]:
     """Split utterances into usable ones and :class:`Skipped` ones, with a reason for each.
 
     ``output_frames(durations_in_seconds)`` gives the number of CTC frames the model emits for each duration,
     so a transcript too long for its audio after subsampling is caught here, before it can make the loss
-    infinite.
+    infinite. ``fastest_speed`` > 1 (speed perturbation) screens the audio as it is when played that much
+    faster, since training may shorten it so.
     """
     kept, skipped = [], []
-    frames = output_frames([u.duration for u in utterances])
+    frames = output_frames([u.duration / fastest_speed for u in utterances])
+    at_speed = f" at speed {fastest_speed:g} (augment.speed_factors)" if fastest_speed != 1.0 else ""
     for u, have in zip(utterances, frames):
         if max_duration is not None and u.duration > max_duration:
             skipped.append(Skipped(u.source, u.audio_filepath,
@@ -111,7 +114,7 @@ def screen_utterances(utterances: Sequence[Utterance], tokenizer: CharTokenizer,
         if need > have:
             skipped.append(Skipped(u.source, u.audio_filepath,
                                    f"transcript needs {need} CTC frames but {u.duration:.2f} s of audio gives only "
-                                   f"{have} after subsampling"))
+                                   f"{have}{at_speed} after subsampling"))
             continue
         kept.append(u)
     return kept, skipped

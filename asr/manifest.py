@@ -1,8 +1,17 @@
 """JSON-lines manifests (NeMo's convention): one utterance per line.
 
 Required keys are ``audio_filepath``, ``duration`` (seconds) and ``text``; any other key (speaker, offset, ...)
-is carried along untouched in :attr:`Utterance.extra`. Relative audio paths are resolved against the manifest's
-folder, so a corpus directory can be moved as a whole.
+is carried along untouched in :attr:`Utterance.extra`.
+
+The path contract, the same whichever folder a program runs from:
+
+* in a manifest *file*, a relative ``audio_filepath`` is relative to the manifest's own folder, so a corpus
+  directory can be moved as a whole;
+* in memory (an :class:`Utterance`, or a dict handed to :func:`write_manifest`), a path is what ``open()`` takes:
+  absolute, or relative to the current folder. :func:`read_manifest` and :func:`write_manifest` translate.
+
+Files are UTF-8; a byte-order mark (as some Windows editors write) is accepted, and a line that is not UTF-8 is a
+bad line like any other, named by file and line.
 """
 
 from __future__ import annotations
@@ -72,12 +81,15 @@ def iter_manifest(path: str | os.PathLike, strict: bool = True, errors: list[str
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     base_dir = path.resolve().parent
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    # Bytes, decoded line by line: one stray byte must cost one line, not the whole file.
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
             try:
-                yield parse_line(line, f"{path}:{lineno}", base_dir)
+                line = _decode(raw, where, first=lineno == 1)
+                if not line.strip():
+                    continue
+                yield parse_line(line, where, base_dir)
             except ManifestError as e:
                 if strict:
                     raise
@@ -85,31 +97,53 @@ def iter_manifest(path: str | os.PathLike, strict: bool = True, errors: list[str
                     errors.append(str(e))
 
 
+def _decode(raw: bytes, where: str, first: bool) -> str:
+    try:
+        return raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{where}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                            "save the manifest as UTF-8") from None
+
+
 def read_manifest(path: str | os.PathLike, strict: bool = True, errors: list[str] | None = None) -> list[Utterance]:
     return list(iter_manifest(path, strict=strict, errors=errors))
+
+
+def manifest_path(audio: str | os.PathLike, manifest_dir: str | os.PathLike) -> str:
+    """How ``audio`` (absolute, or relative to the current folder) is written in a manifest in ``manifest_dir``.
+
+    Relative to the manifest's folder when the file lies inside it (the corpus stays relocatable), else absolute.
+    Inside is first judged on the paths as given, so a symlinked corpus folder keeps its links; ``..`` or a
+    link out of the manifest's folder are judged on the resolved paths, because that is how the reader will
+    follow them.
+    """
+    p, d = Path(audio).absolute(), Path(manifest_dir).absolute()
+    if ".." not in p.parts and ".." not in d.parts and p.is_relative_to(d):
+        return p.relative_to(d).as_posix()
+    rp, rd = p.resolve(), d.resolve()
+    if rp.is_relative_to(rd):
+        return rp.relative_to(rd).as_posix()
+    return str(rp if ".." in p.parts else p)
 
 
 def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance | dict[str, Any]],
                    relative_to_manifest: bool = True) -> int:
     """Write utterances as JSON lines (atomically); returns the count.
 
-    Paths inside the manifest's folder are written relative to it, so the corpus stays relocatable.
+    Audio paths are taken as ``open()`` takes them (absolute, or relative to the current folder) and written
+    so that :func:`read_manifest` finds the same files from the manifest's folder: relative to it when inside
+    it (see :func:`manifest_path`), else absolute; ``relative_to_manifest=False`` writes every path absolute.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    base = path.resolve().parent
     tmp = path.with_suffix(path.suffix + ".tmp")
     n = 0
     with open(tmp, "w", encoding="utf-8") as f:
         for u in utterances:
             obj = u.to_json() if isinstance(u, Utterance) else dict(u)
-            if relative_to_manifest:
-                p = Path(obj["audio_filepath"])
-                if p.is_absolute():
-                    try:
-                        obj["audio_filepath"] = str(p.resolve().relative_to(base))
-                    except ValueError:
-                        pass
+            audio = obj["audio_filepath"]
+            obj["audio_filepath"] = (manifest_path(audio, path.parent) if relative_to_manifest
+                                     else str(Path(audio).absolute()))
             f.write(json.dumps(obj, ensure_ascii=False) + "\n")
             n += 1
     os.replace(tmp, path)

@@ -160,6 +160,14 @@ class ASRModel(nn.Module):
         return self.feature_config.sample_rate
 
     @property
+    def frame_seconds(self) -> float:
+        """Seconds between the model's output frames: the feature hop times the front-end's time subsampling."""
+        stride = 1
+        for s in self.encoder.frontend.time_strides:
+            stride *= s
+        return self.feature_config.hop_length * stride / self.sample_rate
+
+    @property
     def device(self) -> torch.device:
         return self.encoder.head.weight.device
 

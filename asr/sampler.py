@@ -12,6 +12,11 @@ is shuffled. The number of batches is nevertheless the same in every epoch, beca
 schedules read ``len()`` once, before the first epoch: it is fixed from the sorted order plus a margin for the
 jitter, and spare batches are spread over the epoch by filling every batch slightly less than the limit allows.
 
+Resuming: :meth:`state_dict` is the epoch and how many of this rank's batches were consumed; after
+:meth:`load_state_dict` the next iteration continues with the batch after those, so a run interrupted mid-epoch
+and resumed sees exactly the batches an uninterrupted run would have (the order is a pure function of
+(seed, epoch)). ``asr.datamodule.ResumableDataLoader`` hands this state to Lightning's checkpoints.
+
 Distributed training: every rank builds the same global list of batches from (seed, epoch) and takes its share.
 The batch count is rounded up to a multiple of the number of replicas (a few batches filled slightly less), so no
 utterance is dropped or repeated. Only where that is impossible (fewer utterances than batches) or when
@@ -108,6 +113,8 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         self.sortagrad = sortagrad
         self.shuffle_window = shuffle_window if shuffle else 0.0
         self.epoch = 0
+        self._start = 0  # batches of the current epoch to pass over on the next iteration (after a resume)
+        self._position = 0  # batches of the current epoch yielded so far
 
         # The sorted order needs the fewest batches; it is the fallback whenever a shuffled order would need
         # more than the fixed count.
@@ -125,13 +132,39 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         self._cache: tuple[int, list[list[int]], int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:  # a new epoch starts from its first batch, whatever a resume said
+            self._start = self._position = 0
         self.epoch = epoch
+
+    @property
+    def start_position(self) -> int:
+        """The batch of the current epoch the next iteration starts with (0 unless resuming mid-epoch)."""
+        return self._start
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch", "position"}``: the current epoch and how many of this rank's batches were yielded."""
+        return {"epoch": self.epoch, "position": self._position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue where :meth:`state_dict` was taken: the next iteration starts at batch ``position`` of
+        ``epoch``; a finished epoch (``position == len(self)``) continues with the first batch of the next one."""
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if not 0 <= position <= len(self):
+            raise ValueError(f"sampler position {position} is outside this epoch's {len(self)} batches; was the "
+                             "checkpoint written with other data or batch settings?")
+        if position == len(self):
+            epoch, position = epoch + 1, 0
+        self.epoch, self._start, self._position = epoch, position, position
 
     def __len__(self) -> int:
         return self._num_kept // self.num_replicas
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.global_batches()[self.rank::self.num_replicas]
+        start, self._start = self._start, 0
+        self._position = start
+        for batch in self.global_batches()[self.rank::self.num_replicas][start:]:
+            self._position += 1
+            yield batch
 
     @property
     def num_dropped(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import subprocess
 import sys
 import time
@@ -15,14 +16,17 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from asr.audio import load_audio
+from asr.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from asr.config import Config, ConfigError, dump_config
 from asr.ctc_module import CTCModule
 from asr.datamodule import ASRDataModule, load_split
 from asr.dataset import Skipped
 from asr.manifest import Utterance
 from asr.model_file import save_model
+from asr.run_control import STOP_REASONS, RunControl, read_state
 
 log = logging.getLogger("asr")
 
@@ -65,12 +69,23 @@ def git_commit() -> str | None:
         return None
 
 
+class TrainingStopped(Exception):
+    """Training was stopped by Ctrl-C or SIGTERM; ``last.ckpt`` holds where it stopped."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 @torch.no_grad()
-def estimate_global_stats(module: CTCModule, utterances: Sequence[Utterance], max_utterances: int = 500) -> None:
-    """Mean/std of log-mel per bin over (a sample of) the training set, for ``features.normalize: global``."""
+def estimate_global_stats(module: CTCModule, utterances: Sequence[Utterance], max_utterances: int = 500,
+                          seed: int = 0) -> None:
+    """Mean/std of log-mel per bin over a seeded random sample of the training set, for ``features.normalize:
+    global``; a sample of the whole set, because the first lines of a sorted manifest are a handful of speakers."""
     feats = module.model.features
     total, total_sq, count = torch.zeros(feats.n_mels), torch.zeros(feats.n_mels), 0
-    for u in utterances[:max_utterances]:
+    chosen = sorted(random.Random(seed).sample(range(len(utterances)), min(max_utterances, len(utterances))))
+    for u in (utterances[i] for i in chosen):
         x = feats.log_mel(torch.from_numpy(load_audio(u.audio_filepath, module.model.sample_rate))[None])[0]
         total += x.sum(0)
         total_sq += (x**2).sum(0)
@@ -100,7 +115,7 @@ class EpochLog(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
         self.audio_seconds += float(batch["audio_lengths"].sum()) / self.sample_rate
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None:
+        if loss is not None and not getattr(module, "_skip_step", False):
             self.loss_sum += float(loss)
             self.steps += 1
 
@@ -115,6 +130,21 @@ class EpochLog(L.Callback):
                  self.audio_seconds / max(elapsed, 1e-9), elapsed)
 
 
+def check_not_finished(ckpt_path: str, max_epochs: int, max_minutes: float | None, max_steps: int = -1) -> None:
+    """Refuse to resume a run that has nothing left to do under the given caps, saying which cap to raise."""
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    state = read_state(checkpoint)
+    if state is None:
+        return
+    epochs, minutes = int(state["epochs_done"]), float(state["elapsed_seconds"]) / 60
+    steps_done = 0 <= max_steps <= int(checkpoint.get("global_step", 0))
+    if (0 <= max_epochs <= epochs) or (max_minutes is not None and minutes >= max_minutes) or steps_done:
+        budget = f" of the {max_minutes:g} min budget" if max_minutes is not None else ""
+        raise ConfigError(f"{ckpt_path}: already trained {epochs} epochs / {minutes:.1f} min{budget}; nothing to "
+                          f"do (trainer.max_epochs={max_epochs}); pass a larger --max-epochs or --max-minutes to "
+                          "train on")
+
+
 def train(config: Config, train_manifest: str, val_manifest: str, output_dir: str | os.PathLike,
           resume: str | bool = False, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train a model and write ``output_dir/model.pt``; returns that path.
@@ -123,6 +153,15 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    t = config.trainer
+    ckpt_dir = out / "checkpoints"
+    ckpt_path = None
+    if resume:
+        ckpt_path = str(resume) if isinstance(resume, str) else str(ckpt_dir / "last.ckpt")
+        if not os.path.exists(ckpt_path):
+            raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
+        check_not_finished(ckpt_path, t.max_epochs, t.max_minutes, t.max_steps)
+        log.info("resuming from %s", ckpt_path)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     module = CTCModule.from_config(config)
     tokenizer, dims, sr = module.tokenizer, module.model.dims, module.model.sample_rate
@@ -131,7 +170,10 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         samples = torch.tensor([int(round(d * sr)) for d in durations], dtype=torch.long)
         return module.model.output_lengths(samples).tolist()
 
-    train_utts, train_skipped = load_split(train_manifest, tokenizer, output_frames, config.data.max_duration)
+    # Speed perturbation can make audio this much shorter; a transcript must fit the shortest version.
+    fastest = max(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
+    train_utts, train_skipped = load_split(train_manifest, tokenizer, output_frames, config.data.max_duration,
+                                           fastest_speed=max(fastest, 1.0))
     val_utts, val_skipped = load_split(val_manifest, tokenizer, output_frames, None)
     for name, utts, skipped in (("train", train_utts, train_skipped), ("val", val_utts, val_skipped)):
         hours = sum(u.duration for u in utts) / 3600
@@ -144,15 +186,17 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
                         out / f"skipped_{name}.txt")
 
     if config.features.normalize == "global":
-        estimate_global_stats(module, train_utts)
+        estimate_global_stats(module, train_utts, seed=config.trainer.seed)
     dump_config(dataclasses.replace(config, model=dims), out / "config.yaml")
 
-    t = config.trainer
     data = ASRDataModule(train_utts, val_utts, tokenizer, sr, config.data, seed=t.seed)
-    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="epoch{epoch:03d}-wer{val_wer:.4f}",
-                           monitor="val_wer", mode="min", save_top_k=max(3, t.average_checkpoints), save_last=True,
+    # Top-k by val_wer only; last.ckpt is LastCheckpoint's, written at every epoch end and every stop.
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}-wer{val_wer:.4f}",
+                           monitor="val_wer", mode="min", save_top_k=max(3, t.average_checkpoints), save_last=False,
                            auto_insert_metric_name=False)
-    all_callbacks: list[L.Callback] = [ckpt, LearningRateMonitor(logging_interval="step"), EpochLog(sr), *callbacks]
+    control = RunControl(t.max_minutes)
+    all_callbacks: list[L.Callback] = [control, ckpt, LastCheckpoint(ckpt_dir),
+                                       LearningRateMonitor(logging_interval="step"), EpochLog(sr), *callbacks]
     if t.ema_decay > 0:
         from asr.averaging import EMACallback
 
@@ -160,10 +204,9 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     precision = resolve_precision(t.precision, t.accelerator)
     log.info("precision %s%s", precision, " (trainer.precision: auto)" if t.precision == "auto" else "")
     trainer = L.Trainer(
-        default_root_dir=out, max_epochs=t.max_epochs,
-        max_time={"minutes": t.max_minutes} if t.max_minutes else None,
+        default_root_dir=out, max_epochs=t.max_epochs, max_steps=t.max_steps,
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=precision,
+        precision=precision, plugins=[AtomicCheckpointIO()],
         gradient_clip_val=config.optim.grad_clip or None, accumulate_grad_batches=t.accumulate_grad_batches,
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
         callbacks=all_callbacks, enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
@@ -172,19 +215,23 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
                 CSVLogger(out / "logs", name="csv", version="")],
         num_sanity_val_steps=0,
     )
-    ckpt_path = None
-    if resume:
-        ckpt_path = str(resume) if isinstance(resume, str) else str(out / "checkpoints" / "last.ckpt")
-        if not os.path.exists(ckpt_path):
-            raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-        log.info("resuming from %s", ckpt_path)
     started = time.time()
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        control.stop_reason = STOP_REASONS[2]
     minutes = (time.time() - started) / 60
+    if control.stop_reason in STOP_REASONS.values():
+        last = ckpt_dir / "last.ckpt"
+        raise TrainingStopped(f"{control.stop_reason} after {control.epochs_done} full epochs, at step "
+                              f"{trainer.global_step} ({control.elapsed / 60:.1f} min trained); {last} holds it: "
+                              "continue with --resume",
+                              130 if control.stop_reason == STOP_REASONS[1] else 143)
 
     model_path = out / "model.pt"
     if trainer.is_global_zero:
-        best = ckpt.best_model_path or ckpt.last_model_path
+        last = ckpt_dir / "last.ckpt"
+        best = ckpt.best_model_path or (str(last) if last.exists() else "")
         averaged = sorted(ckpt.best_k_models, key=lambda p: float(ckpt.best_k_models[p]))[:t.average_checkpoints]
         if averaged:
             from asr.averaging import average_checkpoints
@@ -199,6 +246,8 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
             "checkpoint": os.path.basename(best) if best else None,
             "averaged_checkpoints": [os.path.basename(p) for p in averaged],
             "epochs": trainer.current_epoch, "train_minutes": round(minutes, 2), "precision": precision,
+            "total_train_minutes": round(control.elapsed / 60, 2),
+            "infeasible_utterances": module.infeasible_utterances,
             "train_utterances": len(train_utts), "train_hours": sum(u.duration for u in train_utts) / 3600,
             "skipped_train": len(train_skipped), "skipped_while_decoding": module.skipped_utterances,
             "git_commit": git_commit(), "config": config.to_dict(),

@@ -67,3 +67,13 @@ def test_resume_continues_training(tiny_corpus, tmp_path):
     assert main([*args[:7], "--max-epochs", "1", *args[7:]]) == 0
     assert main([*args[:7], "--max-epochs", "2", "--resume", *args[7:]]) == 0
     assert load_model(tmp_path / "model.pt").metadata["epochs"] == 2
+
+
+def test_train_help_says_what_max_minutes_means_across_resumes(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "TOTAL training-time budget in minutes, summed over resumes" in text
+    assert "written at every epoch end and whenever training stops" in text

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.cli import main as asr_main
 from asr.corpora import corpus_check as cc
 from asr.manifest import read_manifest
+from test_manifest import DATA_DIR_KINDS, assert_every_manifest_path_opens, data_dir_as
 
 SR = 16000
 
@@ -120,20 +123,70 @@ def test_nothing_usable_writes_no_manifest(tmp_path, capsys):
     (tmp_path / "src" / "bad.wav").write_bytes(b"\x00" * 100)
     (tmp_path / "src" / "bad.txt").write_text("bad")
     out = tmp_path / "out.jsonl"
-    assert cc.main([str(tmp_path / "src"), "-o", str(out)]) == 1
+    assert asr_main(["manifest", str(tmp_path / "src"), "-o", str(out)]) == 2
     assert not out.exists()
-    assert "no usable utterance" in capsys.readouterr().err
+    assert "asr: error: no usable utterance" in capsys.readouterr().err
 
 
-def test_strict_fails_on_any_rejection_but_still_writes_the_good_part(tmp_path):
+def test_strict_fails_on_any_rejection_but_still_writes_the_good_part(tmp_path, capsys):
     _write(tmp_path / "src" / "ok.wav", "fine")
     _write(tmp_path / "src" / "no.wav", "naïve")
     out = tmp_path / "out.jsonl"
-    assert cc.main([str(tmp_path / "src"), "-o", str(out), "--strict"]) == 1
+    assert asr_main(["manifest", str(tmp_path / "src"), "-o", str(out), "--strict"]) == 2
+    assert "asr: error: 1 entry rejected (--strict)" in capsys.readouterr().err
     assert len(read_manifest(out)) == 1
 
 
 def test_a_table_without_a_path_column_is_explained(tmp_path, capsys):
     (tmp_path / "t.csv").write_text("utterance,transcript\nx,y\n")
-    assert cc.main([str(tmp_path / "t.csv"), "-o", str(tmp_path / "o.jsonl")]) == 1
-    assert "path column" in capsys.readouterr().err
+    assert asr_main(["manifest", str(tmp_path / "t.csv"), "-o", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("asr: error: ") and "path column" in err
+
+
+@pytest.mark.parametrize("kind", DATA_DIR_KINDS)
+def test_manifests_from_any_data_folder_open_from_anywhere(tmp_path, monkeypatch, kind):
+    """`asr manifest` with the corpus folder relative, `../`, symlinked or absolute, the manifest written inside
+    the corpus and outside it: every path opens from another folder."""
+    data = data_dir_as(kind, tmp_path, monkeypatch)
+    _write(Path(data) / "corpus" / "a.wav", "alpha")
+    _write(Path(data) / "corpus" / "sub" / "b.flac", "bravo")
+    assert asr_main(["manifest", f"{data}/corpus", "-o", f"{data}/corpus/train.jsonl"]) == 0
+    assert asr_main(["manifest", f"{data}/corpus", "-o", "out/train.jsonl"]) == 0
+    assert [json.loads(line)["audio_filepath"] for line in (Path(data) / "corpus" / "train.jsonl").open()] == [
+        "a.wav", "sub/b.flac"]
+    assert_every_manifest_path_opens(data, expected=2)
+    assert_every_manifest_path_opens("out", expected=2)
+
+
+def test_sample_rate_and_duration_limits(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, sr, seconds in (("ok16k", 16000, 0.5), ("odd22k", 22050, 0.5), ("low8k", 8000, 0.5),
+                              ("long", 16000, 3.0)):
+        sf.write(src / f"{name}.wav", np.zeros(int(sr * seconds), dtype=np.float32), sr)
+        (src / f"{name}.txt").write_text(name.rstrip("0123456789k") or "x")
+    out = tmp_path / "m.jsonl"
+    assert asr_main(["manifest", str(src), "-o", str(out), "--min-sample-rate", "16000", "--max-duration", "2"]) == 0
+    assert sorted(u.audio_filepath.rsplit("/", 1)[-1] for u in read_manifest(out)) == ["odd22k.wav", "ok16k.wav"]
+    assert _rejects(tmp_path / "m.jsonl.rejects.tsv") == {"low8k.wav": cc.LOW_RATE, "long.wav": cc.TOO_LONG}
+    assert "16000 Hz: 1, 22050 Hz: 1" in capsys.readouterr().out  # mixed rates are shown, and resampled on load
+
+
+def test_a_table_that_is_not_utf8_names_its_line_and_a_bom_is_fine(tmp_path, capsys):
+    _write(tmp_path / "a.wav")
+    (tmp_path / "bom.csv").write_bytes("\ufeffpath,text\na.wav,hello\n".encode("utf-8"))
+    assert [u.text for u in cc.check_corpus(cc.find_candidates(tmp_path / "bom.csv")).kept] == ["hello"]
+    (tmp_path / "latin1.csv").write_bytes("path,text\na.wav,hello\na.wav,café\n".encode("latin-1"))
+    assert asr_main(["manifest", str(tmp_path / "latin1.csv"), "-o", str(tmp_path / "o.jsonl")]) == 2
+    assert "asr: error: " + str(tmp_path / "latin1.csv") + ":3: not UTF-8 (byte 0xe9)" in capsys.readouterr().err
+
+
+def test_a_transcript_file_that_is_not_utf8_costs_only_its_entry(tmp_path):
+    chapter = tmp_path / "tree" / "s" / "c"
+    _write(chapter / "s-c-0000.flac", None, "one")
+    _write(chapter / "s-c-0001.flac", None, "two")
+    (chapter / "s-c.trans.txt").write_bytes("s-c-0000 ONE\ns-c-0001 CAF\xc9\n".encode("latin-1"))
+    result = cc.check_corpus(cc.find_candidates(tmp_path / "tree"))
+    assert [u.text for u in result.kept] == ["one"]
+    assert [(r.reason, r.origin.rsplit("/", 1)[-1]) for r in result.rejected] == [(cc.OOV, "s-c.trans.txt:2")]

@@ -29,11 +29,17 @@ def free_port() -> int:
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="torch.distributed with gloo is needed")
 def test_two_rank_ddp_run_splits_the_data_and_keeps_the_weights_identical(tiny_corpus, tmp_path):
+    """Also: a batch that one rank cannot decode is skipped on both (before, that rank returned before the
+    collective that decides to skip, and the ranks' collectives paired wrongly: a hang or silent divergence),
+    and with a time budget both ranks use the same learning rate at every step (before, each its own clock)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), str(WORKER), str(tiny_corpus["train"]), str(tiny_corpus["dev"]),
            str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"the DDP run hung: {(e.stderr or b'')[-3000:]!r}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     runs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -50,6 +56,10 @@ def test_two_rank_ddp_run_splits_the_data_and_keeps_the_weights_identical(tiny_c
         assert not set(seen0) & set(seen1)
         assert set(seen0) | set(seen1) == set(range(n_train))
     assert runs[0]["epochs"][0]["indices"] != runs[0]["epochs"][1]["indices"]  # reshuffled each epoch
+    # rank 1's undecodable batch: counted there, and the step skipped on both ranks
+    assert [r["skipped_utterances"] > 0 for r in runs] == [False, True]
+    assert [r["skipped_batches"] for r in runs] == [1, 1]
+    assert runs[0]["lrs"] == runs[1]["lrs"]  # bit for bit, although the clocks differ
 
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for kind in ("weights", "ema"):

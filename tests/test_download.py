@@ -48,8 +48,9 @@ class _RangeHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         body = data[start:]
-        cut = srv.cut_after.pop(name, None)
-        self.wfile.write(body if cut is None else body[:cut])
+        cuts = srv.cut_after.get(name)
+        cut = cuts.pop(0) if isinstance(cuts, list) and cuts else srv.cut_after.pop(name, None)
+        self.wfile.write(body if not isinstance(cut, int) else body[:cut])
         self.wfile.flush()
 
     def log_message(self, *args) -> None:
@@ -57,7 +58,8 @@ class _RangeHandler(BaseHTTPRequestHandler):
 
 
 class RangeServer(ThreadingHTTPServer):
-    """Serves ``root``; ``cut_after[name] = n`` makes the next response for ``name`` stop after n body bytes."""
+    """Serves ``root``; ``cut_after[name] = n`` makes the next response for ``name`` stop after n body bytes
+    (a list of n: the next responses, one each)."""
 
     daemon_threads = True
 
@@ -234,4 +236,162 @@ def test_extract_refuses_paths_outside_the_destination(tmp_path, members, links)
     with pytest.raises(dl.DownloadError, match="refusing"):
         dl.extract(archive, out)
     assert not (tmp_path / "escape.txt").exists()
+    assert not list(out.glob(".*.extracted"))
+
+
+def test_the_retry_count_restarts_after_a_try_that_brought_bytes(server, tmp_path):
+    """Five drops with retries=2 still finish, because each try got further; only failures in a row count."""
+    data, md5 = _publish(server, "a.tar.gz")
+    server.cut_after["a.tar.gz"] = [40_000] * 5
+    dest = tmp_path / "a.tar.gz"
+    dl.download(f"{server.url}/a.tar.gz", dest, md5=md5, progress=False, retries=2)
+    assert dest.read_bytes() == data
+    assert [r for _, r in server.requests] == [None] + [f"bytes={40_000 * i}-" for i in range(1, 6)]
+
+
+def test_retries_in_a_row_without_progress_give_up_and_keep_the_part(server, tmp_path):
+    data, md5 = _publish(server, "a.tar.gz")
+    server.cut_after["a.tar.gz"] = [1000, 0, 0, 0]
+    dest = tmp_path / "a.tar.gz"
+    with pytest.raises(dl.DownloadError, match=r"giving up after 2 retries .*next run resumes it"):
+        dl.download(f"{server.url}/a.tar.gz", dest, md5=md5, progress=False, retries=2)
+    assert dest.with_name("a.tar.gz.part").read_bytes() == data[:1000] and not dest.exists()
+    dl.download(f"{server.url}/a.tar.gz", dest, md5=md5, progress=False)
+    assert dest.read_bytes() == data and server.requests[-1] == ("a.tar.gz", "bytes=1000-")
+
+
+def _hold_lock(dest: Path):
+    """Take ``dest``'s download lock as another process would (a separate open file holding flock)."""
+    fcntl = pytest.importorskip("fcntl")
+    f = open(dest.with_name(dest.name + ".lock"), "a+")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    f.write("4242\n")
+    f.flush()
+    return f
+
+
+def test_a_second_download_of_the_same_file_waits_for_the_first_and_reuses_its_result(server, tmp_path, capsys):
+    data, md5 = _publish(server, "a.tar.gz")
+    dest = tmp_path / "a.tar.gz"
+    holder = _hold_lock(dest)
+    result: dict = {}
+    waiter = threading.Thread(target=lambda: result.update(
+        path=dl.download(f"{server.url}/a.tar.gz", dest, md5=md5, progress=False)))
+    waiter.start()
+    # The waiter says why it waits (naming the holder's pid), and meanwhile touches neither .part nor the server.
+    for _ in range(2000):
+        if "waiting for it" in capsys.readouterr().err:
+            break
+        waiter.join(0.01)
+    assert waiter.is_alive() and not server.requests and not dest.with_name("a.tar.gz.part").exists()
+    # The "other process" finishes the file and lets go; the waiter then finds it done and fetches nothing.
+    dl.download(f"{server.url}/a.tar.gz", tmp_path / "other" / "a.tar.gz", md5=md5, progress=False)
+    (tmp_path / "other" / "a.tar.gz").rename(dest)
+    holder.close()
+    waiter.join(30)
+    assert result["path"] == dest and dest.read_bytes() == data
+    assert len(server.requests) == 1
+
+
+def test_a_download_locked_by_another_process_can_give_up_with_a_clear_message(server, tmp_path):
+    _, md5 = _publish(server, "a.tar.gz")
+    dest = tmp_path / "a.tar.gz"
+    holder = _hold_lock(dest)
+    try:
+        with pytest.raises(dl.DownloadError, match=r"a\.tar\.gz\.lock: another process \(pid 4242\) is downloading "
+                                                   r"a\.tar\.gz; gave up waiting after 0 s"):
+            dl.download(f"{server.url}/a.tar.gz", dest, md5=md5, progress=False, lock_timeout=0)
+    finally:
+        holder.close()
+    assert not server.requests
+
+
+def test_two_processes_downloading_the_same_file_at_once(server, tmp_path):
+    """Real processes, real flock: both succeed, the bytes are right, and the server sends the file once."""
+    import subprocess
+    import sys
+
+    data, md5 = _publish(server, "a.tar.gz", size=2_000_000)
+    dest = tmp_path / "a.tar.gz"
+    code = ("import sys; from asr.corpora.download import download; "
+            "download(sys.argv[1], sys.argv[2], md5=sys.argv[3], progress=False)")
+    repo = str(Path(__file__).resolve().parents[1])
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"{server.url}/a.tar.gz", str(dest), md5],
+                              env={**__import__("os").environ, "PYTHONPATH": repo}) for _ in range(2)]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    assert dest.read_bytes() == data
+    assert len([r for r in server.requests if r[0] == "a.tar.gz"]) == 1
+
+
+def test_disk_full_during_extraction_is_a_clear_error_and_the_next_run_starts_over(tmp_path, monkeypatch):
+    import errno
+
+    archive = _tarball(tmp_path / "c.tar.gz", {"Corpus/a.txt": b"a", "Corpus/b.txt": b"b"})
+    out = tmp_path / "out"
+    real = tarfile.TarFile.extract
+
+    def full(self, member, *args, **kwargs):
+        if member.name.endswith("b.txt"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, member, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "extract", full)
+    with pytest.raises(dl.DownloadError, match=r"c\.tar\.gz: cannot extract .*No space left on device"):
+        dl.extract(archive, out)
+    assert not list(out.glob(".*.extracted")), "a half-done extraction must not be marked done"
+    monkeypatch.setattr(tarfile.TarFile, "extract", real)
+    dl.extract(archive, out)
+    assert (out / "Corpus/b.txt").read_bytes() == b"b"
+
+
+@pytest.fixture
+def no_data_filter(monkeypatch):
+    """Python 3.10.0-3.10.11 / 3.11.0-3.11.3: no tarfile.data_filter, and extract() takes no ``filter``."""
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    real = tarfile.TarFile.extract
+
+    def old_extract(self, member, path="", set_attrs=True, *, numeric_owner=False, **kwargs):
+        if kwargs:
+            raise TypeError(f"extract() got an unexpected keyword argument {next(iter(kwargs))!r}")
+        return real(self, member, path, set_attrs, numeric_owner=numeric_owner, filter="fully_trusted")
+
+    monkeypatch.setattr(tarfile.TarFile, "extract", old_extract)
+
+
+def test_extract_without_the_data_filter_unpacks_plain_data_safely(tmp_path, no_data_filter):
+    path = tmp_path / "c.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, mode in (("Corpus/setuid.sh", 0o4777), ("Corpus/x.txt", 0o644)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = 1, mode
+            tar.addfile(info, io.BytesIO(b"x"))
+        link = tarfile.TarInfo("Corpus/link.txt")
+        link.type, link.linkname = tarfile.SYMTYPE, "x.txt"
+        tar.addfile(link)
+    out = tmp_path / "out"
+    dl.extract(path, out)
+    assert (out / "Corpus/link.txt").read_bytes() == b"x"
+    assert (out / "Corpus/setuid.sh").stat().st_mode & 0o7777 == 0o755
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink-out", "hardlink-out", "device", "fifo"])
+def test_extract_without_the_data_filter_still_refuses_unsafe_members(tmp_path, no_data_filter, kind):
+    path = tmp_path / "evil.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("Corpus/ok.txt"), io.BytesIO(b""))
+        name = {"dotdot": "Corpus/../../escape.txt", "absolute": str(tmp_path / "escape.txt")}.get(kind, "Corpus/m")
+        info = tarfile.TarInfo(name)
+        if kind == "symlink-out":
+            info.type, info.linkname = tarfile.SYMTYPE, "../../escape.txt"
+        elif kind == "hardlink-out":
+            info.type, info.linkname = tarfile.LNKTYPE, "../escape.txt"
+        elif kind == "device":
+            info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+        elif kind == "fifo":
+            info.type = tarfile.FIFOTYPE
+        tar.addfile(info, io.BytesIO(b"") if info.isfile() else None)
+    out = tmp_path / "out"
+    with pytest.raises(dl.DownloadError, match="refusing"):
+        dl.extract(path, out)
+    assert not (tmp_path / "escape.txt").exists() and not (out / "Corpus/m").exists()
     assert not list(out.glob(".*.extracted"))

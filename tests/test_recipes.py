@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.cli import main as asr_main
 from asr.corpora import librispeech, speech_commands
 from asr.config import load_config
 from asr.manifest import read_manifest
 from test_download import serve_directory
+from test_manifest import DATA_DIR_KINDS, assert_every_manifest_path_opens, data_dir_as
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
@@ -162,12 +164,21 @@ def test_librispeech_download_prepare_train_evaluate_and_run_sh(local_md5s, tmp_
     results = tmp_path / "RESULTS.md"
     results.write_text("| size | dev-clean | dev-other | test-clean | test-other | model |\n"
                        "|---|---|---|---|---|---|\n")
-    env = {**os.environ, "PYTHON": sys.executable, "DATA": str(tmp_path / "data"), "EXP": str(exp),
+    # DATA relative, as the default `data` is: run.sh resolves it from the repository root.
+    env = {**os.environ, "PYTHON": sys.executable, "DATA": os.path.relpath(tmp_path / "data", REPO), "EXP": str(exp),
            "RESULTS": str(results), "PYTHONPATH": str(REPO), "EVAL_SETS": "dev-clean"}
     run = subprocess.run(["bash", str(REPO / "recipes/librispeech/run.sh"), "--stage", "2"], env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "manifests exist, skipping" in run.stdout and "model.pt exists, skipping training" in run.stdout
+
+    # A manifest an older release wrote with paths relative to the current folder is not taken as done.
+    dev_lines = (corpus / "dev-clean.jsonl").read_text()
+    (corpus / "dev-clean.jsonl").write_text(dev_lines.replace('"dev-clean/', f'"{env["DATA"]}/LibriSpeech/dev-clean/'))
+    run = subprocess.run(["bash", str(REPO / "recipes/librispeech/run.sh"), "--stage", "2", "--stop-stage", "2"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "prepare dev-clean" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (corpus / "dev-clean.jsonl").read_text() == dev_lines
     assert len(read_manifest(corpus / "train-100h.jsonl")) == 6
     last = results.read_text().splitlines()[-1]
     assert last.startswith("| 100h | ") and last.endswith(f"| - | - | - | {exp} |")
@@ -178,9 +189,9 @@ def test_librispeech_checksum_mismatch_is_reported_and_file_kept(mirror, tmp_pat
     server, _ = mirror
     monkeypatch.setenv("ASR_OPENSLR_MIRROR", server.url)
     data = tmp_path / "data"
-    assert librispeech.main(["download", "--parts", "dev-clean", "--data-dir", str(data), "--no-progress"]) == 1
+    assert asr_main(["librispeech", "download", "--parts", "dev-clean", "--data-dir", str(data), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "MD5 mismatch" in err and librispeech.PARTS["dev-clean"] in err and "/12/dev-clean.tar.gz" in err
+    assert err.startswith("asr: error: ") and "MD5 mismatch" in err and librispeech.PARTS["dev-clean"] in err and "/12/dev-clean.tar.gz" in err
     assert (data / "downloads" / "dev-clean.tar.gz.bad-md5").is_file()
     assert not (data / "downloads" / "dev-clean.tar.gz").exists()
 
@@ -191,6 +202,26 @@ def test_librispeech_part_names_and_groups():
     assert len(librispeech.expand_parts(["all"])) == 7
     with pytest.raises(ValueError, match="unknown LibriSpeech part"):
         librispeech.expand_parts(["train-clean-50"])
+
+
+@pytest.mark.parametrize("kind", DATA_DIR_KINDS)
+def test_prepare_stages_write_manifests_whose_paths_open_with_any_data_folder(mirror, tmp_path, monkeypatch, kind):
+    """Both recipes' extract + prepare stages as `asr` runs them, with the data folder relative (the default
+    `data`, from a repository root), `../`, a symlink or absolute; then every manifest path opens from `/`."""
+    server, _ = mirror
+    data = data_dir_as(kind, tmp_path, monkeypatch)
+    (Path(data) / "downloads").mkdir(parents=True)
+    shutil.copy(server.root / "12" / "dev-clean.tar.gz", Path(data) / "downloads")
+    shutil.copy(server.root / speech_commands.ARCHIVE, Path(data) / "downloads")
+    for argv in (["librispeech", "extract", "--parts", "dev-clean"],
+                 ["librispeech", "prepare", "--parts", "dev-clean", "--workers", "2"],
+                 ["speech-commands", "extract"], ["speech-commands", "prepare", "--protocol", "35"],
+                 ["speech-commands", "prepare", "--protocol", "12"]):
+        assert asr_main([*argv, "--data-dir", data]) == 0, argv
+    # dev-clean 6; 35 words: 15 clips; 12 classes: 3 x (3 words + 1 unknown + 1 silence); noise 2.
+    assert_every_manifest_path_opens(data, expected=6 + 15 + 15 + 2)
+    stored = json.loads((Path(data) / "LibriSpeech" / "dev-clean.jsonl").read_text().splitlines()[0])
+    assert stored["audio_filepath"].startswith("dev-clean/")
 
 
 def test_speech_commands_35_words_and_12_classes(local_md5s, tmp_path):
@@ -235,8 +266,9 @@ def test_speech_commands_run_sh_prepares_trains_and_fills_results(local_md5s, tm
     shutil.copy(local_md5s.root / speech_commands.ARCHIVE, data / "downloads")
     results.write_text("| protocol | model | clips | accuracy % | WER % | CER % |\n|---|---|---|---|---|---|\n"
                        "| 12class | - | - | - | - | - |\n")
-    env = {**os.environ, "PYTHON": sys.executable, "DATA": str(data), "EXP": str(exp), "RESULTS": str(results),
-           "PYTHONPATH": str(REPO)}
+    # DATA relative, as the default `data` is: run.sh resolves it from the repository root.
+    env = {**os.environ, "PYTHON": sys.executable, "DATA": os.path.relpath(data, REPO), "EXP": str(exp),
+           "RESULTS": str(results), "PYTHONPATH": str(REPO)}
     # The 12-class protocol, so that empty (silence) targets go through training and scoring too.
     run = subprocess.run(["bash", str(REPO / "recipes/speech_commands/run.sh"), "--stage", "1", "--protocol", "12",
                           *TINY], env=env,
@@ -248,6 +280,7 @@ def test_speech_commands_run_sh_prepares_trains_and_fills_results(local_md5s, tm
     rows = results.read_text().splitlines()
     assert len(rows) == 3 and rows[2].startswith(f"| 12class | {exp} | 5 |")
     assert "test accuracy (exact match)" in run.stdout
+    assert_every_manifest_path_opens(data / speech_commands.CORPUS_DIR, expected=15 + 2)
 
 
 @pytest.mark.parametrize("conf", sorted(str(p.relative_to(REPO)) for p in REPO.glob("recipes/*/conf/*.yaml")))

@@ -143,3 +143,66 @@ def test_rejects_bad_arguments():
         DynamicBucketingSampler([-1.0], 10)
     with pytest.raises(ValueError):
         DynamicBucketingSampler([1.0], 10, num_replicas=2, rank=2)
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_state_dict_resumes_mid_epoch_with_the_next_batch(durations, replicas):
+    for rank in range(replicas):
+        whole = DynamicBucketingSampler(durations, 300, seed=4, num_replicas=replicas, rank=rank)
+        whole.set_epoch(2)
+        expected = list(whole)
+        first = DynamicBucketingSampler(durations, 300, seed=4, num_replicas=replicas, rank=rank)
+        first.set_epoch(2)
+        it = iter(first)
+        taken = [next(it) for _ in range(5)]
+        state = first.state_dict()
+        assert state == {"epoch": 2, "position": 5}
+        resumed = DynamicBucketingSampler(durations, 300, seed=4, num_replicas=replicas, rank=rank)
+        resumed.load_state_dict(state)
+        resumed.set_epoch(2)  # Lightning may set the same epoch again: the position stands
+        assert taken + list(resumed) == expected
+        resumed.set_epoch(3)  # the next epoch starts from its first batch
+        assert list(resumed) == epoch_batches(whole, 3)
+
+
+def test_state_at_the_end_of_an_epoch_resumes_with_the_next_epoch(durations):
+    sampler = DynamicBucketingSampler(durations, 300, seed=4)
+    list(sampler)
+    resumed = DynamicBucketingSampler(durations, 300, seed=4)
+    resumed.load_state_dict(sampler.state_dict())
+    assert resumed.epoch == 1 and list(resumed) == epoch_batches(sampler, 1)
+    with pytest.raises(ValueError, match="outside this epoch"):
+        resumed.load_state_dict({"epoch": 0, "position": len(resumed) + 1})
+
+
+def test_resumable_loader_counts_only_delivered_batches(durations):
+    """With worker processes the sampler runs ahead of the loop; the loader's state is what the loop received."""
+    import torch
+    from torch.utils.data import Dataset
+
+    from asr.datamodule import ResumableDataLoader
+
+    class Indices(Dataset):
+        def __len__(self):
+            return len(durations)
+
+        def __getitem__(self, i):
+            return i
+
+    def loader(sampler):
+        return ResumableDataLoader(Indices(), batch_sampler=sampler, collate_fn=list, num_workers=1,
+                                   prefetch_factor=4)
+
+    torch.manual_seed(0)
+    sampler = DynamicBucketingSampler(durations[:600], 100, seed=2)
+    whole = [b for b in loader(sampler)]
+    dl = loader(DynamicBucketingSampler(durations[:600], 100, seed=2))
+    it = iter(dl)
+    first = [next(it) for _ in range(3)]
+    assert dl.batch_sampler.state_dict()["position"] > 3  # workers drew ahead
+    state = dl.state_dict()
+    assert state == {"epoch": 0, "position": 3}
+    del it
+    resumed = loader(DynamicBucketingSampler(durations[:600], 100, seed=2))
+    resumed.load_state_dict(state)
+    assert first + list(resumed) == whole

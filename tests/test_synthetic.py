@@ -113,3 +113,27 @@ def test_main_prints_a_summary(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "train" in printed and "voices" in printed
     assert len(read_manifest(tmp_path / "c" / "test.jsonl")) == 3
+
+
+@pytest.mark.parametrize("kind", ["relative", "symlink"])
+def test_synth_with_a_relative_or_symlinked_data_folder(tmp_path, monkeypatch, kind):
+    """`asr synth --out data/synth` as recipes/synth/run.sh runs it: every manifest path opens from elsewhere."""
+    pytest.importorskip("espeakng_loader")
+    from asr.cli import main as asr_main
+    from test_manifest import assert_every_manifest_path_opens, data_dir_as
+
+    data = data_dir_as(kind, tmp_path, monkeypatch)
+    assert asr_main(["synth", "--out", f"{data}/synth", "--train", "2", "--dev", "1", "--test", "1",
+                     "--jobs", "1"]) == 0
+    assert_every_manifest_path_opens(data, expected=4)
+
+
+def test_synth_refusing_to_overwrite_is_one_error_line(tmp_path, capsys):
+    pytest.importorskip("espeakng_loader")
+    from asr.cli import main as asr_main
+
+    out = str(tmp_path / "c")
+    assert asr_main(["synth", "--out", out, "--train", "1", "--dev", "1", "--test", "1", "--jobs", "1"]) == 0
+    assert asr_main(["synth", "--out", out, "--train", "2", "--dev", "1", "--test", "1", "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "asr: error: " in err and "other parameters" in err

@@ -23,12 +23,13 @@ import csv
 import os
 import sys
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asr.audio import AudioError, AudioInfo, audio_info
+from asr.audio import AudioError, AudioInfo
+from asr.cli import UserError
+from asr.corpora.inventory import probe_headers, read_trans_txt
 from asr.manifest import Utterance, write_manifest
 from asr.tokenizer import DEFAULT_ALPHABET, CharTokenizer, normalize_text
 
@@ -140,10 +141,7 @@ def from_librispeech_tree(root: str | os.PathLike) -> list[Candidate]:
     candidates = []
     for trans in sorted(Path(root).rglob("*.trans.txt")):
         folder = trans.parent
-        for lineno, line in enumerate(trans.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            utt_id, _, text = line.strip().partition(" ")
+        for lineno, utt_id, text in read_trans_txt(trans):
             audio = next((folder / f"{utt_id}{ext}" for ext in AUDIO_EXTENSIONS
                           if (folder / f"{utt_id}{ext}").is_file()), folder / f"{utt_id}.flac")
             candidates.append(Candidate(str(audio.resolve()), text, f"{trans}:{lineno}", {"id": utt_id}))
@@ -153,7 +151,12 @@ def from_librispeech_tree(root: str | os.PathLike) -> list[Candidate]:
 def from_table(table: str | os.PathLike) -> list[Candidate]:
     """Rows of a CSV/TSV (delimiter from the extension, else sniffed); extra named columns are kept as extras."""
     table = Path(table)
-    text = table.read_text(encoding="utf-8-sig")
+    raw = table.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise CorpusError(f"{table}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x}); save the table as UTF-8") from None
     if table.suffix.lower() in (".tsv", ".tab"):
         delimiter = "\t"
     else:
@@ -203,23 +206,22 @@ def find_candidates(source: str | os.PathLike, layout: str = "auto") -> list[Can
     return {"folder": from_folder, "librispeech": from_librispeech_tree, "table": from_table}[layout](source)
 
 
-def _check_audio(c: Candidate, max_duration: float | None, min_sample_rate: int) -> tuple[str, str] | AudioInfo:
-    """(reason, detail) for a rejected file, else its AudioInfo; only the header is read."""
-    if not c.path or not os.path.isfile(c.path):
-        return MISSING, f"{c.path or '(no path)'} does not exist"
-    if os.path.getsize(c.path) == 0:
-        return EMPTY, f"{c.path} has 0 bytes"
-    try:
-        info = audio_info(c.path)
-    except AudioError as e:
-        return UNREADABLE, str(e)
-    if info.sample_rate <= 0 or info.frames <= 0:
-        return NO_SAMPLES, f"{c.path}: {info.frames} frames at {info.sample_rate} Hz"
-    if info.sample_rate < min_sample_rate:
-        return LOW_RATE, f"{c.path}: {info.sample_rate} Hz < {min_sample_rate} Hz"
-    if max_duration is not None and info.duration > max_duration:
-        return TOO_LONG, f"{c.path}: {info.duration:.1f} s > {max_duration} s"
-    return info
+def _judge_audio(path: str, header: AudioInfo | AudioError, max_duration: float | None,
+                 min_sample_rate: int) -> tuple[str, str] | AudioInfo:
+    """(reason, detail) for a rejected file, else its AudioInfo."""
+    if isinstance(header, AudioError):
+        if not path or not os.path.isfile(path):
+            return MISSING, f"{path or '(no path)'} does not exist"
+        if os.path.getsize(path) == 0:
+            return EMPTY, f"{path} has 0 bytes"
+        return UNREADABLE, str(header)
+    if header.sample_rate <= 0 or header.frames <= 0:
+        return NO_SAMPLES, f"{path}: {header.frames} frames at {header.sample_rate} Hz"
+    if header.sample_rate < min_sample_rate:
+        return LOW_RATE, f"{path}: {header.sample_rate} Hz < {min_sample_rate} Hz"
+    if max_duration is not None and header.duration > max_duration:
+        return TOO_LONG, f"{path}: {header.duration:.1f} s > {max_duration} s"
+    return header
 
 
 def check_corpus(candidates: list[Candidate], alphabet: str = DEFAULT_ALPHABET, workers: int = 8,
@@ -249,8 +251,8 @@ def check_corpus(candidates: list[Candidate], alphabet: str = DEFAULT_ALPHABET, 
         seen.add(c.path)
         texted.append((c, text))
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        checks = list(pool.map(lambda ct: _check_audio(ct[0], max_duration, min_sample_rate), texted))
+    headers = probe_headers([c.path or "" for c, _ in texted], workers)
+    checks = [_judge_audio(c.path, h, max_duration, min_sample_rate) for (c, _), h in zip(texted, headers)]
     result = CheckResult([], rejected)
     for (c, text), check in zip(texted, checks):
         if isinstance(check, tuple):
@@ -284,17 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-duration", type=float, help="reject utterances longer than this (seconds)")
     parser.add_argument("--min-sample-rate", type=int, default=1, help="reject audio below this rate (Hz)")
     parser.add_argument("--workers", type=int, default=8, help="parallel header reads (default 8)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 if anything was rejected")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail (status 2) if anything was rejected; the manifest of what passed is still written")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``asr manifest``; errors go up to :func:`asr.cli.main` (``asr: error: ...``, status 2)."""
     args = build_parser().parse_args(argv)
     try:
         candidates = find_candidates(args.source, args.layout)
     except (CorpusError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise UserError(str(e)) from None
     result = check_corpus(candidates, args.alphabet, args.workers, args.allow_empty_text, args.max_duration,
                           args.min_sample_rate)
     print(result.summary())
@@ -307,12 +310,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rejects.unlink(missing_ok=True)
     if not result.kept:
-        print(f"error: no usable utterance in {args.source}; {output} not written", file=sys.stderr)
-        return 1
+        raise UserError(f"no usable utterance in {args.source}; {output} not written"
+                        + (f" (rejects: {rejects})" if result.rejected else ""))
     write_manifest(output, result.kept)
     print(f"manifest: {output}")
-    return 1 if args.strict and result.rejected else 0
+    if args.strict and result.rejected:
+        raise UserError(f"{len(result.rejected)} entr{'y' if len(result.rejected) == 1 else 'ies'} rejected "
+                        f"(--strict); {output} holds the {len(result.kept)} that passed, see {rejects}")
+    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from asr.cli import main as asr_main
+
+    raise SystemExit(asr_main(["manifest", *sys.argv[1:]]))

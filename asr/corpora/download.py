@@ -4,11 +4,14 @@ Corpus archives are large (LibriSpeech's train-other-500 is 30 GB) and servers d
 is written to ``DEST.part``, resumed with an HTTP Range request after an interruption, and checked against the
 published MD5 before it takes its final name. A file that fails the check is moved aside, never reused.
 Once verified, the checksum is remembered in a small sidecar (``DEST.md5``) so later runs do not re-hash
-gigabytes just to learn that nothing changed.
+gigabytes just to learn that nothing changed. Two processes fetching the same file (two recipes started at once)
+take turns on a lock file (``DEST.lock``), so they never write into the same ``.part``; the second one then finds
+the file done.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import http.client
 import json
@@ -19,7 +22,14 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: an exclusive create stands in for the lock (see _exclusive)
+    fcntl = None  # type: ignore[assignment]
 
 DATA_DIR_ENV = "ASR_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -200,19 +210,28 @@ def _hash_prefix(path: Path, nbytes: int) -> "hashlib._Hash":
 
 
 def download(url: str, dest: str | os.PathLike, md5: str | None = None, resume: bool = True,
-             progress: bool = True, retries: int = 5, timeout: float = 60.0) -> Path:
+             progress: bool = True, retries: int = 5, timeout: float = 60.0,
+             lock_timeout: float | None = None) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
     * A ``dest`` that already has the right MD5 is kept as is (the check is cached, see the module docstring).
       One with a wrong MD5 is moved to ``DEST.bad-md5`` and fetched again.
     * Bytes go to ``DEST.part``; with ``resume`` an existing part is continued with a Range request, and a
-      connection that breaks mid-way is retried (``retries`` times, with back-off) from where it stopped.
+      connection that breaks mid-way is retried from where it stopped, with back-off; ``retries`` counts failures
+      in a row, so a long download over a flaky link goes on as long as each try brings bytes.
+    * Another process downloading the same ``dest`` holds ``DEST.lock``: this call waits for it (at most
+      ``lock_timeout`` seconds, None = as long as it takes), then finds its result.
     * A finished download whose MD5 differs from ``md5`` is moved to ``DEST.bad-md5`` and
       :class:`ChecksumError` is raised naming the URL and both checksums.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    md5 = md5.lower() if md5 else None
+    with _exclusive(dest.with_name(dest.name + ".lock"), f"downloading {dest.name}", lock_timeout):
+        return _download_locked(url, dest, md5.lower() if md5 else None, resume, progress, retries, timeout)
+
+
+def _download_locked(url: str, dest: Path, md5: str | None, resume: bool, progress: bool, retries: int,
+                     timeout: float) -> Path:
     if dest.is_file():
         if verified(dest, md5):
             return dest
@@ -225,6 +244,7 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, resume: 
         part.unlink(missing_ok=True)
     attempt = 0
     while True:
+        had = _size(part)
         try:
             digest = _fetch_into(url, part, dest.name, progress, timeout)
             break
@@ -232,6 +252,8 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, resume: 
                 TimeoutError, _Truncated) as e:
             if isinstance(e, urllib.error.HTTPError) and e.code < 500 and e.code != 429:
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
+            if _size(part) > had:  # this try brought bytes: the link works, only the failures in a row count
+                attempt = 0
             attempt += 1
             if attempt > retries:
                 raise DownloadError(f"{url}: giving up after {retries} retries ({_reason(e)}); "
@@ -247,6 +269,61 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, resume: 
     os.replace(part, dest)
     _remember_md5(dest, digest)
     return dest
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+@contextmanager
+def _exclusive(lock: Path, what: str, timeout: float | None = None) -> Iterator[None]:
+    """Hold ``lock`` (an advisory lock the OS drops when the holder dies) while ``what`` runs.
+
+    Another holder is waited for, saying so once on stderr; after ``timeout`` seconds :class:`DownloadError`
+    names the lock and its holder's process id instead.
+    """
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover - Windows
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            raise DownloadError(f"{lock}: another process is {what}; wait for it, or delete the lock file if "
+                                "none is running") from None
+        try:
+            yield
+        finally:
+            os.close(fd)
+            lock.unlink(missing_ok=True)
+        return
+    with open(lock, "a+") as f:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None or not told else 0))
+                break
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "?"
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DownloadError(f"{lock}: another process (pid {holder}) is {what}; "
+                                        f"gave up waiting after {timeout:g} s") from None
+                if not told:
+                    print(f"{lock}: another process (pid {holder}) is {what}; waiting for it", file=sys.stderr)
+                    told = True
+                elif deadline is not None:
+                    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class _Truncated(Exception):
@@ -301,23 +378,49 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     archive, dest_dir = Path(archive), Path(dest_dir)
     marker = _marker(archive, dest_dir)
     stamp = {"archive": archive.name, "size": archive.stat().st_size}
-    try:
-        if json.loads(marker.read_text()) == stamp:
-            return dest_dir
-    except (OSError, ValueError):
-        pass
+    if _extracted(marker, stamp):
+        return dest_dir
     dest_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(dest_dir / f".{archive.name}.lock", f"extracting {archive.name}"):
+        if not _extracted(marker, stamp):  # another process may have finished it while we waited
+            _extract_checked(archive, dest_dir)
+            marker.write_text(json.dumps(stamp) + "\n")
+    return dest_dir
+
+
+def _extracted(marker: Path, stamp: dict) -> bool:
+    try:
+        return json.loads(marker.read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def _extract_checked(archive: Path, dest_dir: Path) -> None:
     root = dest_dir.resolve()
     print(f"extracting {archive} into {dest_dir}", file=sys.stderr)
+    # Python's own "data" filter where it exists (3.10.12+, 3.11.4+, 3.12+); our checks run either way.
+    has_filter = hasattr(tarfile, "data_filter")
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
                 _check_member(member, root, archive)
-                tar.extract(member, dest_dir, filter="data")
+                if has_filter:
+                    tar.extract(member, dest_dir, filter="data")
+                else:
+                    tar.extract(_as_plain_data(member), dest_dir)
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise DownloadError(f"{archive}: cannot extract ({e})") from None
-    marker.write_text(json.dumps(stamp) + "\n")
-    return dest_dir
+        raise DownloadError(f"{archive}: cannot extract ({e}); fix the cause and run again, the extraction "
+                            "starts over") from None
+
+
+def _as_plain_data(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """What the "data" filter leaves of a checked member: no owner, no set-id or sticky bits, no write for others."""
+    member = copy.copy(member)
+    member.uid = member.gid = 0
+    member.uname = member.gname = ""
+    if member.isfile() or member.isdir():
+        member.mode = (member.mode & 0o755) | (0o600 if member.isfile() else 0o700)
+    return member
 
 
 def _check_member(member: tarfile.TarInfo, root: Path, archive: Path) -> None:

@@ -4,9 +4,9 @@ Each part is one archive whose members all start with ``LibriSpeech/<split>/``, 
 same ``<data-dir>/LibriSpeech`` tree. A split's manifest is written beside its folder
 (``<data-dir>/LibriSpeech/<split>.jsonl``) with paths relative to it, so the tree can be moved as a whole.
 
-    python -m asr.corpora.librispeech download --parts dev-clean test-clean     # fetch + verify MD5
-    python -m asr.corpora.librispeech extract  --parts dev-clean test-clean
-    python -m asr.corpora.librispeech prepare  --parts dev-clean test-clean     # manifests + summary
+    asr librispeech download --parts dev-clean test-clean     # fetch + verify MD5
+    asr librispeech extract  --parts dev-clean test-clean
+    asr librispeech prepare  --parts dev-clean test-clean     # manifests + summary
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
-from asr.audio import AudioError, audio_info
-from asr.corpora.download import data_dir, download, extract, openslr_url
+from asr.audio import AudioError
+from asr.cli import UserError
+from asr.corpora.download import DownloadError, data_dir, download, extract, openslr_url
+from asr.corpora.inventory import format_summary, probe_headers, read_trans_txt, summarize
 from asr.manifest import Utterance, write_manifest
 from asr.tokenizer import CharTokenizer, normalize_text
 
@@ -43,6 +44,7 @@ GROUPS = {
     "960h": ("train-clean-100", "train-clean-360", "train-other-500"),
     "all": tuple(PARTS),
 }
+DEFAULT_PARTS = ("eval", "100h")
 
 
 def expand_parts(names: Iterable[str]) -> list[str]:
@@ -61,29 +63,32 @@ def archive_path(part: str, root: str | os.PathLike) -> Path:
     return Path(root) / "downloads" / f"{part}.tar.gz"
 
 
-def download_part(part: str, root: str | os.PathLike, mirror: str | None = None, progress: bool = True) -> Path:
-    """Fetch one part's archive into ``<root>/downloads`` and verify its published MD5."""
-    return download(openslr_url(RESOURCE, f"{part}.tar.gz", mirror), archive_path(part, root), md5=PARTS[part],
-                    progress=progress)
+def download_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_PARTS, mirror: str | None = None,
+                         progress: bool = True) -> list[Path]:
+    """Fetch the parts' archives into ``<root>/downloads``, each verified against its published MD5."""
+    return [download(openslr_url(RESOURCE, f"{part}.tar.gz", mirror), archive_path(part, root), md5=PARTS[part],
+                     progress=progress) for part in expand_parts(parts)]
 
 
-def extract_part(part: str, root: str | os.PathLike) -> Path:
-    """Unpack a downloaded part; returns the split folder ``<root>/LibriSpeech/<part>``."""
-    archive = archive_path(part, root)
-    if not archive.is_file():
-        raise FileNotFoundError(f"{archive}: not downloaded yet (run the download step first)")
-    extract(archive, root)
-    split_dir = Path(root) / "LibriSpeech" / part
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"{archive}: unpacked, but {split_dir} is missing; is it a LibriSpeech archive?")
-    return split_dir
+def extract_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_PARTS) -> list[Path]:
+    """Unpack downloaded parts; returns their split folders ``<root>/LibriSpeech/<part>``."""
+    split_dirs = []
+    for part in expand_parts(parts):
+        archive = archive_path(part, root)
+        if not archive.is_file():
+            raise FileNotFoundError(f"{archive}: not downloaded yet (run the download step first)")
+        extract(archive, root)
+        split_dir = Path(root) / "LibriSpeech" / part
+        if not split_dir.is_dir():
+            raise FileNotFoundError(f"{archive}: unpacked, but {split_dir} is missing; is it a LibriSpeech archive?")
+        split_dirs.append(split_dir)
+    return split_dirs
 
 
 def read_split(split_dir: str | os.PathLike, workers: int = 16,
                problems: list[str] | None = None) -> list[Utterance]:
     """Utterances of one split folder (``<spk>/<chapter>/<spk>-<chapter>.trans.txt`` + ``.flac``), sorted by id.
 
-    Durations come from the audio headers, read in parallel because a training split has ~100k files.
     An utterance whose audio is missing or unreadable, or whose text has characters outside the default
     alphabet, is left out and described in ``problems`` rather than failing the whole split.
     """
@@ -93,10 +98,7 @@ def read_split(split_dir: str | os.PathLike, workers: int = 16,
     entries: list[tuple[str, Path, str, str, str]] = []
     for trans in sorted(split_dir.glob("*/*/*.trans.txt")):
         speaker, chapter = trans.parent.parent.name, trans.parent.name
-        for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            utt_id, _, text = line.strip().partition(" ")
+        for lineno, utt_id, text in read_trans_txt(trans):
             text = normalize_text(text)
             oov = tokenizer.oov_chars(text)
             if oov:
@@ -104,66 +106,45 @@ def read_split(split_dir: str | os.PathLike, workers: int = 16,
                 continue
             entries.append((utt_id, trans.parent / f"{utt_id}.flac", text, speaker, chapter))
 
-    def probe(entry: tuple[str, Path, str, str, str]) -> Utterance | str:
-        utt_id, path, text, speaker, chapter = entry
-        try:
-            info = audio_info(path)
-        except AudioError as e:
-            return str(e)
-        if info.duration <= 0:
-            return f"{path}: no audio samples"
-        extra = {"id": utt_id, "speaker": speaker, "chapter": chapter}
-        return Utterance(str(path), round(info.duration, 4), text, extra)
-
     utterances: list[Utterance] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for result in pool.map(probe, entries, chunksize=64):
-            if isinstance(result, str):
-                problems.append(result)
-            else:
-                utterances.append(result)
+    for (utt_id, path, text, speaker, chapter), info in zip(entries, probe_headers([e[1] for e in entries], workers)):
+        if isinstance(info, AudioError):
+            problems.append(str(info))
+        elif info.duration <= 0:
+            problems.append(f"{path}: no audio samples")
+        else:
+            extra = {"id": utt_id, "speaker": speaker, "chapter": chapter}
+            utterances.append(Utterance(str(path), round(info.duration, 4), text, extra))
     utterances.sort(key=lambda u: u.extra["id"])
     return utterances
 
 
-def summarize(utterances: list[Utterance]) -> dict:
-    """Counts that tell at a glance whether a split was prepared completely (compare with the published ones)."""
-    longest = max(utterances, key=lambda u: u.duration, default=None)
-    return {
-        "utterances": len(utterances),
-        "hours": round(sum(u.duration for u in utterances) / 3600, 3),
-        "speakers": len({u.extra.get("speaker") for u in utterances}),
-        "longest": {"id": longest.extra.get("id"), "seconds": longest.duration} if longest else None,
-    }
+def summary_path(manifest: str | os.PathLike) -> Path:
+    """``<part>.summary.json`` beside ``<part>.jsonl``: the counts and every utterance left out."""
+    return Path(manifest).with_suffix(".summary.json")
 
 
-def prepare_split(part: str, root: str | os.PathLike, manifest_dir: str | os.PathLike | None = None,
-                  workers: int = 16) -> dict:
-    """Write ``<part>.jsonl`` and ``<part>.summary.json``; returns the summary (with any problems listed)."""
+def prepare_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_PARTS,
+                        manifest_dir: str | os.PathLike | None = None, workers: int = 16) -> dict[str, Path]:
+    """Write ``<part>.jsonl`` and ``<part>.summary.json`` per part; returns the manifests by part."""
     corpus = Path(root) / "LibriSpeech"
-    split_dir = corpus / part
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"{split_dir}: not found (run the download and extract steps first)")
     out_dir = Path(manifest_dir) if manifest_dir else corpus
-    problems: list[str] = []
-    utterances = read_split(split_dir, workers=workers, problems=problems)
-    if not utterances:
-        raise ValueError(f"{split_dir}: no usable utterances found")
-    manifest = out_dir / f"{part}.jsonl"
-    write_manifest(manifest, utterances)
-    summary = {"split": part, "manifest": str(manifest), **summarize(utterances), "problems": problems}
-    (out_dir / f"{part}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
-def format_summary(summaries: list[dict]) -> str:
-    rows = [f"{'split':<16} {'utterances':>10} {'hours':>8} {'speakers':>8}  longest"]
-    for s in summaries:
-        longest = f"{s['longest']['id']} ({s['longest']['seconds']:.1f} s)" if s["longest"] else "-"
-        rows.append(f"{s['split']:<16} {s['utterances']:>10} {s['hours']:>8.2f} {s['speakers']:>8}  {longest}")
-        if s["problems"]:
-            rows.append(f"  {len(s['problems'])} utterance(s) left out, e.g. {s['problems'][0]}")
-    return "\n".join(rows)
+    manifests = {}
+    for part in expand_parts(parts):
+        split_dir = corpus / part
+        if not split_dir.is_dir():
+            raise FileNotFoundError(f"{split_dir}: not found (run the download and extract steps first)")
+        problems: list[str] = []
+        utterances = read_split(split_dir, workers=workers, problems=problems)
+        if not utterances:
+            raise ValueError(f"{split_dir}: no usable utterances found"
+                             + (f" (first problem: {problems[0]})" if problems else ""))
+        manifest = out_dir / f"{part}.jsonl"
+        write_manifest(manifest, utterances)
+        summary = summarize(part, manifest, utterances, problems)
+        summary_path(manifest).write_text(json.dumps(summary, indent=2) + "\n")
+        manifests[part] = manifest
+    return manifests
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                         ("prepare", "write one manifest per split and print a summary"),
                         ("all", "download, extract and prepare")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--parts", nargs="+", default=["eval", "100h"],
-                       help=f"parts or groups ({', '.join(GROUPS)}); default: eval 100h")
+        p.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS),
+                       help=f"parts or groups ({', '.join(GROUPS)}); default: {' '.join(DEFAULT_PARTS)}")
         p.add_argument("--data-dir", help="where corpora live (default: $ASR_DATA_DIR or ./data)")
         p.add_argument("--mirror", help="OpenSLR base URL (default: $ASR_OPENSLR_MIRROR or www.openslr.org)")
         p.add_argument("--manifest-dir", help="where manifests go (default: <data-dir>/LibriSpeech)")
@@ -186,24 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``asr librispeech``; errors go up to :func:`asr.cli.main` (``asr: error: ...``, status 2)."""
     args = build_parser().parse_args(argv)
+    root = data_dir(args.data_dir)
     try:
         parts = expand_parts(args.parts)
-        root = data_dir(args.data_dir)
         if args.command in ("download", "all"):
-            for part in parts:
-                print(f"{part}: {download_part(part, root, args.mirror, progress=not args.no_progress)}")
+            for part, archive in zip(parts, download_librispeech(root, parts, args.mirror, not args.no_progress)):
+                print(f"{part}: {archive}")
         if args.command in ("extract", "all"):
-            for part in parts:
-                print(f"{part}: {extract_part(part, root)}")
+            for part, split_dir in zip(parts, extract_librispeech(root, parts)):
+                print(f"{part}: {split_dir}")
         if args.command in ("prepare", "all"):
-            summaries = [prepare_split(p, root, args.manifest_dir, args.workers) for p in parts]
-            print(format_summary(summaries))
-    except (OSError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+            manifests = prepare_librispeech(root, parts, args.manifest_dir, args.workers)
+            print(format_summary([json.loads(summary_path(m).read_text()) for m in manifests.values()]))
+    except (OSError, ValueError, DownloadError) as e:
+        raise UserError(str(e)) from None
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from asr.cli import main as asr_main
+
+    raise SystemExit(asr_main(["librispeech", *sys.argv[1:]]))

@@ -13,9 +13,9 @@ The archive unpacks (without a top folder) into ``<data-dir>/speech_commands_v0.
   recogniser should output for noise; an invented word would teach it to hallucinate one.
 * ``noise.jsonl``: the background noise files, for noise augmentation.
 
-    python -m asr.corpora.speech_commands download
-    python -m asr.corpora.speech_commands extract
-    python -m asr.corpora.speech_commands prepare --protocol 35     # or --protocol 12
+    asr speech-commands download
+    asr speech-commands extract
+    asr speech-commands prepare --protocol 35     # or --protocol 12
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ import math
 import os
 import random
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from asr.audio import AudioError, audio_info
-from asr.corpora.download import data_dir, download, extract
+from asr.audio import AudioError
+from asr.cli import UserError
+from asr.corpora.download import DownloadError, data_dir, download, extract
+from asr.corpora.inventory import format_summary, probe_headers, summarize
 from asr.manifest import Utterance, write_manifest
 
 ARCHIVE = "speech_commands_v0.02.tar.gz"
@@ -59,13 +60,14 @@ def corpus_root(root: str | os.PathLike) -> Path:
     return Path(root) / CORPUS_DIR
 
 
-def download_archive(root: str | os.PathLike, mirror: str | None = None, progress: bool = True) -> Path:
+def download_speech_commands(root: str | os.PathLike, mirror: str | None = None, progress: bool = True) -> Path:
     """Fetch the archive into ``<root>/downloads`` and verify its MD5."""
     base = (mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR).rstrip("/")
     return download(f"{base}/{ARCHIVE}", Path(root) / "downloads" / ARCHIVE, md5=MD5, progress=progress)
 
 
-def extract_archive(root: str | os.PathLike) -> Path:
+def extract_speech_commands(root: str | os.PathLike) -> Path:
+    """Unpack the downloaded archive; returns the corpus folder ``<root>/speech_commands_v0.02``."""
     archive = Path(root) / "downloads" / ARCHIVE
     if not archive.is_file():
         raise FileNotFoundError(f"{archive}: not downloaded yet (run the download step first)")
@@ -89,23 +91,18 @@ def official_split(corpus: Path) -> dict[str, str]:
     return clips
 
 
-def _utterance(corpus: Path, rel: str, text: str) -> Utterance | str:
-    path = corpus / rel
-    try:
-        info = audio_info(path)
-    except AudioError as e:
-        return str(e)
-    word, name = rel.split("/", 1)
-    speaker = name.split("_nohash_")[0]
-    return Utterance(str(path), round(info.duration, 4), text, {"id": rel[:-4], "word": word, "speaker": speaker})
-
-
-def _probe_all(corpus: Path, items: list[tuple[str, str]], workers: int,
-               problems: list[str]) -> list[Utterance]:
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(lambda item: _utterance(corpus, *item), items, chunksize=256))
-    problems.extend(r for r in results if isinstance(r, str))
-    return [r for r in results if isinstance(r, Utterance)]
+def _probe_clips(corpus: Path, items: list[tuple[str, str]], workers: int,
+                 problems: list[str]) -> list[Utterance]:
+    """Utterances of ``(clip path relative to the corpus, text)`` items whose audio header reads."""
+    utterances = []
+    for (rel, text), info in zip(items, probe_headers([corpus / rel for rel, _ in items], workers)):
+        if isinstance(info, AudioError):
+            problems.append(str(info))
+            continue
+        word, name = rel.split("/", 1)
+        extra = {"id": rel[:-4], "word": word, "speaker": name.split("_nohash_")[0]}
+        utterances.append(Utterance(str(corpus / rel), round(info.duration, 4), text, extra))
+    return utterances
 
 
 def noise_files(corpus: Path) -> list[Path]:
@@ -143,58 +140,51 @@ def cut_silence(corpus: Path, split: str, count: int, seed: int = 0) -> list[Utt
     return utterances
 
 
-def prepare(root: str | os.PathLike, protocol: str = "35", unknown_percentage: float = 10.0,
-            silence_percentage: float = 10.0, seed: int = 0, workers: int = 16) -> list[dict]:
-    """Write the manifests of ``protocol`` ("35" or "12") and ``noise.jsonl``; returns one summary per split."""
+def summary_path(root: str | os.PathLike, protocol: str) -> Path:
+    """``summary_<protocol>.json`` in the corpus folder: counts per split and every clip left out."""
+    return corpus_root(root) / f"summary_{protocol}.json"
+
+
+def prepare_speech_commands(root: str | os.PathLike, protocol: str = "35", unknown_percentage: float = 10.0,
+                            silence_percentage: float = 10.0, seed: int = 0, workers: int = 16) -> dict[str, Path]:
+    """Write the manifests of ``protocol`` ("35" or "12") and ``noise.jsonl``; returns them by split (and "noise")."""
     if protocol not in ("35", "12"):
         raise ValueError(f"protocol must be '35' or '12', got {protocol!r}")
     corpus = corpus_root(root)
     if not corpus.is_dir():
         raise FileNotFoundError(f"{corpus}: not found (run the download and extract steps first)")
     clips = official_split(corpus)
-    summaries = []
+    summaries, manifests = [], {}
     for split in SPLITS:
         problems: list[str] = []
         rels = [rel for rel, s in clips.items() if s == split]
         if protocol == "35":
-            utterances = _probe_all(corpus, [(rel, rel.split("/")[0]) for rel in rels], workers, problems)
+            utterances = _probe_clips(corpus, [(rel, rel.split("/")[0]) for rel in rels], workers, problems)
         else:
             rng = random.Random(f"{seed}-{split}-unknown")
             core = [(rel, rel.split("/")[0]) for rel in rels if rel.split("/")[0] in CORE_WORDS]
             others = [rel for rel in rels if rel.split("/")[0] not in CORE_WORDS]
             n_unknown = min(len(others), math.ceil(len(core) * unknown_percentage / 100))
             unknown = [(rel, UNKNOWN_TEXT) for rel in sorted(rng.sample(others, n_unknown))]
-            utterances = _probe_all(corpus, core + unknown, workers, problems)
+            utterances = _probe_clips(corpus, core + unknown, workers, problems)
             utterances += cut_silence(corpus, split, math.ceil(len(core) * silence_percentage / 100), seed)
-        name = f"{split}_{'35words' if protocol == '35' else '12class'}.jsonl"
-        write_manifest(corpus / name, utterances)
+        manifests[split] = corpus / f"{split}_{'35words' if protocol == '35' else '12class'}.jsonl"
+        write_manifest(manifests[split], utterances)
         counts: dict[str, int] = {}
         for u in utterances:
             counts[u.text] = counts.get(u.text, 0) + 1
-        summaries.append({"split": split, "manifest": str(corpus / name), "utterances": len(utterances),
-                          "hours": round(sum(u.duration for u in utterances) / 3600, 3),
-                          "speakers": len({u.extra.get("speaker") for u in utterances} - {None}),
-                          "classes": dict(sorted(counts.items())), "problems": problems})
+        summaries.append({**summarize(split, manifests[split], utterances, problems),
+                          "classes": dict(sorted(counts.items()))})
     noise = []
-    for path in noise_files(corpus):
-        try:
-            noise.append(Utterance(str(path), round(audio_info(path).duration, 4), "", {"id": path.stem}))
-        except AudioError as e:
-            print(f"warning: {e}", file=sys.stderr)
-    write_manifest(corpus / "noise.jsonl", noise)
-    (corpus / f"summary_{protocol}.json").write_text(json.dumps(summaries, indent=2) + "\n")
-    return summaries
-
-
-def format_summary(summaries: list[dict]) -> str:
-    rows = [f"{'split':<12} {'utterances':>10} {'hours':>7} {'speakers':>8} {'classes':>7}  manifest"]
-    for s in summaries:
-        rows.append(f"{s['split']:<12} {s['utterances']:>10} {s['hours']:>7.2f} {s['speakers']:>8} "
-                    f"{len(s['classes']):>7}  {s['manifest']}")
-    problems = [p for s in summaries for p in s["problems"]]
-    if problems:
-        rows.append(f"{len(problems)} file(s) left out, e.g. {problems[0]}")
-    return "\n".join(rows)
+    for path, info in zip(noise_files(corpus), probe_headers(noise_files(corpus), workers)):
+        if isinstance(info, AudioError):
+            print(f"warning: {info}", file=sys.stderr)
+        else:
+            noise.append(Utterance(str(path), round(info.duration, 4), "", {"id": path.stem}))
+    manifests["noise"] = corpus / "noise.jsonl"
+    write_manifest(manifests["noise"], noise)
+    summary_path(root, protocol).write_text(json.dumps(summaries, indent=2) + "\n")
+    return manifests
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,21 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``asr speech-commands``; errors go up to :func:`asr.cli.main` (``asr: error: ...``, status 2)."""
     args = build_parser().parse_args(argv)
     root = data_dir(args.data_dir)
     try:
         if args.command in ("download", "all"):
-            print(download_archive(root, args.mirror, progress=not args.no_progress))
+            print(download_speech_commands(root, args.mirror, progress=not args.no_progress))
         if args.command in ("extract", "all"):
-            print(extract_archive(root))
+            print(extract_speech_commands(root))
         if args.command in ("prepare", "all"):
-            print(format_summary(prepare(root, args.protocol, args.unknown_percentage, args.silence_percentage,
-                                         args.seed, args.workers)))
-    except (OSError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+            prepare_speech_commands(root, args.protocol, args.unknown_percentage, args.silence_percentage,
+                                    args.seed, args.workers)
+            print(format_summary(json.loads(summary_path(root, args.protocol).read_text())))
+    except (OSError, ValueError, DownloadError) as e:
+        raise UserError(str(e)) from None
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from asr.cli import main as asr_main
+
+    raise SystemExit(asr_main(["speech-commands", *sys.argv[1:]]))

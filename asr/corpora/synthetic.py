@@ -234,12 +234,17 @@ def colored_noise(n: int, color: str, rng: np.random.Generator) -> np.ndarray:
     return (noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)).astype(np.float32)
 
 
-def render(spec: UtteranceSpec, sample_rate: int = 16000) -> np.ndarray:
-    """Synthesise, add noise at the drawn SNR and scale to the drawn peak level."""
+def render(spec: UtteranceSpec, sample_rate: int = 16000, words: bool = False
+           ) -> np.ndarray | tuple[np.ndarray, list[dict]]:
+    """Synthesise, add noise at the drawn SNR and scale to the drawn peak level.
+
+    ``words=True`` also returns eSpeak's word times (:func:`asr.corpora.espeak.synthesize`); noise and gain do
+    not move them.
+    """
     from asr.corpora.espeak import synthesize
 
-    audio = synthesize(spec.text, voice=spec.voice, rate=spec.rate, pitch=spec.pitch,
-                       pitch_range=spec.pitch_range, sample_rate=sample_rate)
+    audio, times = synthesize(spec.text, voice=spec.voice, rate=spec.rate, pitch=spec.pitch,
+                              pitch_range=spec.pitch_range, sample_rate=sample_rate, words=True)
     if len(audio) == 0:
         raise RuntimeError(f"espeak produced no audio for {spec.text!r} ({spec.voice})")
     if spec.noise is not None:
@@ -247,15 +252,16 @@ def render(spec: UtteranceSpec, sample_rate: int = 16000) -> np.ndarray:
         speech_rms = float(np.sqrt(np.mean(audio ** 2)))
         audio = audio + colored_noise(len(audio), spec.noise, rng) * speech_rms * 10 ** (-spec.snr_db / 20)
     peak = float(np.abs(audio).max()) + 1e-9
-    return np.clip(audio * (10 ** (spec.peak_db / 20) / peak), -1.0, 1.0).astype(np.float32)
+    audio = np.clip(audio * (10 ** (spec.peak_db / 20) / peak), -1.0, 1.0).astype(np.float32)
+    return (audio, times) if words else audio
 
 
-def _render_to_file(spec: UtteranceSpec, sample_rate: int = 16000) -> int:
+def _render_to_file(spec: UtteranceSpec, sample_rate: int = 16000) -> tuple[int, list[dict]]:
     import soundfile as sf
 
-    audio = render(spec, sample_rate)
+    audio, times = render(spec, sample_rate, words=True)
     sf.write(spec.path, audio, sample_rate, subtype="PCM_16")
-    return len(audio)
+    return len(audio), times
 
 
 def draw_specs(out_dir: str | os.PathLike, sizes: dict[str, int], seed: int, noise_prob: float,
@@ -336,16 +342,17 @@ def build_corpus(out_dir: str | os.PathLike, n_train: int = 3000, n_dev: int = 3
     for split in SPLITS:
         (out_dir / split).mkdir(parents=True, exist_ok=True)
     start = time.time()
-    lengths = _render_all(all_specs, sample_rate, jobs, verbose)
+    rendered = _render_all(all_specs, sample_rate, jobs, verbose)
     if verbose:
         print(f"rendered {len(all_specs)} utterances in {time.time() - start:.1f}s", file=sys.stderr)
 
     offset = 0
     for split in SPLITS:
         utts = []
-        for spec, n in zip(specs[split], lengths[offset: offset + len(specs[split])]):
+        for spec, (n, times) in zip(specs[split], rendered[offset: offset + len(specs[split])]):
+            # "words": where eSpeak says each word starts and ends, for checking word timestamps.
             utts.append(Utterance(spec.path, round(n / sample_rate, 4), spec.text,
-                                  {"speaker": spec.voice, "rate": spec.rate, "pitch": spec.pitch}))
+                                  {"speaker": spec.voice, "rate": spec.rate, "pitch": spec.pitch, "words": times}))
         offset += len(specs[split])
         write_manifest(manifests[split], utts)
     # Written last: its presence marks a finished corpus.
@@ -353,10 +360,11 @@ def build_corpus(out_dir: str | os.PathLike, n_train: int = 3000, n_dev: int = 3
     return manifests
 
 
-def _render_all(specs: list[UtteranceSpec], sample_rate: int, jobs: int, verbose: bool) -> list[int]:
+def _render_all(specs: list[UtteranceSpec], sample_rate: int, jobs: int, verbose: bool
+                ) -> list[tuple[int, list[dict]]]:
     total = len(specs)
     step = max(1, total // 10)
-    lengths: list[int] = []
+    lengths: list[tuple[int, list[dict]]] = []
     if jobs <= 1 or total < 50:
         it = (_render_to_file(s, sample_rate) for s in specs)
         pool = None
@@ -415,8 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_corpus(args.out, seed=args.seed, noise_prob=args.noise_prob, jobs=args.jobs, force=args.force,
                      verbose=True, **sizes)
     except (FileExistsError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        from asr.cli import UserError
+
+        raise UserError(str(e)) from None
     print(f"synthetic corpus: {args.out} ({time.time() - start:.1f}s)")
     for split, s in corpus_summary(args.out).items():
         print(f"  {split:5s} {s['utterances']:6d} utterances  {s['hours']:6.2f} h  "
@@ -425,4 +434,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from asr.cli import main as asr_main
+
+    raise SystemExit(asr_main(["synth", *sys.argv[1:]]))

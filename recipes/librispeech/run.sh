@@ -5,12 +5,13 @@
 #   recipes/librispeech/run.sh --size 960h                       # all 960 h (conf/train_960h.yaml)
 #   recipes/librispeech/run.sh --stage 3 --stop-stage 4 trainer.max_epochs=30   # config overrides last
 #
-# Stages: 0 download (MD5-checked, resumable), 1 extract, 2 prepare manifests, 3 train, 4 evaluate on
-# dev-clean, dev-other, test-clean and test-other and write the WER table into RESULTS.md.
+# Stages: 0 download (MD5-checked, resumable; with OpenSLR 11's pruned 3-gram LM and vocabulary), 1 extract,
+# 2 prepare manifests, 3 train, 4 evaluate on dev-clean, dev-other, test-clean and test-other and write the WER
+# table into RESULTS.md; then tune the LM's weights on dev-clean and evaluate again with it (NO_LM=1 skips).
 # Runs from the repository root whatever the current folder. Every stage skips work already done, so an
 # interrupted run can simply be restarted; delete $EXP to train again.
 # Settings come from the environment: DATA (default $ASR_DATA_DIR or data), EXP, PYTHON, CONF, RESULTS,
-# EVAL_SETS, ASR_OPENSLR_MIRROR (e.g. https://us.openslr.org/resources or https://openslr.elda.org/resources).
+# EVAL_SETS, NO_LM, ASR_OPENSLR_MIRROR (e.g. https://us.openslr.org/resources or https://openslr.elda.org/resources).
 set -euo pipefail
 
 stage=0
@@ -49,10 +50,16 @@ EVAL_SETS="${EVAL_SETS:-dev-clean dev-other test-clean test-other}"
 parts=($train_parts $EVAL_SETS)
 
 log() { echo "$(date '+%H:%M:%S') [stage $1] $2"; }
+# A manifest counts as done only if its first audio path opens (one written by an older release may not).
+manifest_ok() {
+  [ -f "$1" ] && "$PYTHON" -c 'import os, sys; from asr.manifest import iter_manifest
+u = next(iter_manifest(sys.argv[1], strict=False), None); sys.exit(0 if u and os.path.isfile(u.audio_filepath) else 1)' "$1"
+}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log 0 "download ${parts[*]} -> $DATA/downloads (verified archives are not fetched again)"
   "$PYTHON" -m asr librispeech download --data-dir "$DATA" --parts "${parts[@]}"
+  [ -n "${NO_LM:-}" ] || "$PYTHON" -m asr librispeech-lm download --data-dir "$DATA"
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -62,7 +69,7 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   todo=()
-  for p in "${parts[@]}"; do [ -f "$D/$p.jsonl" ] || todo+=("$p"); done
+  for p in "${parts[@]}"; do manifest_ok "$D/$p.jsonl" || todo+=("$p"); done
   if [ ${#todo[@]} -eq 0 ]; then
     log 2 "manifests exist, skipping (delete $D/<split>.jsonl to prepare again)"
   else
@@ -120,4 +127,24 @@ else:
 results.write_text("\n".join(lines) + "\n")
 print(f"results: {results}")
 PY
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && [ -z "${NO_LM:-}" ]; then
+  # The same sets decoded with the official pruned 3-gram; its vocabulary is the lexicon (spelled by letters).
+  LM="$DATA/LibriSpeech/lm"
+  lm_args=(--lm "$LM/3-gram.pruned.1e-7.arpa.gz" --lexicon "$LM/librispeech-vocab.txt")
+  if [ ! -f "$LM/librispeech-vocab.txt.verified" ]; then
+    log 4 "no LM in $LM (stage 0 downloads it); skipping LM decoding"
+  else
+    if [ ! -f "$EXP/lm_params.json" ] || [ "$EXP/model.pt" -nt "$EXP/lm_params.json" ]; then
+      log 4 "tuning the LM weight and word score on dev-clean"
+      "$PYTHON" -m asr lm tune --model "$EXP/model.pt" --manifest "$D/dev-clean.jsonl" "${lm_args[@]}" \
+        -o "$EXP/lm_params.json"
+    fi
+    for s in $EVAL_SETS; do
+      log 4 "evaluating on $s with the LM"
+      "$PYTHON" -m asr evaluate --model "$EXP/model.pt" --manifest "$D/$s.jsonl" "${lm_args[@]}" \
+        --lm-params "$EXP/lm_params.json" --report "$EXP/report_lm_$s.json"
+    done
+  fi
 fi

@@ -45,6 +45,11 @@ CONF="${CONF:-recipes/speech_commands/conf/train.yaml}"
 RESULTS="${RESULTS:-recipes/speech_commands/RESULTS.md}"
 
 log() { echo "$(date '+%H:%M:%S') [stage $1] $2"; }
+# A manifest counts as done only if its first audio path opens (one written by an older release may not).
+manifest_ok() {
+  [ -f "$1" ] && "$PYTHON" -c 'import os, sys; from asr.manifest import iter_manifest
+u = next(iter_manifest(sys.argv[1], strict=False), None); sys.exit(0 if u and os.path.isfile(u.audio_filepath) else 1)' "$1"
+}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log 0 "download -> $DATA/downloads (skipped if already verified)"
@@ -57,7 +62,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  if [ -f "$D/test_$name.jsonl" ] && [ -f "$D/noise.jsonl" ]; then
+  if manifest_ok "$D/train_$name.jsonl" && manifest_ok "$D/test_$name.jsonl" && manifest_ok "$D/noise.jsonl"; then
     log 2 "$D/*_$name.jsonl exist, skipping (delete them to prepare again)"
   else
     log 2 "prepare the $protocol-class manifests"

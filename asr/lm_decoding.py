@@ -1,0 +1,424 @@
+"""CTC beam search with an n-gram language model (KenLM, through the ``flashlight-text`` wheel).
+
+Two modes, picked from the LM itself (:attr:`asr.lm.ArpaInfo.is_char_level`):
+
+* **lexicon** (a word LM, e.g. ``asr lm build --unit word`` or LibriSpeech's 3-gram): flashlight's
+  ``LexiconDecoder`` walks a trie of the words' spellings, so it only ever emits words of the lexicon
+  (``--lexicon``, default: the LM's own vocabulary), and asks the LM for a word's score once the word is
+  complete. ``lm_weight`` (alpha) scales the LM's log-probability, ``word_score`` (beta) is added per word.
+  The space between words is optional to the decoder, as the model's space is a character like any other.
+* **lexicon-free** (a character LM, ``asr lm build --unit char``): flashlight's ``LexiconFreeDecoder`` may
+  emit any character sequence and scores *every character* with the LM as it is emitted. That is why a word
+  LM cannot be used this way: it would be asked for the probability of "t", "h", "e" as words. With a
+  character LM, ``word_score`` is the bonus for each space (flashlight's ``sil_score``), i.e. per word again.
+
+The lexicon mode is the accurate one when the words are known (a closed vocabulary like the synth corpus, or
+LibriSpeech's 200 000 words); the lexicon-free mode can spell new words. Measured figures for both are in
+recipes/synth/RESULTS.md.
+
+Decoding weights can come from a JSON file written by ``asr lm tune`` (``--lm-params``), which searches them on
+a dev set after running the model once: :class:`CapturingDecoder` keeps each utterance's log-probs, and each
+point of the search re-decodes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+
+from asr.lm import SPACE_SYMBOL, UNK, LMError, open_text, read_arpa_info
+from asr.tokenizer import CharTokenizer, normalize_text
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `asr --help` does not pay for it
+    import torch
+
+log = logging.getLogger(__name__)
+KENLM_MAX_ORDER = 6  # flashlight-text's KenLM is compiled with KENLM_MAX_ORDER=6
+_KENLM_MAGIC = b"mmap lm http://kheafield.com/code"
+_SPECIAL = ("<s>", "</s>", "<unk>")  # sentence marks and the unknown word, in any case (LibriSpeech's LM: upper)
+
+
+@dataclass
+class BeamSearchOptions:
+    """The decoder's knobs; ``asr lm tune`` searches ``lm_weight`` and ``word_score``."""
+
+    beam_size: int = 32  # hypotheses kept per frame
+    beam_threshold: float = 25.0  # drop hypotheses scoring this far below the best one
+    lm_weight: float = 1.0  # alpha: scale of the LM log-probability (natural log, as flashlight uses)
+    word_score: float = 0.0  # beta: added per emitted word (per space in lexicon-free mode)
+    beam_size_token: int | None = None  # tokens tried per frame (None: all)
+    unk_score: float = float("-inf")  # lexicon mode: score of a character run that is no word (-inf: never)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "BeamSearchOptions":
+        """Read a parameters file as ``asr lm tune`` writes it (JSON; unknown keys are kept out, not fatal)."""
+        path = str(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise LMError(f"{path}: LM parameters file not found") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise LMError(f"{path}: not a JSON LM parameters file ({e})") from None
+        if not isinstance(data, dict):
+            raise LMError(f"{path}: expected a JSON object with lm_weight, word_score, ...")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for k, v in values.items():
+            if v is not None and not isinstance(v, (int, float)):
+                raise LMError(f"{path}: {k} must be a number, got {v!r}")
+        return cls(**values)
+
+
+@dataclass
+class Hypothesis:
+    """The best beam of one utterance: its text, score, and (cheaply) its token path."""
+
+    text: str
+    score: float
+    tokens: list[int] = field(default_factory=list)  # token ids, blanks and repeats removed
+    frames: list[int] = field(default_factory=list)  # the frame where each of ``tokens`` starts
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """KenLM prints progress bars to the C-level stderr while loading; keep them off the user's terminal."""
+    fd = 2  # the process's stderr, where C++ writes (sys.stderr may be a Python-level replacement)
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def is_kenlm_binary(path: str | os.PathLike) -> bool:
+    """True for a KenLM binary (``build_binary``'s output, any file name), which KenLM loads as well as ARPA."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_KENLM_MAGIC)) == _KENLM_MAGIC
+    except OSError:
+        return False
+
+
+def _spell(word: str, tokenizer: CharTokenizer, where: str) -> list[int]:
+    """Token ids of ``word``'s normalised spelling; characters the model cannot emit are an error."""
+    spelling = normalize_text(word)
+    bad = sorted({c for c in spelling if c not in tokenizer.alphabet or c == " "})
+    if not spelling or bad:
+        what = ", ".join(repr(c) for c in bad) if bad else "nothing after normalisation"
+        raise LMError(f"{where}: word {word!r} has characters the model cannot emit ({what})")
+    return tokenizer.encode(spelling)
+
+
+def read_lexicon(path: str | os.PathLike, tokenizer: CharTokenizer) -> list[tuple[str, list[int]]]:
+    """(word, spelling token ids) per line of a lexicon file.
+
+    A line is either ``WORD`` (spelled with its own characters, as LibriSpeech's ``librispeech-vocab.txt``) or
+    ``WORD c h a r s`` (flashlight/torchaudio's format; ``|`` is the word boundary and is dropped). The word is
+    kept as written, so it matches the LM's spelling (LibriSpeech's LM is upper case); the spelling is
+    normalised like transcripts.
+    """
+    entries: list[tuple[str, list[int]]] = []
+    with open_text(path) as f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                word, chars = parts[0], [c for c in parts[1:] if c != SPACE_SYMBOL]
+                where = f"{path}:{lineno}"
+                if chars and any(len(c) != 1 for c in chars):
+                    raise LMError(f"{where}: spelling of {word!r} is not single characters (a phone lexicon? "
+                                  "a character model needs words spelled with its characters)")
+                entries.append((word, _spell("".join(chars) if chars else word, tokenizer, where)))
+        except UnicodeDecodeError as e:
+            raise LMError(f"{path}: not UTF-8 text ({e.reason})") from None
+    if not entries:
+        raise LMError(f"{path}: the lexicon is empty")
+    return entries
+
+
+class BeamSearchDecoder:
+    """A :class:`asr.decoding.Decoder` that runs flashlight's CTC beam search with a KenLM n-gram.
+
+    >>> decoder = BeamSearchDecoder(loaded.tokenizer, "lm.arpa", options=BeamSearchOptions(lm_weight=1.5))
+    >>> transcribe(loaded, ["a.wav"], decoder=decoder)
+    """
+
+    def __init__(self, tokenizer: CharTokenizer, lm_path: str | os.PathLike, lexicon: str | os.PathLike | None = None,
+                 options: BeamSearchOptions | None = None):
+        try:
+            from flashlight.lib.text import decoder as fl
+            from flashlight.lib.text.decoder.kenlm import KenLM
+            from flashlight.lib.text.dictionary import Dictionary
+        except ImportError:
+            raise LMError("LM decoding needs the flashlight-text package: pip install 'asr[lm]' "
+                          "(or pip install flashlight-text)") from None
+
+        self._fl, self._kenlm = fl, KenLM
+        self.tokenizer = tokenizer
+        self.options = options or BeamSearchOptions()
+        self.lm_path = str(lm_path)
+        info = None if is_kenlm_binary(self.lm_path) else read_arpa_info(self.lm_path)
+        if info is not None and info.order > KENLM_MAX_ORDER:
+            raise LMError(f"{lm_path}: a {info.order}-gram, but the KenLM inside flashlight-text reads up to "
+                          f"{KENLM_MAX_ORDER}-grams (rebuild it with --order {KENLM_MAX_ORDER})")
+        self.mode = "lexicon-free" if (info is not None and info.is_char_level) else "lexicon"
+        self.space_id = tokenizer.vocab.index(" ") if " " in tokenizer.vocab else tokenizer.blank_id
+        if self.mode == "lexicon-free":
+            if lexicon is not None:
+                raise LMError(f"{lm_path}: a character LM decodes without a lexicon; drop --lexicon, "
+                              "or pass a word LM")
+            bad = [(w, line) for w, line in info.unigrams  # type: ignore[union-attr]
+                   if w.lower() not in _SPECIAL and w != SPACE_SYMBOL and w not in tokenizer.alphabet]
+            if bad:
+                raise LMError(f"{lm_path}:{bad[0][1]}: character {bad[0][0]!r} is not one the model can emit")
+            self.token_dict = Dictionary([SPACE_SYMBOL if t == " " else t for t in tokenizer.vocab])
+            self.lm = self._load_kenlm(self.token_dict)
+            self.trie = None
+        else:
+            if lexicon is not None:
+                words = read_lexicon(lexicon, tokenizer)
+            elif info is not None:
+                words = [(w, _spell(w, tokenizer, f"{lm_path}:{line}")) for w, line in info.unigrams
+                         if w.lower() not in _SPECIAL]
+            else:
+                raise LMError(f"{lm_path}: a binary LM needs --lexicon (its vocabulary cannot be read here)")
+            index: dict[str, int] = {}  # a word may have several spellings; each is a path to the same word
+            for w, _ in words:
+                index.setdefault(w, len(index))
+            self.words = list(index)
+            self.word_dict = Dictionary([*self.words, UNK])
+            self.unk_word = len(self.words)
+            self.lm = self._load_kenlm(self.word_dict)
+            self.trie = fl.Trie(len(tokenizer), self.space_id)
+            start = self.lm.start(False)
+            for w, spelling in words:
+                _, score = self.lm.score(start, index[w])
+                self.trie.insert(spelling, index[w], score)
+            self.trie.smear(fl.SmearingMode.MAX)
+        self._decoder = self._make_decoder(self.options)
+
+    def _load_kenlm(self, usr_dict: Any) -> Any:
+        try:
+            with _quiet_stderr():
+                return self._kenlm(self.lm_path, usr_dict)
+        except RuntimeError as e:
+            # KenLM's message: "<source location> threw <Exception> because `<check>'.\n<what it means>"
+            lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+            reason = lines[1] if len(lines) > 1 else (lines[0].rsplit(" threw ", 1)[-1] if lines else "unreadable")
+            raise LMError(f"{self.lm_path}: KenLM cannot load this LM ({reason})") from None
+
+    def _make_decoder(self, o: BeamSearchOptions) -> Any:
+        fl = self._fl
+        tokens = len(self.tokenizer)
+        beam_tokens = o.beam_size_token or tokens
+        if self.mode == "lexicon-free":
+            opts = fl.LexiconFreeDecoderOptions(o.beam_size, beam_tokens, o.beam_threshold, o.lm_weight,
+                                                o.word_score, False, fl.CriterionType.CTC)
+            return fl.LexiconFreeDecoder(opts, self.lm, self.space_id, self.tokenizer.blank_id, [])
+        opts = fl.LexiconDecoderOptions(o.beam_size, beam_tokens, o.beam_threshold, o.lm_weight, o.word_score,
+                                        o.unk_score, 0.0, False, fl.CriterionType.CTC)
+        return fl.LexiconDecoder(opts, self.trie, self.lm, self.space_id, self.tokenizer.blank_id,
+                                 self.unk_word, [], False)
+
+    def with_options(self, **changes: Any) -> "BeamSearchDecoder":
+        """The same LM and lexicon with other weights (cheap: nothing is reloaded); used by the tuner."""
+        clone = object.__new__(BeamSearchDecoder)
+        clone.__dict__.update(self.__dict__)
+        clone.options = BeamSearchOptions(**{**asdict(self.options), **changes})
+        clone._decoder = clone._make_decoder(clone.options)
+        return clone
+
+    def decode_one(self, log_probs: np.ndarray) -> Hypothesis:
+        """Beam search over one utterance's (T, V) float32 log-probs."""
+        emissions = np.ascontiguousarray(log_probs, dtype=np.float32)
+        t, v = emissions.shape
+        if t == 0:
+            return Hypothesis("", 0.0)
+        results = self._decoder.decode(emissions.ctypes.data, t, v)
+        if not results:
+            return Hypothesis("", float("-inf"))
+        best = results[0]
+        # ``best.tokens`` holds one token per frame, framed by a start and an end entry.
+        path = list(best.tokens)[1:t + 1]
+        tokens, frames, prev = [], [], self.tokenizer.blank_id
+        for frame, tok in enumerate(path):
+            if tok != prev and tok != self.tokenizer.blank_id and tok >= 0:
+                tokens.append(tok)
+                frames.append(frame)
+            prev = tok
+        if self.mode == "lexicon":
+            text = " ".join(normalize_text(self.words[w]) for w in best.words if 0 <= w < len(self.words))
+        else:
+            text = self.tokenizer.decode(tokens)
+        return Hypothesis(text, best.score, tokens, frames)
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
+        lp = log_probs.detach().float().cpu().numpy()
+        return [self.decode_one(lp[i, :n]) for i, n in enumerate(lengths.cpu().tolist())]
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        return [h.text for h in self.decode(log_probs, lengths)]
+
+
+# ---------------------------------------------------------------------------------- the CLI's options
+
+def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--lm`` options of ``asr transcribe`` and ``asr evaluate``."""
+    g = parser.add_argument_group("language-model decoding (CTC beam search with KenLM; default: greedy)")
+    g.add_argument("--lm", metavar="ARPA", help="n-gram LM (ARPA; word LM -> lexicon search, char LM -> "
+                                                "lexicon-free search)")
+    g.add_argument("--lexicon", metavar="FILE", help="words the decoder may emit (default: the LM's vocabulary)")
+    g.add_argument("--lm-params", metavar="FILE", help="weights found by `asr lm tune` (options below override)")
+    g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 32)")
+    g.add_argument("--lm-weight", type=float, help="alpha, the LM's weight (default 1.0)")
+    g.add_argument("--word-score", type=float, help="beta, bonus per word (default 0.0)")
+    g.add_argument("--beam-threshold", type=float, help="prune hypotheses this far below the best (default 25)")
+
+
+def decoder_from_args(args: argparse.Namespace, tokenizer: CharTokenizer) -> BeamSearchDecoder | None:
+    """A beam-search decoder if ``--lm`` was given, else None (greedy); LM options without ``--lm`` are errors."""
+    explicit = {"beam_size": args.beam_size, "lm_weight": args.lm_weight, "word_score": args.word_score,
+                "beam_threshold": args.beam_threshold}
+    if args.lm is None:
+        given = [k for k, v in explicit.items() if v is not None] + (["lexicon"] if args.lexicon else []) \
+            + (["lm_params"] if args.lm_params else [])
+        if given:
+            raise LMError(f"--{given[0].replace('_', '-')} needs --lm")
+        return None
+    options = BeamSearchOptions.from_file(args.lm_params) if args.lm_params else BeamSearchOptions()
+    options = BeamSearchOptions(**{**asdict(options), **{k: v for k, v in explicit.items() if v is not None}})
+    decoder = BeamSearchDecoder(tokenizer, args.lm, args.lexicon, options)
+    log.info("LM decoding (%s) with %s: beam %d, lm_weight %.3g, word_score %.3g", decoder.mode, args.lm,
+             options.beam_size, options.lm_weight, options.word_score)
+    return decoder
+
+
+# -------------------------------------------------------------------------------------------- tuning
+
+class CapturingDecoder:
+    """A decoder that keeps each utterance's log-probs and returns a key in place of its text.
+
+    :func:`asr.transcribe.transcribe` batches by length but returns results in input order, so the keys it
+    hands back say which stored log-probs belong to which input; the model runs once for a whole search.
+    """
+
+    def __init__(self) -> None:
+        self.log_probs: list[np.ndarray] = []
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        keys = []
+        lp = log_probs.detach().float().cpu().numpy()
+        for i, n in enumerate(lengths.cpu().tolist()):
+            keys.append(str(len(self.log_probs)))
+            self.log_probs.append(np.ascontiguousarray(lp[i, :n]))
+        return keys
+
+
+def dev_log_probs(loaded: Any, manifest: str | os.PathLike, max_batch_seconds: float = 300.0
+                  ) -> tuple[list[np.ndarray], list[str]]:
+    """Each readable utterance's log-probs and normalised reference, from one pass of the model."""
+    from asr.manifest import read_manifest
+    from asr.transcribe import transcribe
+
+    utts = read_manifest(manifest, strict=False)
+    capture = CapturingDecoder()
+    results = transcribe(loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds,
+                         decoder=capture)
+    emissions, refs = [], []
+    for u, t in zip(utts, results):
+        if t.error is None:
+            emissions.append(capture.log_probs[int(t.text)])
+            refs.append(normalize_text(u.text))
+    return emissions, refs
+
+
+def corpus_wer(decoder: Any, emissions: Sequence[np.ndarray], refs: Sequence[str]) -> float:
+    from asr.metrics import ErrorRates
+
+    rates = ErrorRates()
+    for e, ref in zip(emissions, refs):
+        text = decoder.decode_one(e).text if hasattr(decoder, "decode_one") else decoder(e)
+        rates.add(ref, text)
+    return rates.wer
+
+
+def _range(spec: str, what: str) -> list[float]:
+    try:
+        parts = [float(x) for x in spec.split(":")]
+        if len(parts) == 1:
+            return parts
+        start, stop, step = parts
+        if step <= 0 or stop < start:
+            raise ValueError
+    except ValueError:
+        raise LMError(f"{what}: expected START:STOP:STEP with STEP > 0, got {spec!r}") from None
+    n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    return [round(start + i * step, 6) for i in range(n)]
+
+
+def tune(decoder: BeamSearchDecoder, emissions: Sequence[np.ndarray], refs: Sequence[str],
+         lm_weights: Sequence[float], word_scores: Sequence[float], search: str = "grid", trials: int = 40,
+         seed: int = 0) -> list[dict[str, float]]:
+    """WER at each (lm_weight, word_score) point, best first; the grid, or ``trials`` random points of it."""
+    points = list(itertools.product(lm_weights, word_scores))
+    if search == "random" and trials < len(points):
+        points = random.Random(seed).sample(points, trials)
+    rows = []
+    for i, (alpha, beta) in enumerate(points, 1):
+        wer = corpus_wer(decoder.with_options(lm_weight=alpha, word_score=beta), emissions, refs)
+        rows.append({"lm_weight": alpha, "word_score": beta, "wer": wer})
+        log.info("%d/%d  lm_weight %.3g  word_score %.3g  WER %.2f %%", i, len(points), alpha, beta, 100 * wer)
+    return sorted(rows, key=lambda r: (r["wer"], r["lm_weight"], abs(r["word_score"])))
+
+
+def tune_main(args: argparse.Namespace) -> int:
+    import torch
+
+    from asr.decoding import greedy_ids
+    from asr.metrics import ErrorRates
+    from asr.model_file import load_model
+
+    loaded = load_model(args.model, args.device)
+    options = BeamSearchOptions(beam_size=args.beam_size, beam_threshold=args.beam_threshold)
+    decoder = BeamSearchDecoder(loaded.tokenizer, args.lm, args.lexicon, options)
+    start = time.perf_counter()
+    emissions, refs = dev_log_probs(loaded, args.manifest, args.max_batch_seconds)
+    if not emissions:
+        raise LMError(f"{args.manifest}: no readable utterances to tune on")
+    greedy = ErrorRates()
+    for e, ref in zip(emissions, refs):
+        ids = greedy_ids(torch.from_numpy(e)[None], torch.tensor([e.shape[0]]), loaded.tokenizer.blank_id)[0]
+        greedy.add(ref, loaded.tokenizer.decode(ids))
+    log.info("model pass over %d utterances: %.1f s; greedy WER %.2f %%", len(refs), time.perf_counter() - start,
+             100 * greedy.wer)
+    rows = tune(decoder, emissions, refs, _range(args.lm_weights, "--lm-weights"),
+                _range(args.word_scores, "--word-scores"), args.search, args.trials, args.seed)
+    best = rows[0]
+    out = {"lm_weight": best["lm_weight"], "word_score": best["word_score"], "beam_size": args.beam_size,
+           "beam_threshold": args.beam_threshold, "lm": str(args.lm), "mode": decoder.mode,
+           "dev_manifest": str(args.manifest), "dev_wer": best["wer"], "dev_greedy_wer": greedy.wer,
+           "points": len(rows)}
+    with open(args.output, "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")
+    print(f"greedy WER {100 * greedy.wer:.2f} %, best LM WER {100 * best['wer']:.2f} % at lm_weight "
+          f"{best['lm_weight']:g}, word_score {best['word_score']:g} ({len(rows)} points) -> {args.output}")
+    return 0

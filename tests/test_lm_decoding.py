@@ -1,0 +1,324 @@
+"""CTC beam search with a KenLM n-gram (flashlight-text) on hand-made log-probs, its options through the CLI,
+LM files that cannot be used, and the LibriSpeech LM download against a local server."""
+
+import dataclasses
+import functools
+import gzip
+import hashlib
+import json
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("flashlight.lib.text.decoder")
+
+from asr.cli import main  # noqa: E402
+from asr.lm import LMError, build_kneser_ney, units, write_arpa  # noqa: E402
+from asr.lm_decoding import (BeamSearchDecoder, BeamSearchOptions, CapturingDecoder, corpus_wer,  # noqa: E402
+                             read_lexicon, tune)
+from asr.tokenizer import CharTokenizer  # noqa: E402
+
+TOK = CharTokenizer()
+SENTENCES = ["the cat sat on the mat", "the cat ran", "a dog sat on the mat", "the dog ran to the cat",
+             "my cat sat", "a cat sat on a mat"] * 5
+
+
+def emissions(spec: list[dict[str, float] | str], blank_frames: int = 1) -> np.ndarray:
+    """(T, V) log-probs: each item is one frame of ``{char: prob}`` (or a char for certainty), then blanks."""
+    frames = []
+    for item in spec:
+        probs = {item: 0.95} if isinstance(item, str) else item
+        row = np.full(len(TOK), 1e-4)
+        for c, p in probs.items():
+            row[TOK.vocab.index(c)] = p
+        row[0] = max(1e-4, 1 - sum(probs.values()))
+        frames.append(row)
+        frames += [np.eye(len(TOK))[0] * 0.99 + 1e-4] * blank_frames
+    x = np.log(np.array(frames) / np.array(frames).sum(1, keepdims=True))
+    return x.astype(np.float32)
+
+
+def ambiguous_the_cat_sat() -> np.ndarray:
+    """Greedy reads "the kat sat": "k" beats "c" by a hair, and "kat" is no word the LM knows."""
+    spec = ["t", "h", "e", " ", {"k": 0.5, "c": 0.45}, "a", "t", " ", "s", "a", "t"]
+    return emissions(spec)
+
+
+@pytest.fixture(scope="module")
+def word_lm(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm") / "word.arpa"
+    write_arpa(build_kneser_ney([s.split() for s in SENTENCES], 3), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def char_lm(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm") / "char.arpa"
+    write_arpa(build_kneser_ney([units(s, "char") for s in SENTENCES], 5), path)
+    return path
+
+
+def greedy(x: np.ndarray) -> str:
+    from asr.decoding import greedy_decode
+
+    return greedy_decode(torch.from_numpy(x)[None], torch.tensor([len(x)]), TOK)[0]
+
+
+def test_word_lm_through_the_lexicon_fixes_what_greedy_gets_wrong(word_lm):
+    x = ambiguous_the_cat_sat()
+    assert greedy(x) == "the kat sat"
+    decoder = BeamSearchDecoder(TOK, word_lm, options=BeamSearchOptions(lm_weight=1.0, beam_size=16))
+    assert decoder.mode == "lexicon"
+    hyp = decoder.decode_one(x)
+    assert hyp.text == "the cat sat"
+    # the best path: one start frame per emitted character, at the frames where they peak (every other frame)
+    assert TOK.decode(hyp.tokens) == "the cat sat"
+    assert hyp.frames == [2 * i for i in range(11)]
+    # with no LM weight the acoustic evidence wins again, but only words of the lexicon can come out
+    assert decoder.with_options(lm_weight=0.0).decode_one(x).text in ("the cat sat", "the mat sat")
+
+
+def test_char_lm_decodes_lexicon_free(char_lm):
+    x = ambiguous_the_cat_sat()
+    decoder = BeamSearchDecoder(TOK, char_lm, options=BeamSearchOptions(lm_weight=1.0))
+    assert decoder.mode == "lexicon-free"
+    assert decoder.decode_one(x).text == "the cat sat"
+    assert decoder.with_options(lm_weight=0.0).decode_one(x).text == "the kat sat"
+    # lexicon-free search can spell a word the LM never saw when the audio is clear
+    assert decoder.decode_one(emissions(list("zebra"))).text == "zebra"
+
+
+def test_decoder_protocol_on_a_padded_batch(word_lm):
+    a, b = ambiguous_the_cat_sat(), emissions(list("my cat"))
+    batch = torch.full((2, len(a), len(TOK)), -20.0)
+    batch[:, :, 0] = 0.0  # padding frames are confident blanks, and must be ignored anyway
+    batch[0, :len(a)] = torch.from_numpy(a)
+    batch[1, :len(b)] = torch.from_numpy(b)
+    decoder = BeamSearchDecoder(TOK, word_lm)
+    assert decoder(batch, torch.tensor([len(a), len(b)])) == ["the cat sat", "my cat"]
+    assert decoder(batch[:, :0], torch.tensor([0, 0])) == ["", ""]
+
+
+def test_lexicon_file_limits_the_words_and_keeps_the_lms_spelling(word_lm, tmp_path):
+    lexicon = tmp_path / "lexicon.txt"
+    # bare words and flashlight's spelled format; a second spelling of a word is another path to it
+    lexicon.write_text("THE\nCAT c a t |\nsat s a t |\nkat\nTHE t h e e |\n")
+    entries = read_lexicon(lexicon, TOK)
+    assert entries[0] == ("THE", TOK.encode("the")) and entries[1] == ("CAT", TOK.encode("cat"))
+    decoder = BeamSearchDecoder(TOK, word_lm, lexicon=lexicon, options=BeamSearchOptions(lm_weight=0.0))
+    # "kat" is in this lexicon but unknown to the LM: with no LM weight the acoustics pick it
+    assert decoder.decode_one(ambiguous_the_cat_sat()).text == "the kat sat"
+    assert decoder.words == ["THE", "CAT", "sat", "kat"]
+    assert decoder.decode_one(emissions(list("thee kat"))).text == "the kat"
+
+
+def test_upper_case_lm_like_librispeechs(tmp_path):
+    path = tmp_path / "upper.arpa"
+    write_arpa(build_kneser_ney([s.upper().split() for s in SENTENCES], 3), path)
+    path.write_text(path.read_text().replace("<unk>", "<UNK>"))
+    decoder = BeamSearchDecoder(TOK, path)
+    assert "THE" in decoder.words and "<UNK>" not in decoder.words
+    assert decoder.decode_one(ambiguous_the_cat_sat()).text == "the cat sat"
+
+
+def test_tune_finds_a_weight_that_helps(char_lm):
+    x = [ambiguous_the_cat_sat(), emissions(list("the dog ran"))]
+    refs = ["the cat sat", "the dog ran"]
+    decoder = BeamSearchDecoder(TOK, char_lm)
+    rows = tune(decoder, x, refs, lm_weights=[0.0, 1.0, 2.0], word_scores=[0.0, 1.0])
+    assert len(rows) == 6 and rows[0]["wer"] == 0.0 and rows[0]["lm_weight"] > 0
+    assert corpus_wer(decoder.with_options(lm_weight=rows[0]["lm_weight"]), x, refs) == 0.0
+    random_rows = tune(decoder, x, refs, [0.0, 1.0, 2.0], [0.0, 1.0], search="random", trials=3)
+    assert len(random_rows) == 3
+
+
+def test_capturing_decoder_keys_follow_input_order():
+    capture = CapturingDecoder()
+    lp = torch.randn(2, 5, len(TOK)).log_softmax(-1)
+    assert capture(lp, torch.tensor([5, 3])) == ["0", "1"]
+    assert capture(lp[:1], torch.tensor([4])) == ["2"]
+    assert [x.shape[0] for x in capture.log_probs] == [5, 3, 4]
+
+
+def test_params_file_round_trip_and_bad_files(tmp_path):
+    good = tmp_path / "p.json"
+    good.write_text(json.dumps({"lm_weight": 1.5, "word_score": -0.5, "dev_wer": 0.01, "lm": "x.arpa"}))
+    o = BeamSearchOptions.from_file(good)
+    assert (o.lm_weight, o.word_score, o.beam_size) == (1.5, -0.5, 32)
+    bad = tmp_path / "bad.json"
+    bad.write_text("lm_weight: [")
+    with pytest.raises(LMError, match="bad.json: not a JSON LM parameters file"):
+        BeamSearchOptions.from_file(bad)
+    bad.write_text(json.dumps({"lm_weight": "high"}))
+    with pytest.raises(LMError, match="bad.json: lm_weight must be a number"):
+        BeamSearchOptions.from_file(bad)
+    with pytest.raises(LMError, match="missing.json: LM parameters file not found"):
+        BeamSearchOptions.from_file(tmp_path / "missing.json")
+
+
+# ------------------------------------------------------------------------------------ LM files gone wrong
+
+def test_missing_lm_file(tmp_path):
+    with pytest.raises(LMError, match="nope.arpa: file not found"):
+        BeamSearchDecoder(TOK, tmp_path / "nope.arpa")
+
+
+def test_arpa_that_kenlm_rejects_is_named(tmp_path, word_lm):
+    broken = tmp_path / "broken.arpa"
+    lines = word_lm.read_text().splitlines()
+    at = lines.index("\\2-grams:") + 1
+    lines[at] = "-0.5\tonly-one-word-and-no-tab"
+    broken.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LMError, match=r"broken.arpa: KenLM cannot load this LM \(.+\)"):
+        BeamSearchDecoder(TOK, broken)
+
+
+def test_kenlm_binary_needs_a_lexicon_and_a_broken_one_is_named(tmp_path):
+    fake = tmp_path / "lm.klm"
+    fake.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0\0garbage")
+    with pytest.raises(LMError, match="lm.klm: a binary LM needs --lexicon"):
+        BeamSearchDecoder(TOK, fake)
+    lexicon = tmp_path / "words.txt"
+    lexicon.write_text("the\ncat\n")
+    with pytest.raises(LMError, match=r"lm.klm: KenLM cannot load this LM \(.+\)"):
+        BeamSearchDecoder(TOK, fake, lexicon=lexicon)
+
+
+def test_word_lm_with_characters_the_model_cannot_emit(tmp_path):
+    path = tmp_path / "cafe.arpa"
+    write_arpa(build_kneser_ney([["un", "café"], ["un", "thé"]], 2), path)
+    with pytest.raises(LMError, match=r"cafe.arpa:\d+: word 'café' has characters the model cannot emit \('é'\)"):
+        BeamSearchDecoder(TOK, path)
+
+
+def test_lexicon_with_characters_the_model_cannot_emit(tmp_path, word_lm):
+    lexicon = tmp_path / "lex.txt"
+    lexicon.write_text("the\ncat\nnaïve\n")
+    with pytest.raises(LMError, match=r"lex.txt:3: word 'naïve' has characters the model cannot emit \('ï'\)"):
+        BeamSearchDecoder(TOK, word_lm, lexicon=lexicon)
+    lexicon.write_text("the DH AH0\n")
+    with pytest.raises(LMError, match=r"lex.txt:1: .*phone lexicon"):
+        read_lexicon(lexicon, TOK)
+
+
+def test_char_lm_with_a_character_the_model_cannot_emit_and_orders_kenlm_cannot_read(tmp_path):
+    path = tmp_path / "c.arpa"
+    write_arpa(build_kneser_ney([list("ab|ç")], 2), path)
+    with pytest.raises(LMError, match=r"c.arpa:\d+: character 'ç' is not one the model can emit"):
+        BeamSearchDecoder(TOK, path)
+    write_arpa(build_kneser_ney([units(s, "char") for s in SENTENCES], 7), path)
+    with pytest.raises(LMError, match=r"c.arpa: a 7-gram, but the KenLM inside flashlight-text reads up to 6"):
+        BeamSearchDecoder(TOK, path)
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+@pytest.fixture(scope="module")
+def fresh_model(tmp_path_factory):
+    """An untrained tiny model file: the CLI paths need a model, not a good one."""
+    from asr.config import load_config
+    from asr.features import FeatureConfig
+    from asr.model import ASRModel
+    from asr.model_file import save_model
+
+    from conftest import TINY_MODEL
+
+    config = load_config(None, TINY_MODEL)
+    dims = dataclasses.replace(config.model, vocab_size=len(TOK))
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_model(path, ASRModel(dims, FeatureConfig(**dataclasses.asdict(config.features))), TOK)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(tmp_path_factory):
+    import soundfile as sf
+
+    d = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, text in enumerate(["the cat sat", "a dog ran"]):
+        sf.write(d / f"{i}.wav", (0.05 * rng.standard_normal(16000)).astype("float32"), 16000)
+        lines.append(json.dumps({"audio_filepath": f"{i}.wav", "duration": 1.0, "text": text}))
+    (d / "dev.jsonl").write_text("\n".join(lines) + "\n")
+    return d / "dev.jsonl"
+
+
+def test_cli_evaluate_and_transcribe_with_an_lm(fresh_model, tiny_manifest, word_lm, tmp_path, capsys):
+    params = tmp_path / "params.json"
+    assert main(["lm", "tune", "--model", str(fresh_model), "--manifest", str(tiny_manifest), "--lm", str(word_lm),
+                 "-o", str(params), "--lm-weights", "0:1:1", "--word-scores=-1:1:1"]) == 0
+    best = json.loads(params.read_text())
+    assert {"lm_weight", "word_score", "dev_wer", "dev_greedy_wer"} <= set(best) and best["points"] == 6
+    assert "best LM WER" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(fresh_model), "--manifest", str(tiny_manifest), "--lm", str(word_lm),
+                 "--lm-params", str(params), "--beam-size", "4"]) == 0
+    assert "utterances 2" in capsys.readouterr().out
+    wav = str(tiny_manifest.parent / "0.wav")
+    assert main(["transcribe", "--model", str(fresh_model), "--lm", str(word_lm), "--lm-weight", "3",
+                 "--format", "json", wav]) == 0
+    text = json.loads(capsys.readouterr().out)["text"]
+    assert set(text.split()) <= {w for s in SENTENCES for w in s.split()}  # only the lexicon's words
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lm", "{tmp}/missing.arpa"], "missing.arpa: file not found"),
+    (["--lm", "{tmp}/bad.arpa"], r"bad.arpa:1: not a valid ARPA file"),
+    (["--lm-weight", "2"], "--lm-weight needs --lm"),
+    (["--lm", "{lm}", "--lexicon", "{tmp}/lex.txt"], "lex.txt:1: word 'ñu' has characters the model cannot emit"),
+])
+def test_cli_lm_errors_are_one_line_and_exit_2(fresh_model, tiny_manifest, word_lm, tmp_path, capsys, args,
+                                               message):
+    (tmp_path / "bad.arpa").write_text("not an arpa file\n")
+    (tmp_path / "lex.txt").write_text("ñu\n")
+    args = [a.format(tmp=tmp_path, lm=word_lm) for a in args]
+    assert main(["transcribe", "--model", str(fresh_model), *args, str(tiny_manifest.parent / "0.wav")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("asr: error: ")
+    assert __import__("re").search(message, err), err
+
+
+# ----------------------------------------------------------------------------------- LibriSpeech LM download
+
+def test_librispeech_lm_download_verifies_sha256_and_gzip(tmp_path, word_lm, monkeypatch, capsys):
+    from asr.corpora import librispeech_lm as ls
+
+    www = tmp_path / "www" / "11"
+    www.mkdir(parents=True)
+    arpa_gz = gzip.compress(word_lm.read_bytes())
+    (www / "3-gram.pruned.1e-7.arpa.gz").write_bytes(arpa_gz)
+    (www / "librispeech-vocab.txt").write_text("THE\nCAT\n")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    mirror = f"http://127.0.0.1:{server.server_address[1]}"
+    sums = {"3-gram.pruned.1e-7.arpa.gz": hashlib.sha256(arpa_gz).hexdigest(), "librispeech-vocab.txt": None}
+    try:
+        arpa, vocab = ls.download_librispeech_lm(tmp_path / "data", mirror=mirror, progress=False, checksums=sums)
+        assert arpa == tmp_path / "data" / "LibriSpeech" / "lm" / "3-gram.pruned.1e-7.arpa.gz"
+        assert BeamSearchDecoder(TOK, arpa, lexicon=vocab).words == ["THE", "CAT"]
+        # a second run trusts its stamp; a file changed on disk is checked again and moved aside
+        monkeypatch.setattr(ls, "sha256sum", lambda p: pytest.fail("re-hashed a verified file"))
+        ls.download_librispeech_lm(tmp_path / "data", mirror=mirror, progress=False, checksums=sums)
+        monkeypatch.undo()
+        arpa.write_bytes(arpa_gz[:-20])
+        with pytest.raises(ls.ChecksumError, match="SHA-256 mismatch"):
+            ls.download_librispeech_lm(tmp_path / "data", mirror=mirror, progress=False, checksums=sums)
+        assert arpa.with_name(arpa.name + ".bad-sha256").exists()
+        # no published sum: a truncated gzip is still caught
+        (www / "3-gram.pruned.1e-7.arpa.gz").write_bytes(arpa_gz[:-20])
+        arpa.with_name(arpa.name + ".bad-sha256").unlink()
+        with pytest.raises(ls.DownloadError, match="not a complete gzip file"):
+            ls.download_librispeech_lm(tmp_path / "data2", mirror=mirror, progress=False,
+                                       checksums={**sums, "3-gram.pruned.1e-7.arpa.gz": None})
+        assert main(["librispeech-lm", "download", "--data-dir", str(tmp_path / "data3"), "--mirror", mirror,
+                     "--files", "3-gram.pruned.1e-7.arpa.gz"]) == 2
+        assert "asr: error: " in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()

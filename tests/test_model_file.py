@@ -1,0 +1,175 @@
+"""Model files across releases: older versions migrate, newer fields are ignored with a warning, bad files fail.
+
+The previous-version file is written here by ``save_model_v1`` (exactly what the version-1 ``save_model`` wrote),
+so no binary fixture is committed.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr import __version__
+from asr.features import FeatureConfig
+from asr.model import ASRModel, ModelDimensions
+from asr.model_file import (FORMAT_VERSION, MIGRATIONS, ModelFileError, UnknownFieldsWarning, load_model,
+                            save_model)
+from asr.tokenizer import CharTokenizer
+from asr.transcribe import transcribe
+
+
+def save_model_v1(path, model, tokenizer, metadata=None):
+    """Format version 1, as asr 0.1.0 (commit 7b895c9) wrote it."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    obj = {
+        "format": "asr-rnn-ctc",
+        "format_version": 1,
+        "asr_version": __version__,
+        "features": dataclasses.asdict(model.feature_config),
+        "model": dataclasses.asdict(model.dims),
+        "tokenizer": tokenizer.to_dict(),
+        "metadata": metadata or {},
+        "state_dict": state,
+    }
+    torch.save(obj, path)
+
+
+def tiny_model(subsampling=2):
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer()
+    dims = ModelDimensions(vocab_size=len(tokenizer), hidden_size=8, num_layers=1, conv_channels=2,
+                           subsampling=subsampling)
+    return ASRModel(dims, FeatureConfig()).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model_files")
+    model, tokenizer = tiny_model(subsampling=3)
+    save_model_v1(d / "v1.pt", model, tokenizer, {"epochs": 3})
+    save_model(d / "v2.pt", model, tokenizer, {"epochs": 3})
+    rng = np.random.default_rng(0)
+    for i, seconds in enumerate((0.7, 1.3)):
+        sf.write(d / f"{i}.wav", 0.1 * rng.standard_normal(int(16000 * seconds)), 16000)
+    return d
+
+
+def test_v1_file_loads_and_transcribes_like_its_v2_counterpart(files):
+    old, new = load_model(files / "v1.pt"), load_model(files / "v2.pt")
+    assert (old.format_version, new.format_version) == (1, FORMAT_VERSION)
+    assert old.created is None and new.created.endswith("+00:00")
+    assert old.metadata == new.metadata == {"epochs": 3}
+    assert old.frame_seconds == new.frame_seconds == pytest.approx(0.03)
+    assert torch.load(files / "v2.pt", weights_only=True)["frame_seconds"] == pytest.approx(0.03)
+    audio = [files / "0.wav", files / "1.wav"]
+    assert [t.text for t in transcribe(old, audio)] == [t.text for t in transcribe(new, audio)]
+    x = torch.randn(2, 16000)
+    lengths = torch.tensor([16000, 9000])
+    with torch.inference_mode():
+        (a, la), (b, lb) = old.model(x, lengths), new.model(x, lengths)
+    assert torch.equal(a, b) and torch.equal(la, lb)
+    # the file itself is never rewritten
+    assert torch.load(files / "v1.pt", weights_only=True)["format_version"] == 1
+
+
+def test_every_older_version_has_a_migration():
+    assert sorted(MIGRATIONS) == list(range(1, FORMAT_VERSION))
+
+
+def test_unknown_fields_from_a_newer_release_are_ignored_with_a_warning(files, tmp_path):
+    obj = torch.load(files / "v2.pt", weights_only=True)
+    obj["asr_version"] = "9.0.0"
+    obj["signature"] = "abc"
+    obj["features"]["dither"] = 1e-5
+    obj["model"]["layer_norm"] = False
+    obj["tokenizer"]["lowercase"] = True
+    torch.save(obj, tmp_path / "newer.pt")
+    with pytest.warns(UnknownFieldsWarning) as record:
+        loaded = load_model(tmp_path / "newer.pt")
+    messages = " | ".join(str(w.message) for w in record)
+    for name in ("signature", "dither", "layer_norm", "lowercase"):
+        assert name in messages
+    assert "written by asr 9.0.0" in messages
+    reference = load_model(files / "v2.pt")
+    x = torch.randn(1, 8000)
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(x, torch.tensor([8000]))[0], reference.model(x, torch.tensor([8000]))[0])
+
+
+def test_a_newer_format_version_asks_to_upgrade(files, tmp_path):
+    obj = torch.load(files / "v2.pt", weights_only=True)
+    obj["format_version"] = FORMAT_VERSION + 1
+    obj["asr_version"] = "9.0.0"
+    torch.save(obj, tmp_path / "future.pt")
+    with pytest.raises(ModelFileError, match=rf"future.pt: model file format version {FORMAT_VERSION + 1} was "
+                                             r"written by asr 9.0.0, newer than .*upgrade asr"):
+        load_model(tmp_path / "future.pt")
+
+
+def _edit(files, tmp_path, change):
+    obj = torch.load(files / "v2.pt", weights_only=True)
+    change(obj)
+    torch.save(obj, tmp_path / "edited.pt")
+    return tmp_path / "edited.pt"
+
+
+def _wrong_shape(obj):
+    key = next(k for k in obj["state_dict"] if k.endswith("head.weight"))
+    obj["state_dict"][key] = torch.zeros(3, 3)
+
+
+def _not_a_version(obj):
+    obj["format_version"] = "2"
+
+
+def _inconsistent_frame_seconds(obj):
+    obj["frame_seconds"] = 0.02
+
+
+def _missing_tokenizer(obj):
+    del obj["tokenizer"]
+
+
+def _bad_v1(obj):
+    obj["format_version"] = 1
+    obj["model"] = {"cell": "lstm"}  # no vocab_size: the migration itself cannot run
+
+
+@pytest.mark.parametrize("change,reason", [
+    (_wrong_shape, "damaged or inconsistent .*size mismatch for encoder.head.weight"),
+    (_not_a_version, "damaged .*format version '2' is not a version number"),
+    (_inconsistent_frame_seconds, "damaged or inconsistent .*frame_seconds 0.02"),
+    (_missing_tokenizer, "damaged or inconsistent .*missing field 'tokenizer'"),
+    (_bad_v1, "format version 1 is damaged: cannot migrate"),
+])
+def test_edited_files_are_damaged(files, tmp_path, change, reason):
+    with pytest.raises(ModelFileError, match=f"edited.pt: model file (is )?{reason}"):
+        load_model(_edit(files, tmp_path, change))
+
+
+def test_files_that_are_not_models(files, tmp_path):
+    with pytest.raises(ModelFileError, match="absent.pt: model file not found"):
+        load_model(tmp_path / "absent.pt")
+    data = (files / "v2.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="truncated.pt: cannot read the model file: truncated or not a model file"):
+        load_model(tmp_path / "truncated.pt")
+    (tmp_path / "garbage.pt").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ModelFileError, match="garbage.pt: not an asr model file"):
+        load_model(tmp_path / "garbage.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match=r"other.pt: not an asr model file$"):
+        load_model(tmp_path / "other.pt")
+    torch.save({"pytorch-lightning_version": "2.6.6", "state_dict": {}}, tmp_path / "last.ckpt")
+    with pytest.raises(ModelFileError, match="last.ckpt: not an asr model file .this is a Lightning training"):
+        load_model(tmp_path / "last.ckpt")
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b"RIFF\x24\x00\x00\x00WAVEfmt ", bytes(range(256))])
+def test_arbitrary_bytes_are_a_model_file_error_not_a_traceback(tmp_path, content):
+    path = tmp_path / "not_a_model.pt"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="not an asr model file"):
+        load_model(path)

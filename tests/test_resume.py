@@ -1,0 +1,122 @@
+"""Interrupted and resumed training ends where an uninterrupted run does, batch for batch.
+
+The runs use the tiny model with every augmentation that needs no noise files and dropout, on CPU with
+``num_workers=0``; a run is stopped mid-epoch by a real SIGINT (Ctrl-C) or SIGTERM sent to this process.
+"""
+
+import os
+import signal
+
+import lightning as L
+import pytest
+import torch
+
+from asr.config import ConfigError, load_config
+from asr.train import TrainingStopped, train
+
+from conftest import TINY_MODEL
+
+SETTINGS = [*TINY_MODEL, "data.max_batch_seconds=10", "augment.speed_perturb=true", "augment.vtlp=true",
+            "model.dropout=0.2", "trainer.max_epochs=3"]
+
+
+class SendSignal(L.Callback):
+    """Sends ``signum`` to this process as training step ``at_step`` starts (as a terminal or scheduler would)."""
+
+    def __init__(self, signum: int, at_step: int):
+        self.signum, self.at_step = signum, at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at_step:
+            os.kill(os.getpid(), self.signum)
+
+
+class RecordBatches(L.Callback):
+    def __init__(self):
+        self.seen: list[tuple[int, list[int]]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen.append((trainer.current_epoch, list(batch["indices"])))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model gains nothing from a second thread, and on a shared machine threads that spin-wait for
+    each other make each step up to a hundred times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(corpus, out, *overrides, resume=False, callbacks=()):
+    config = load_config(None, [*SETTINGS, *overrides])
+    return train(config, str(corpus["train"]), str(corpus["dev"]), out, resume=resume, callbacks=callbacks)
+
+
+def last_state(out):
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return ckpt
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    seen = RecordBatches()
+    run(tiny_corpus, out, "trainer.max_steps=10", callbacks=[seen])
+    return last_state(out), seen.seen
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stopped_mid_epoch_and_resumed_matches_an_uninterrupted_run(tiny_corpus, tmp_path, uninterrupted, signum,
+                                                                     code):
+    whole, whole_seen = uninterrupted
+    first, second = RecordBatches(), RecordBatches()
+    with pytest.raises(TrainingStopped) as stopped:
+        run(tiny_corpus, tmp_path, "trainer.max_steps=10", callbacks=[SendSignal(signum, 2), first])
+    assert stopped.value.exit_code == code and "--resume" in str(stopped.value)
+    interrupted = last_state(tmp_path)
+    assert interrupted["global_step"] == 3  # saved at the batch boundary after the signal, mid-epoch
+    assert not (tmp_path / "model.pt").exists()
+
+    run(tiny_corpus, tmp_path, "trainer.max_steps=10", resume=True, callbacks=[second])
+    # the same batches in the same order: none replayed, none skipped, across the epoch boundary
+    assert first.seen + second.seen == whole_seen
+    resumed = last_state(tmp_path)
+    assert resumed["global_step"] == whole["global_step"] == 10
+    assert_same_weights(resumed["state_dict"], whole["state_dict"])
+    lr = [g["lr"] for g in resumed["optimizer_states"][0]["param_groups"]]
+    assert lr == pytest.approx([g["lr"] for g in whole["optimizer_states"][0]["param_groups"]])
+
+
+def test_last_checkpoint_is_written_at_every_epoch_end(tiny_corpus, tmp_path):
+    class LastAtEpochEnd(L.Callback):
+        def __init__(self):
+            self.steps = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            path = tmp_path / "checkpoints" / "last.ckpt"
+            if path.exists():
+                self.steps.append(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+    probe = LastAtEpochEnd()
+    # with a learning rate of 0 the WER never improves, so no top-k checkpoint after the first: before, last.ckpt
+    # then stayed at epoch 0
+    run(tiny_corpus, tmp_path, "optim.lr=0.0", callbacks=[probe])
+    per_epoch = probe.steps[0]
+    assert per_epoch > 0 and probe.steps == [per_epoch, 2 * per_epoch]
+    final = last_state(tmp_path)
+    assert final["global_step"] == 3 * per_epoch
+    assert final["callbacks"]["RunControl"]["epochs_done"] == 3
+
+
+def test_resuming_a_finished_run_says_so(tiny_corpus, tmp_path):
+    run(tiny_corpus, tmp_path, "trainer.max_epochs=1")
+    with pytest.raises(ConfigError, match="already trained 1 epochs .*; nothing to do.*pass a larger --max-epochs"):
+        run(tiny_corpus, tmp_path, "trainer.max_epochs=1", resume=True)
