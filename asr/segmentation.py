@@ -108,7 +108,7 @@ class WebRtcVAD:
         try:
             import webrtcvad
         except ImportError:
-            raise ValueError("--vad webrtc needs the webrtcvad-wheels package: pip install webrtcvad-wheels") from None
+            raise ValueError("--vad webrtc needs the webrtcvad-wheels package: pip install 'asr[vad]'") from None
         self.vad = webrtcvad.Vad(aggressiveness)
         self.sample_rate = sample_rate
         self.size = sample_rate * 30 // 1000
