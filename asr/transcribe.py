@@ -52,6 +52,7 @@ class _File:
     num_samples: int = 0
     speech: np.ndarray | None = None  # the detector's speech/non-speech flag per frame of ``speech_frame_s``
     speech_frame_s: float = 1.0
+    progress_s: float = 0.0  # audio seconds of this file shown on the progress bar so far
     cut_done: bool = False
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -191,8 +192,12 @@ class Transcriber:
         log_probs = log_probs.float().cpu()
         for row, ((f, k, a), n) in enumerate(zip(batch, out_lens.tolist())):
             f.log_probs[k] = log_probs[row, :n].clone()
-        if self._progress is not None:
-            self._progress.update(float(lengths.sum()) / self.sample_rate)
+            self._advance(f, a.shape[0] / self.sample_rate)
+
+    def _advance(self, f: _File, seconds: float) -> None:
+        if self._progress is not None and seconds > 0:
+            f.progress_s += seconds
+            self._progress.update(seconds)
 
     def _speech_masks(self, batch: list[tuple[_File, int, np.ndarray]], n_frames: int) -> torch.Tensor | None:
         """(B, n_frames) speech flags at the feature rate, so that a segment is normalised by its speech alone:
@@ -211,6 +216,7 @@ class Transcriber:
 
     def _finish(self, f: _File) -> Transcript:
         """Splice, decode and time-align ``f``'s windows into segments (log-probs are freed as they are used)."""
+        self._advance(f, _header_seconds(f.path) - f.progress_s)  # the pauses, and files that failed
         if f.error is not None:
             return Transcript(f.path, None, None, f.error, warnings=f.warnings)
         groups: list[list[int]] = []
