@@ -78,10 +78,15 @@ class SileroVAD:
     def __init__(self, sample_rate: int):
         if sample_rate not in (8000, 16000):
             raise ValueError(f"silero-vad runs at 8 or 16 kHz, not at the model's {sample_rate} Hz; use --vad energy")
+        import torch
+
+        threads = torch.get_num_threads()
         try:
             from silero_vad import load_silero_vad
         except ImportError:
             raise ValueError("--vad silero needs the silero-vad package: pip install 'asr[vad]'") from None
+        finally:
+            torch.set_num_threads(threads)  # importing silero_vad sets torch to one thread for the whole process
         self.model = load_silero_vad()
         self.sample_rate = sample_rate
         self.size = 512 if sample_rate == 16000 else 256
