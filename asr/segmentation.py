@@ -11,7 +11,8 @@ on utterances of seconds, not hours. So a recording is cut where nobody speaks:
    (``joins_next``) whose CTC outputs are spliced back together in the middle of the overlap, so no speech is
    ever dropped and no word is cut in two by a hard edge.
 
-Silence outside the windows is never transcribed: a file of silence gives no window and an empty transcript.
+Silence outside the windows is never transcribed: a long file of silence gives no window and an empty
+transcript. A file that fits in one window goes to the model whole, as utterances always did.
 Windows start on the model's frame grid, so spliced outputs and timestamps line up exactly.
 """
 
@@ -202,11 +203,13 @@ def plan_windows(probs: np.ndarray | None, frame_seconds: float, num_samples: in
 
     ``probs`` are the detector's per-frame speech probabilities (``None``: the whole file is speech). Window
     starts are multiples of ``grid`` samples (the model's output frame), so overlapping windows share frames.
-    A file no longer than one window, with any speech in it, is one window from its first sample to its last:
-    short utterances are transcribed as they always were (and as ``asr evaluate`` scores them).
+    A file no longer than one window is one window from its first sample to its last, whatever the detector
+    says: short utterances are transcribed (and scored by ``asr evaluate``) exactly as they always were.
     """
     if num_samples <= 0:
         return []
+    if num_samples <= config.max_segment_seconds * sample_rate:
+        return [Window(0, num_samples)]  # a file that fits goes whole, exactly as one utterance always went
     if probs is None:
         spans = [(0, num_samples)]
     else:
@@ -215,8 +218,6 @@ def plan_windows(probs: np.ndarray | None, frame_seconds: float, num_samples: in
                  for s, e in speech_regions(probs, frame_seconds, config)]
         spans = [(a // grid * grid, b) for a, b in spans if b > a]
         spans = _merge(spans, int(config.merge_gap_seconds * sample_rate), int(config.max_segment_seconds * sample_rate))
-        if spans and num_samples <= config.max_segment_seconds * sample_rate:
-            spans = [(0, num_samples)]  # a file that fits goes whole, exactly as one utterance always went
     max_len = max(grid, int(config.max_segment_seconds * sample_rate) // grid * grid)
     overlap = max(grid, int(config.overlap_seconds * sample_rate) // grid * grid)
     speech = None if probs is None else probs >= config.threshold
