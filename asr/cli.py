@@ -80,30 +80,94 @@ def _decoder_from_args(args: argparse.Namespace, loaded):  # -> asr.decoding.Dec
     return decoder_from_args(args, loaded.tokenizer)
 
 
+def _transcribe_inputs(args: argparse.Namespace) -> tuple[list[str], dict[str, str], list[str]]:
+    """The files to transcribe (arguments, then --input-list lines; directories searched recursively), the
+    output name of each (relative to --output-dir), and one line per non-audio file skipped in a directory."""
+    import os
+
+    from asr.audio import find_audio_files
+
+    items = list(args.files)
+    if args.input_list:
+        try:
+            with open(args.input_list, encoding="utf-8") as f:
+                items += [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError as e:
+            raise UserError(f"{args.input_list}: cannot read the input list ({e.strerror})") from None
+    if not items:
+        raise UserError("no input files: give audio files or directories, or --input-list FILE")
+    paths, names, skipped = [], {}, []
+    for item in items:
+        if os.path.isdir(item):
+            audio, other = find_audio_files(item)
+            skipped += [f"{p}: not an audio file (by its extension); skipped" for p in other]
+            for p in audio:
+                paths.append(p)
+                names.setdefault(p, os.path.splitext(os.path.relpath(p, item))[0])
+        else:
+            paths.append(item)
+            names.setdefault(item, os.path.splitext(os.path.basename(item))[0])
+    return paths, names, skipped
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    import os
+
     from asr.model_file import load_model
-    from asr.transcribe import transcribe
+    from asr.output_formats import write_result
+    from asr.segmentation import SegmentationConfig
+    from asr.transcribe import Transcriber
 
     if args.stream or args.mic:
         return cmd_transcribe_stream(args)
-    if not args.files:
-        raise UserError("transcribe: no input files")
+    paths, names, skipped = _transcribe_inputs(args)
+    for line in skipped:
+        print(f"asr: {line}", file=sys.stderr)
+    extension = {"text": "txt"}.get(args.format, args.format)
+    outputs: dict[str, str] = {}
+    if args.output_dir:
+        clash: dict[str, str] = {}
+        for p in paths:
+            out = os.path.join(args.output_dir, f"{names[p]}.{extension}")
+            if out in clash and clash[out] != p:
+                raise UserError(f"{clash[out]} and {p} would both be written to {out}; transcribe them separately")
+            clash[out], outputs[p] = p, out
+    elif args.format in ("srt", "vtt", "tsv") and len(paths) > 1:
+        raise UserError(f"--format {args.format} with several inputs needs --output-dir (one file per input)")
+    try:
+        segmentation = SegmentationConfig(max_segment_seconds=args.max_segment_seconds)
+    except ValueError as e:
+        raise UserError(f"--max-segment-seconds: {e}") from None
     loaded = load_model(args.model, _device(args.device))
-    decoder = _decoder_from_args(args, loaded)
+    try:
+        transcriber = Transcriber(loaded, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
+                                  decoder=_decoder_from_args(args, loaded), segmentation=segmentation, vad=args.vad,
+                                  word_timestamps=args.format != "text")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
     failures = 0
-    for t in transcribe(loaded, args.files, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
-                        decoder=decoder):
+    for t in transcriber.run(paths, progress=progress):
+        for w in t.warnings:
+            print(f"asr: warning: {w}", file=sys.stderr)
         if t.error is not None:
             failures += 1
             print(f"asr: error: {t.error}", file=sys.stderr)
-            if args.format == "json":
+            if args.format == "json" and not args.output_dir:
                 print(json.dumps({"path": t.path, "error": t.error}, ensure_ascii=False))
             continue
-        if args.format == "json":
-            print(json.dumps({"path": t.path, "text": t.text, "duration": round(t.duration or 0, 3)},
-                             ensure_ascii=False))
-        else:
+        if args.output_dir:
+            os.makedirs(os.path.dirname(outputs[t.path]) or ".", exist_ok=True)
+            with open(outputs[t.path], "w", encoding="utf-8") as f:
+                f.write(write_result(t.to_dict(), args.format))
+        elif args.format == "text":
             print(f"{t.path}\t{t.text}")
+        else:
+            sys.stdout.write(write_result(t.to_dict(), args.format))
+        sys.stdout.flush()
+    if len(paths) > 1 or skipped:
+        logging.getLogger("asr").info("transcribed %d of %d files (%d failed, %d non-audio skipped)",
+                                      len(paths) - failures, len(paths), failures, len(skipped))
     return 1 if failures else 0
 
 
@@ -281,8 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
 
         add_lm_arguments(s)
         if name == "transcribe":
-            s.add_argument("files", nargs="*")
-            s.add_argument("--format", choices=("text", "json"), default="text")
+            s.add_argument("files", nargs="*", metavar="FILE_OR_DIR",
+                           help="audio files, or directories searched recursively for audio by extension")
+            s.add_argument("--input-list", metavar="FILE", help="a text file naming one input per line")
+            s.add_argument("--format", choices=("text", "json", "srt", "vtt", "tsv"), default="text",
+                           help="text: PATH<tab>TEXT lines on stdout (one .txt per input with --output-dir); json: "
+                                "one object per input with segments and word times; srt/vtt: subtitles; tsv")
+            s.add_argument("--output-dir", metavar="DIR", help="write one NAME.<format> file per input here")
+            s.add_argument("--max-segment-seconds", type=float, default=20.0,
+                           help="longest piece of audio the model takes at once; longer speech is cut at pauses")
+            s.add_argument("--vad", choices=("energy", "silero", "webrtc", "none"), default="energy",
+                           help="voice-activity detector that finds the pauses (none: cut by length only)")
+            s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                           help="progress bar on stderr (default: when stderr is a terminal)")
             add_stream_options(s)
         else:
             s.add_argument("--manifest", required=True)

@@ -90,8 +90,11 @@ class LogMel(nn.Module):
             mel = torch.matmul(power.transpose(1, 2), self.mel_fb if mel_fb is None else mel_fb.float())
             return torch.log(mel + 1e-6)
 
-    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor,
-                mel_fb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, mel_fb: torch.Tensor | None = None,
+                stats_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``stats_mask`` (B, T) bool limits the per-utterance mean/variance to those frames (long-form
+        transcription passes the speech frames, so the pauses around a segment do not shift its statistics);
+        a row without any such frame falls back to all its frames."""
         # Samples past each length must be zero, or the last frames of a short utterance would hear its padding.
         audio = audio * lengths_to_mask(audio_lengths, audio.shape[1]).to(audio.dtype)
         feats = self.log_mel(audio, mel_fb)
@@ -99,9 +102,13 @@ class LogMel(nn.Module):
         mask = lengths_to_mask(lengths, feats.shape[1]).unsqueeze(-1)  # (B, T, 1)
         mode = self.config.normalize
         if mode == "per_utterance":
-            n = lengths.clamp(min=1).to(feats.dtype)[:, None, None]
-            mean = (feats * mask).sum(1, keepdim=True) / n
-            var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / n
+            stats = mask
+            if stats_mask is not None:
+                stats = mask & stats_mask[:, : feats.shape[1], None]
+                stats = torch.where(stats.any(dim=1, keepdim=True), stats, mask)
+            n = stats.sum(1, keepdim=True).clamp(min=1).to(feats.dtype)
+            mean = (feats * stats).sum(1, keepdim=True) / n
+            var = (((feats - mean) * stats) ** 2).sum(1, keepdim=True) / n
             feats = (feats - mean) / torch.sqrt(var + 1e-5)
         elif mode == "global":
             feats = (feats - self.global_mean) / self.global_std
