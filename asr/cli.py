@@ -80,27 +80,174 @@ def _decoder_from_args(args: argparse.Namespace, loaded):  # -> asr.decoding.Dec
     return decoder_from_args(args, loaded.tokenizer)
 
 
-def cmd_transcribe(args: argparse.Namespace) -> int:
-    from asr.model_file import load_model
-    from asr.transcribe import transcribe
+def _transcribe_inputs(args: argparse.Namespace) -> tuple[list[str], dict[str, str], list[str]]:
+    """The files to transcribe (arguments, then --input-list lines; directories searched recursively), the
+    output name of each (relative to --output-dir), and one line per non-audio file skipped in a directory."""
+    import os
 
+    from asr.audio import find_audio_files
+
+    items = list(args.files)
+    if args.input_list:
+        try:
+            with open(args.input_list, encoding="utf-8") as f:
+                items += [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError as e:
+            raise UserError(f"{args.input_list}: cannot read the input list ({e.strerror})") from None
+    if not items:
+        raise UserError("no input files: give audio files or directories, or --input-list FILE")
+    paths, names, skipped = [], {}, []
+    for item in items:
+        if os.path.isdir(item):
+            audio, other = find_audio_files(item)
+            skipped += [f"{p}: not an audio file (by its extension); skipped" for p in other]
+            for p in audio:
+                paths.append(p)
+                names.setdefault(p, os.path.splitext(os.path.relpath(p, item))[0])
+        else:
+            paths.append(item)
+            names.setdefault(item, os.path.splitext(os.path.basename(item))[0])
+    return paths, names, skipped
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    import os
+
+    from asr.model_file import load_model
+    from asr.output_formats import write_result
+    from asr.segmentation import SegmentationConfig
+    from asr.transcribe import Transcriber
+
+    if args.stream or args.mic:
+        return cmd_transcribe_stream(args)
+    paths, names, skipped = _transcribe_inputs(args)
+    for line in skipped:
+        print(f"asr: {line}", file=sys.stderr)
+    extension = {"text": "txt"}.get(args.format, args.format)
+    outputs: dict[str, str] = {}
+    if args.output_dir:
+        clash: dict[str, str] = {}
+        for p in paths:
+            out = os.path.join(args.output_dir, f"{names[p]}.{extension}")
+            if out in clash and clash[out] != p:
+                raise UserError(f"{clash[out]} and {p} would both be written to {out}; transcribe them separately")
+            clash[out], outputs[p] = p, out
+    elif args.format in ("srt", "vtt", "tsv") and len(paths) > 1:
+        raise UserError(f"--format {args.format} with several inputs needs --output-dir (one file per input)")
+    try:
+        segmentation = SegmentationConfig(max_segment_seconds=args.max_segment_seconds)
+    except ValueError as e:
+        raise UserError(f"--max-segment-seconds: {e}") from None
     loaded = load_model(args.model, _device(args.device))
-    decoder = _decoder_from_args(args, loaded)
+    try:
+        transcriber = Transcriber(loaded, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
+                                  decoder=_decoder_from_args(args, loaded), segmentation=segmentation, vad=args.vad,
+                                  word_timestamps=args.format != "text")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
     failures = 0
-    for t in transcribe(loaded, args.files, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
-                        decoder=decoder):
+    for t in transcriber.run(paths, progress=progress):
+        for w in t.warnings:
+            print(f"asr: warning: {w}", file=sys.stderr)
         if t.error is not None:
             failures += 1
             print(f"asr: error: {t.error}", file=sys.stderr)
-            if args.format == "json":
+            if args.format == "json" and not args.output_dir:
                 print(json.dumps({"path": t.path, "error": t.error}, ensure_ascii=False))
             continue
-        if args.format == "json":
-            print(json.dumps({"path": t.path, "text": t.text, "duration": round(t.duration or 0, 3)},
-                             ensure_ascii=False))
-        else:
+        if args.output_dir:
+            os.makedirs(os.path.dirname(outputs[t.path]) or ".", exist_ok=True)
+            with open(outputs[t.path], "w", encoding="utf-8") as f:
+                f.write(write_result(t.to_dict(), args.format))
+        elif args.format == "text":
             print(f"{t.path}\t{t.text}")
+        else:
+            sys.stdout.write(write_result(t.to_dict(), args.format))
+        sys.stdout.flush()
+    if len(paths) > 1 or skipped:
+        logging.getLogger("asr").info("transcribed %d of %d files (%d failed, %d non-audio skipped)",
+                                      len(paths) - failures, len(paths), failures, len(skipped))
     return 1 if failures else 0
+
+
+def add_stream_options(s: argparse.ArgumentParser) -> None:
+    g = s.add_argument_group("streaming (see docs/streaming.md)")
+    g.add_argument("--stream", action="store_true",
+                   help="recognise one FILE, or raw s16le mono PCM from standard input (-), as it arrives, "
+                        "printing partial results as they change; the last line is the final text")
+    g.add_argument("--mic", action="store_true", help="stream from the default microphone (pip install 'asr[mic]')")
+    g.add_argument("--realtime", action="store_true", help="feed the input no faster than real time")
+    g.add_argument("--rate", type=int, help="sample rate of raw PCM on standard input (default: the model's)")
+    g.add_argument("--chunk-ms", type=float, default=100.0, help="audio per step (default 100 ms)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="torch threads for streaming (default 1: steps of a few frames gain nothing from more, "
+                        "and on a busy CPU two threads were 20x slower)")
+
+
+def cmd_transcribe_stream(args: argparse.Namespace) -> int:
+    """``asr transcribe --stream FILE|-`` and ``--mic``: partial results while the audio arrives."""
+    from asr import streaming
+    from asr.model_file import load_model
+
+    if args.mic == bool(args.files) or len(args.files) > 1:
+        raise UserError("--stream takes exactly one FILE or - (standard input); --mic takes none")
+    if args.rate is not None and not 1000 <= args.rate <= 384000:
+        raise UserError(f"--rate {args.rate}: not a usable sample rate (1000-384000 Hz)")
+    if args.chunk_ms <= 0:
+        raise UserError(f"--chunk-ms {args.chunk_ms}: must be positive")
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    loaded = load_model(args.model, _device(args.device))
+    sr = loaded.model.sample_rate
+    chunk = max(1, int(round(sr * args.chunk_ms / 1000)))
+    try:
+        recognizer, note = streaming.open_stream(loaded)
+        if note:
+            print(f"asr: {note}", file=sys.stderr)
+        if args.mic:
+            source = streaming.mic_chunks(sr, chunk)
+        elif args.files[0] == "-":
+            source = streaming.pcm_chunks(sys.stdin.buffer, args.rate or sr, sr, chunk,
+                                          warn=lambda m: print(f"asr: warning: {m}", file=sys.stderr))
+        else:
+            source = streaming.file_chunks(args.files[0], sr, chunk)
+        if args.realtime:
+            source = streaming.paced(source, sr)
+        show = _partial_printer(args.format)
+        try:
+            for chunk_audio in source:
+                show(recognizer.accept(chunk_audio))
+        except KeyboardInterrupt:
+            pass  # Ctrl-C ends a live stream: what was heard still gets its final result
+        show(recognizer.finish())
+    except streaming.StreamingError as e:
+        raise UserError(str(e)) from None
+    return 0
+
+
+def _partial_printer(fmt: str):
+    """Prints a result when its text changes (on a terminal, rewriting one line) and the final one always."""
+    from asr.streaming import Final
+
+    tty = sys.stdout.isatty()
+    last = [""]  # an empty partial is not worth a line
+
+    def show(result) -> None:
+        final = isinstance(result, Final)
+        if result.text == last[0] and not final:
+            return
+        last[0] = result.text
+        if fmt == "json":
+            print(json.dumps({"final" if final else "partial": result.text, "time": round(result.seconds, 3)},
+                             ensure_ascii=False), flush=True)
+        elif tty:
+            print(f"\r{result.text}\x1b[K", end="\n" if final else "", flush=True)
+        else:
+            print(result.text, flush=True)
+
+    return show
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -211,8 +358,20 @@ def build_parser() -> argparse.ArgumentParser:
 
         add_lm_arguments(s)
         if name == "transcribe":
-            s.add_argument("files", nargs="+")
-            s.add_argument("--format", choices=("text", "json"), default="text")
+            s.add_argument("files", nargs="*", metavar="FILE_OR_DIR",
+                           help="audio files, or directories searched recursively for audio by extension")
+            s.add_argument("--input-list", metavar="FILE", help="a text file naming one input per line")
+            s.add_argument("--format", choices=("text", "json", "srt", "vtt", "tsv"), default="text",
+                           help="text: PATH<tab>TEXT lines on stdout (one .txt per input with --output-dir); json: "
+                                "one object per input with segments and word times; srt/vtt: subtitles; tsv")
+            s.add_argument("--output-dir", metavar="DIR", help="write one NAME.<format> file per input here")
+            s.add_argument("--max-segment-seconds", type=float, default=20.0,
+                           help="longest piece of audio the model takes at once; longer speech is cut at pauses")
+            s.add_argument("--vad", choices=("energy", "silero", "webrtc", "none"), default="energy",
+                           help="voice-activity detector that finds the pauses (none: cut by length only)")
+            s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                           help="progress bar on stderr (default: when stderr is a terminal)")
+            add_stream_options(s)
         else:
             s.add_argument("--manifest", required=True)
             s.add_argument("--report", help="write a JSON report with per-utterance results")

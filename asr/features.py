@@ -74,22 +74,27 @@ class LogMel(nn.Module):
     def output_lengths(self, audio_lengths: torch.Tensor) -> torch.Tensor:
         return audio_lengths // self.config.hop_length + 1
 
-    def log_mel(self, audio: torch.Tensor, mel_fb: torch.Tensor | None = None) -> torch.Tensor:
+    def log_mel(self, audio: torch.Tensor, mel_fb: torch.Tensor | None = None, center: bool = True) -> torch.Tensor:
         """Un-normalised log-mel power (B, T, n_mels), computed in float32 whatever autocast says.
 
         ``mel_fb`` replaces the model's filterbank with one per utterance, (B, n_freq, n_mels): training-time
-        frequency warping (:class:`asr.augment.VTLP`) passes it; inference never does.
+        frequency warping (:class:`asr.augment.VTLP`) passes it; inference never does. ``center=False`` frames
+        audio that already carries its context (``n_fft // 2`` samples either side of each frame's centre):
+        :mod:`asr.streaming` passes the zeros that ``center=True`` would add, then each chunk with its neighbours.
         """
         c = self.config
         with torch.autocast(device_type=audio.device.type, enabled=False):
             spec = torch.stft(audio.float(), n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
-                              window=self.window, center=True, pad_mode="constant", return_complex=True)
+                              window=self.window, center=center, pad_mode="constant", return_complex=True)
             power = spec.real.square() + spec.imag.square()  # (B, n_freq, T)
             mel = torch.matmul(power.transpose(1, 2), self.mel_fb if mel_fb is None else mel_fb.float())
             return torch.log(mel + 1e-6)
 
-    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor,
-                mel_fb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, mel_fb: torch.Tensor | None = None,
+                stats_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``stats_mask`` (B, T) bool limits the per-utterance mean/variance to those frames (long-form
+        transcription passes the speech frames, so the pauses around a segment do not shift its statistics);
+        a row without any such frame falls back to all its frames."""
         # Samples past each length must be zero, or the last frames of a short utterance would hear its padding.
         audio = audio * lengths_to_mask(audio_lengths, audio.shape[1]).to(audio.dtype)
         feats = self.log_mel(audio, mel_fb)
@@ -97,13 +102,28 @@ class LogMel(nn.Module):
         mask = lengths_to_mask(lengths, feats.shape[1]).unsqueeze(-1)  # (B, T, 1)
         mode = self.config.normalize
         if mode == "per_utterance":
-            n = lengths.clamp(min=1).to(feats.dtype)[:, None, None]
-            mean = (feats * mask).sum(1, keepdim=True) / n
-            var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / n
+            stats = mask
+            if stats_mask is not None:
+                stats = mask & stats_mask[:, : feats.shape[1], None]
+                stats = torch.where(stats.any(dim=1, keepdim=True), stats, mask)
+            n = stats.sum(1, keepdim=True).clamp(min=1).to(feats.dtype)
+            mean = (feats * stats).sum(1, keepdim=True) / n
+            var = (((feats - mean) * stats) ** 2).sum(1, keepdim=True) / n
             feats = (feats - mean) / torch.sqrt(var + 1e-5)
         elif mode == "global":
             feats = (feats - self.global_mean) / self.global_std
         return feats.masked_fill(~mask, 0.0), lengths
+
+    def normalize_frames(self, feats: torch.Tensor) -> torch.Tensor:
+        """``forward``'s normalisation of (B, T, n_mels) log-mel frames for modes that need no other frames
+        (``global``, ``none``): what a stream can apply chunk by chunk. ``per_utterance`` needs the whole
+        utterance's statistics, so it raises ValueError."""
+        mode = self.config.normalize
+        if mode == "global":
+            return (feats - self.global_mean) / self.global_std
+        if mode == "none":
+            return feats
+        raise ValueError(f"features.normalize: {mode} needs the whole utterance; frames alone cannot be normalised")
 
     @torch.no_grad()
     def set_global_stats(self, sum_: torch.Tensor, sum_sq: torch.Tensor, count: int) -> None:

@@ -340,8 +340,9 @@ def dev_log_probs(loaded: Any, manifest: str | os.PathLike, max_batch_seconds: f
 
     utts = read_manifest(manifest, strict=False)
     capture = CapturingDecoder()
+    # vad="none": every utterance goes whole through the model and the decoder, silent or not, so each gets a key
     results = transcribe(loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds,
-                         decoder=capture)
+                         decoder=capture, vad="none")
     emissions, refs = [], []
     for u, t in zip(utts, results):
         if t.error is None:

@@ -1,0 +1,125 @@
+"""`asr transcribe` on many inputs and on inputs that go wrong: directories, lists, output files and formats; silence,
+tiny files, headers that lie, non-audio and corrupt files. Each bad input gets one line naming it; the rest go on."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.cli import main
+from asr.manifest import read_manifest
+
+
+@pytest.fixture
+def model(trained_model):
+    return str(trained_model / "model.pt")
+
+
+@pytest.fixture
+def speech(tiny_corpus):
+    return [u.audio_filepath for u in read_manifest(tiny_corpus["test"])]
+
+
+def _json_lines(out: str) -> list[dict]:
+    return [json.loads(ln) for ln in out.strip().splitlines()]
+
+
+def test_directories_lists_and_output_dir(model, speech, tmp_path, capsys):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    audio, sr = sf.read(speech[0])
+    sf.write(d / "a.wav", audio, sr)
+    sf.write(d / "sub" / "b.flac", np.stack([audio, audio], axis=1), sr)  # stereo flac, found recursively
+    (d / "notes.txt").write_text("not audio\n")
+    (d / "sub" / "cover.jpg").write_bytes(b"\xff\xd8\xff")
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"# one per line\n{speech[1]}\n\n")
+    out = tmp_path / "out"
+    rc = main(["transcribe", "--model", model, str(d), "--input-list", str(listed), "--output-dir", str(out),
+               "--format", "json"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    skipped = [ln for ln in err.splitlines() if "not an audio file" in ln]
+    assert len(skipped) == 2 and any("notes.txt" in ln for ln in skipped) and any("cover.jpg" in ln for ln in skipped)
+    name = speech[1].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    for rel in ("a.json", "sub/b.json", f"{name}.json"):
+        r = json.loads((out / rel).read_text())
+        assert {"path", "text", "duration", "segments"} <= set(r)
+        assert all({"start", "end", "text", "words"} <= set(s) for s in r["segments"])
+    assert json.loads((out / "a.json").read_text())["duration"] == pytest.approx(len(audio) / sr, abs=1e-3)
+
+
+def test_subtitle_formats(model, speech, tmp_path, capsys):
+    for fmt, head in (("srt", ""), ("vtt", "WEBVTT"), ("tsv", "start\tend\ttext")):
+        assert main(["transcribe", "--model", model, "--format", fmt, speech[0]]) == 0
+        assert capsys.readouterr().out.startswith(head)
+    assert main(["transcribe", "--model", model, "--format", "srt", speech[0], speech[1]]) == 2
+    assert "needs --output-dir" in capsys.readouterr().err
+    assert main(["transcribe", "--model", model]) == 2
+    assert "no input files" in capsys.readouterr().err
+
+
+def test_long_file_segments_in_file_time(model, speech, tmp_path, capsys):
+    """A file longer than the window limit is cut into segments whose times run through the whole file."""
+    parts = []
+    for p in speech * 4:
+        a, sr = sf.read(p, dtype="float32")
+        parts += [np.zeros(int(0.6 * sr), np.float32), a]
+    long = np.concatenate(parts)
+    sf.write(tmp_path / "long.wav", long, sr)
+    assert main(["transcribe", "--model", model, "--format", "json", "--max-segment-seconds", "4",
+                 str(tmp_path / "long.wav")]) == 0
+    (r,) = _json_lines(capsys.readouterr().out)
+    assert r["duration"] == pytest.approx(len(long) / sr, abs=1e-3)
+    times = [t for s in r["segments"] for t in (s["start"], s["end"])]
+    assert times == sorted(times) and (not times or times[-1] <= r["duration"])
+
+
+def _wav_bytes(tmp_path, seconds: float) -> bytes:
+    x = (0.3 * np.sin(np.arange(int(seconds * 16000)) / 5)).astype(np.float32)
+    sf.write(tmp_path / "tmp.wav", x, 16000, subtype="PCM_16")
+    return (tmp_path / "tmp.wav").read_bytes()
+
+
+def test_silence_and_a_twentieth_of_a_second(model, tmp_path, capsys):
+    sf.write(tmp_path / "silence.wav", np.zeros(16000 * 25, np.float32), 16000)
+    sf.write(tmp_path / "blip.wav", 0.1 * np.random.default_rng(0).standard_normal(800).astype(np.float32), 16000)
+    assert main(["transcribe", "--model", model, "--format", "json", str(tmp_path / "silence.wav"),
+                 str(tmp_path / "blip.wav")]) == 0
+    silence, blip = _json_lines(capsys.readouterr().out)
+    assert silence["text"] == "" and silence["segments"] == [] and silence["duration"] == 25.0
+    assert isinstance(blip["text"], str) and blip["duration"] == 0.05
+
+
+def test_header_that_lies_about_its_length(model, tmp_path, capsys):
+    data = _wav_bytes(tmp_path, 3.0)
+    (tmp_path / "truncated.wav").write_bytes(data[: len(data) // 2])  # header says 3 s, 1.5 s is there
+    i = data.find(b"data")
+    (tmp_path / "zero.wav").write_bytes(data[: i + 4] + struct.pack("<I", 0) + data[i + 8:])  # says 0 samples
+    audio = (0.3 * np.sin(np.arange(16000 * 30) / 7)).astype(np.float32)
+    sf.write(tmp_path / "full.flac", audio, 16000)
+    flac = (tmp_path / "full.flac").read_bytes()
+    (tmp_path / "truncated.flac").write_bytes(flac[: len(flac) // 2])
+    rc = main(["transcribe", "--model", model, "--format", "json", *(str(tmp_path / n) for n in
+                                                                      ("truncated.wav", "zero.wav", "truncated.flac"))])
+    captured = capsys.readouterr()
+    assert rc == 1  # zero.wav failed; the others were transcribed
+    results = {r["path"].rsplit("/", 1)[-1]: r for r in _json_lines(captured.out)}
+    assert results["truncated.wav"]["duration"] == pytest.approx(1.5, abs=0.01)
+    assert "declares no audio samples" in results["zero.wav"]["error"]
+    assert 0 < results["truncated.flac"]["duration"] < 30
+    assert "truncated.flac: audio breaks off at" in captured.err and "asr: warning:" in captured.err
+
+
+def test_missing_and_corrupt_files_do_not_stop_the_others(model, speech, tmp_path, capsys):
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" + bytes(range(200)))
+    rc = main(["transcribe", "--model", model, str(tmp_path / "missing.wav"), speech[0],
+               str(tmp_path / "corrupt.wav"), speech[1]])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert [ln.split("\t")[0] for ln in captured.out.strip().splitlines()] == [speech[0], speech[1]]
+    errors = [ln for ln in captured.err.splitlines() if ln.startswith("asr: error:")]
+    assert len(errors) == 2
+    assert "missing.wav: file not found" in errors[0] and "corrupt.wav: not a readable audio file" in errors[1]
