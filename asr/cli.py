@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     s.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload, MB (default: %(default)s)")
-    s.add_argument("--max-duration", type=float, default=120.0,
+    s.add_argument("--max-duration", type=float, default=600.0,
                    help="longest audio per request or stream, seconds (default: %(default)s)")
     s.add_argument("--max-concurrent", type=int, default=2, help="inferences at once (default: %(default)s)")
     s.add_argument("--max-queue", type=int, default=32,

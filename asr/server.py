@@ -15,9 +15,11 @@ Why it is built the way it is:
   as they arrive (a client may lie or send chunked), the duration from the audio header before decoding, then
   again after decoding (headers can lie too). Too big is 413, bad audio 400, both with a message; a slow upload
   is 408, an inference that outlives ``timeout`` 504.
-* Nothing a client sends becomes a path. The upload is held in memory (bounded by ``max_upload_mb``) and decoded
-  from there; its file name is only echoed back as the result's ``path`` label. The page's files are read from
-  the package once, at start-up, and served from memory under three fixed routes.
+* Nothing a client sends becomes a path. The upload is received into memory (bounded by ``max_upload_mb``) and
+  checked there; for the transcriber, which reads files, it is written under a fixed name into a private temporary
+  directory that is deleted when the request ends. The client's file name is only echoed back as the result's
+  ``path`` label. The page's files are read from the package once, at start-up, and served from memory under
+  fixed routes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -73,9 +76,7 @@ class Limits:
     """What one server accepts; each is an ``asr serve`` option."""
 
     max_upload_mb: float = 25.0  # request body, and so the largest file (413 beyond)
-    # Seconds of audio in one upload or one stream (413 / stream ended beyond). An upload is decoded as one segment,
-    # and aligning its words costs frames x characters of memory: ~70 MB at 120 s, ~1 GB at 600 s.
-    max_duration: float = 120.0
+    max_duration: float = 600.0  # seconds of audio in one upload or one stream (413 / stream ended beyond)
     max_concurrent: int = 2  # inferences running at once (threads sharing the one model)
     max_queue: int = 32  # requests or open streams waiting beyond those (503 + Retry-After beyond)
     timeout: float = 120.0  # seconds for an upload to arrive, for a request to be served, for a stream to speak
@@ -141,34 +142,25 @@ class Recognizer:
                 "bidirectional": dims.bidirectional, "sample_rate": self.sample_rate,
                 "frame_seconds": self.loaded.frame_seconds, "created": self.loaded.created}
 
-    @torch.inference_mode()
-    def transcribe(self, audio: np.ndarray, name: str) -> dict[str, Any]:
-        """The result of ``asr transcribe --format json`` for mono float32 ``audio`` at the model's rate.
+    def transcribe(self, data: bytes, name: str) -> dict[str, Any]:
+        """The result of ``asr transcribe --format json`` for the uploaded file ``data``, labelled ``name``.
 
-        The recording is decoded as one segment; its words carry times and confidences from
-        :func:`asr.timestamps.align_words`.
+        :class:`asr.transcribe.Transcriber` reads files, so ``data`` goes to a private temporary directory (mode
+        0700, a fixed file name) for the call and is deleted after; a Transcriber per call, since one keeps its
+        batch queue between calls. Raises :class:`AudioError` (naming ``name``) for audio it cannot read.
         """
-        from asr.timestamps import AlignmentError, Segment, align_words
+        from asr.transcribe import Transcriber
 
-        device = self.model.device
-        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device)
-        log_probs, lengths = self.model(x, torch.tensor([audio.shape[0]], device=device))
-        n = int(lengths[0])
-        lp = log_probs[0, :n].float().cpu()
-        text = self.decoder(lp[None], torch.tensor([n]))[0].strip()
-        duration = audio.shape[0] / self.sample_rate
-        segments = []
-        if text:
-            try:
-                words = align_words(lp, text, self.tokenizer, self.loaded.frame_seconds)
-            except AlignmentError:
-                words = []
-            except Exception:  # the text is still good: serve it without word times rather than fail the request
-                log.exception("%s: word alignment failed; the result has no word times", name)
-                words = []
-            start, end = (words[0].start, max(words[-1].end, words[0].start)) if words else (0.0, duration)
-            segments.append(Segment(start, min(end, duration), text, words).to_dict())
-        return {"path": name, "text": text, "duration": round(duration, 3), "segments": segments}
+        with tempfile.TemporaryDirectory(prefix="asr-serve-") as directory:
+            path = os.path.join(directory, "upload")
+            with open(path, "wb") as f:
+                f.write(data)
+            transcript = next(iter(Transcriber(self.loaded, decoder=self.decoder).run([path])))
+        if transcript.error is not None:
+            raise AudioError(transcript.error.replace(path, name))
+        for warning in transcript.warnings:
+            log.warning("%s", warning.replace(path, name))
+        return {**transcript.to_dict(), "path": name}
 
     def open_stream(self) -> Any:
         """A fresh per-connection recogniser (``accept(samples) -> Partial``, ``finish() -> Final``)."""
@@ -249,12 +241,16 @@ def display_name(filename: str | None) -> str:
     return name or "upload"
 
 
-def decode_audio(data: bytes, name: str, sample_rate: int, max_duration: float) -> np.ndarray:
-    """Uploaded bytes (any format libsndfile reads) as mono float32 at ``sample_rate``.
+def check_audio(data: bytes, name: str, max_duration: float) -> None:
+    """Refuse an upload before the model sees it: :class:`TooLong` past ``max_duration`` (judged from the header
+    first, so a long file is refused before it is decoded, then from the samples), :class:`AudioError` naming
+    ``name`` and the problem for anything that is not usable audio (any format libsndfile reads is)."""
+    decode_audio(data, name, None, max_duration)
 
-    Raises :class:`TooLong` past ``max_duration`` (judged from the header first, so a long file is refused before it
-    is decoded) and :class:`AudioError` naming ``name`` and the problem for anything that is not usable audio.
-    """
+
+def decode_audio(data: bytes, name: str, sample_rate: int | None, max_duration: float) -> np.ndarray:
+    """Uploaded bytes as mono float32 at ``sample_rate`` (None: the file's own), checked as :func:`check_audio`
+    says."""
     if not data:
         raise AudioError(f"{name}: file is empty")
     try:
@@ -278,6 +274,8 @@ def decode_audio(data: bytes, name: str, sample_rate: int, max_duration: float) 
     audio = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if not np.isfinite(audio).all():
         raise AudioError(f"{name}: audio contains NaN or infinite samples")
+    if sample_rate is None:
+        return np.ascontiguousarray(audio, dtype=np.float32)
     return np.ascontiguousarray(resample(audio, rate, sample_rate), dtype=np.float32)
 
 
@@ -386,9 +384,9 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
         except asyncio.TimeoutError:
             raise HTTPProblem(408, f"the upload did not arrive within {limits.timeout:g} s") from None
 
-        def job() -> dict[str, Any]:  # decoding and resampling are CPU work too: off the event loop, in the pool
-            audio = decode_audio(data, name, recognizer.sample_rate, limits.max_duration)
-            return recognizer.transcribe(audio, name)
+        def job() -> dict[str, Any]:  # decoding is CPU work too: off the event loop, in the pool
+            check_audio(data, name, limits.max_duration)
+            return recognizer.transcribe(data, name)
 
         try:
             result = await pool.run(job, timeout=limits.timeout)

@@ -47,13 +47,16 @@ def speech(tmp_path_factory):
 
 
 def record_calls(recognizer) -> tuple[list, list]:
-    """Wrap the server's recogniser: keep what each request gave it and got back, and each stream's final text."""
+    """Wrap the server's recogniser: keep what each request gave it (as 16 kHz samples) and got back, and each
+    stream's final text."""
+    from asr.server import decode_audio
+
     calls, finals = [], []
     transcribe, open_stream = recognizer.transcribe, recognizer.open_stream
 
-    def recorded(audio, name):
-        result = transcribe(audio, name)
-        calls.append((audio.copy(), result))
+    def recorded(data, name):
+        result = transcribe(data, name)
+        calls.append((decode_audio(data, name, 16000, 1e9), result))
         return result
 
     def recorded_stream():
