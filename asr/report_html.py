@@ -83,11 +83,12 @@ def duration_buckets(utterances: Sequence[dict[str, Any]], count: int = 4) -> li
     if not timed:
         return []
     count = max(1, min(count, len(timed) // 5 or 1))
-    edges = sorted({round(timed[len(timed) * i // count][0], 1) for i in range(1, count)})
+    cuts = (len(timed) * i // count for i in range(1, count))
+    edges = sorted({(timed[k - 1][0] + timed[k][0]) / 2 for k in cuts if timed[k - 1][0] < timed[k][0]})
     groups = []
     bounds = [0.0, *edges, math.inf]
     for lo, hi in zip(bounds, bounds[1:]):
-        name = f"< {hi:g} s" if lo == 0 else (f"≥ {lo:g} s" if hi == math.inf else f"{lo:g}–{hi:g} s")
+        name = f"< {hi:.3g} s" if lo == 0 else (f"≥ {lo:.3g} s" if hi == math.inf else f"{lo:.3g}–{hi:.3g} s")
         g = Group(name)
         for d, u in timed:
             if lo <= d < hi:
