@@ -270,8 +270,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if len(result.broken_lines) > 10 or len(result.unreadable) > 10:
         print(f"... {len(result.skipped)} in all; --report lists every one", file=sys.stderr)
     if args.report:
+        from asr.evaluate import report_data
+        from asr.report_html import write_html_report
+
         write_report(result, args.report, model=str(args.model), manifest=str(args.manifest))
         print(f"report: {args.report}")
+        data = report_data(result, model=str(args.model), manifest=str(args.manifest))
+        print(f"report: {write_html_report(data, args.report, loaded)}")
     if result.broken_lines:
         print(f"asr: error: {args.manifest}: {len(result.broken_lines)} broken lines were not scored",
               file=sys.stderr)
@@ -374,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
             add_stream_options(s)
         else:
             s.add_argument("--manifest", required=True)
-            s.add_argument("--report", help="write a JSON report with per-utterance results")
+            s.add_argument("--report", metavar="R.json",
+                           help="write a JSON report with per-utterance results, and R.html beside it: WER by "
+                                "duration and speaker, aligned worst utterances, CTC posterior plots")
             s.add_argument("--allow-unreadable", action="store_true",
                            help="exit 0 even if some audio could not be read (it still counts as deletions)")
             s.epilog = EVALUATE_EPILOG

@@ -118,7 +118,8 @@ def evaluate(loaded: LoadedModel, manifest: str | os.PathLike, max_batch_seconds
     transcripts = transcribe(loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds, bf16=bf16,
                              decoder=decoder)
     for u, ref, t in zip(utts, refs, transcripts):
-        entry: dict[str, Any] = {"source": u.source, "audio_filepath": u.audio_filepath, "reference": ref}
+        entry: dict[str, Any] = {"source": u.source, "audio_filepath": u.audio_filepath, "duration": u.duration,
+                                 "reference": ref}
         if t.error is not None:
             w, c = result.rates.add_unreadable(ref)
             result.unreadable.append({**entry, "error": t.error})
@@ -154,9 +155,17 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def report_data(evaluation: Evaluation, **extra: Any) -> dict[str, Any]:
+    """The report as plain JSON-safe data: ``extra`` (model, manifest, ...) first, then :meth:`Evaluation.report`.
+
+    The JSON file and the HTML page (:mod:`asr.report_html`) are both written from it, so they never disagree.
+    """
+    return json_safe({**extra, **evaluation.report()})
+
+
 def write_report(evaluation: Evaluation, path: str | os.PathLike, **extra: Any) -> None:
     """Write the JSON report atomically: to a temporary file beside ``path``, then renamed over it."""
-    text = json.dumps(json_safe({**extra, **evaluation.report()}), indent=2, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(report_data(evaluation, **extra), indent=2, ensure_ascii=False, allow_nan=False)
     tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as f:

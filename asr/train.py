@@ -201,6 +201,11 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         from asr.averaging import EMACallback
 
         all_callbacks.append(EMACallback(t.ema_decay))
+
+    # Reports: curves.png from the CSV log at validation ends (when cheap) and at the end; never fails training.
+    from asr.curves import TrainingCurves
+
+    all_callbacks.append(TrainingCurves(out / "curves.png", time_before=lambda: control.elapsed))
     precision = resolve_precision(t.precision, t.accelerator)
     log.info("precision %s%s", precision, " (trainer.precision: auto)" if t.precision == "auto" else "")
     trainer = L.Trainer(

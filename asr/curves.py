@@ -1,0 +1,263 @@
+"""Training curves: ``curves.png`` (losses, validation WER/CER and learning rate, against steps and against time).
+
+The figures come from the CSV log Lightning writes (``logs/csv/metrics.csv``), so a run can be plotted again
+afterwards (``python -m asr.curves OUTPUT_DIR/logs/csv/metrics.csv curves.png``). Lightning logs no clock, so
+:class:`TrainingCurves` adds an ``elapsed_s`` column: seconds trained, continuing across resumes when given the
+time already trained. Rows without it (validation rows, older logs) take the time of their step, interpolated.
+
+Plotting stays out of the hot path: the callback logs one number per step, draws at a validation end only when
+the last drawing took under 2 % of the time since it (about 0.5 s each on a 2-core CPU, so at most once every
+25 s), and always at the end. A failure to draw is a warning: it never stops training.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+
+from asr.plotting import PlottingUnavailable, figure_png, new_figure
+
+log = logging.getLogger("asr")
+
+ELAPSED = "elapsed_s"
+TRAIN_LOSS = ("train_loss_step", "train_loss")
+VAL_LOSS = "val_loss"
+ERROR_RATES = (("val_wer", "WER"), ("val_cer", "CER"))
+SMOOTH_AFTER = 20  # training-loss points beyond which a smoothed line is drawn over the raw one
+
+
+def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average, debiased at the start (TensorBoard's smoothing), for noisy per-step losses."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i))
+    return out
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, list[tuple[int, float, float]]]:
+    """Every numeric column of a Lightning ``metrics.csv`` as ``(step, elapsed seconds, value)`` points.
+
+    Empty cells (each row holds only what was logged at that moment) are left out. Elapsed seconds come from the
+    ``elapsed_s`` column, interpolated by step where a row has none; NaN when the log has no such column.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+
+    def number(row: dict[str, str], key: str) -> float | None:
+        try:
+            v = float(row.get(key) or "")
+        except ValueError:
+            return None
+        return v if math.isfinite(v) else None
+
+    clock: dict[int, float] = {}
+    for row in rows:
+        step, t = number(row, "step"), number(row, ELAPSED)
+        if step is not None and t is not None:
+            clock[int(step)] = max(t, clock.get(int(step), t))
+    known = sorted(clock.items())
+    steps = [s for s, _ in known]
+
+    def elapsed(step: int) -> float:
+        if not known:
+            return math.nan
+        if step in clock:
+            return clock[step]
+        if step <= known[0][0]:
+            return known[0][1]
+        if step >= known[-1][0]:
+            return known[-1][1]
+        i = bisect.bisect(steps, step)
+        (s0, t0), (s1, t1) = known[i - 1], known[i]
+        return t0 + (t1 - t0) * (step - s0) / (s1 - s0)
+
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for row in rows:
+        step = number(row, "step")
+        if step is None:
+            continue
+        for key in row:
+            if key in ("step", ELAPSED, None):
+                continue
+            v = number(row, key)
+            if v is not None:
+                series.setdefault(key, []).append((int(step), elapsed(int(step)), v))
+    return series
+
+
+def plot_training_curves(metrics_csv: str | os.PathLike, png: str | os.PathLike, title: str | None = None) -> Path:
+    """Draw ``png`` from ``metrics_csv``: loss, validation error rates and learning rate, by step and by time.
+
+    Raises :class:`~asr.plotting.PlottingUnavailable` without matplotlib, ``ValueError`` when the log holds no
+    curve at all. The file is replaced atomically, so a viewer never shows half a picture.
+    """
+    series = read_metrics(metrics_csv)
+    train_key = next((k for k in TRAIN_LOSS if k in series), None)
+    lr_keys = sorted(k for k in series if k.startswith("lr-"))
+    if not (train_key or VAL_LOSS in series or any(k in series for k, _ in ERROR_RATES)):
+        raise ValueError(f"{metrics_csv}: no loss or error-rate column to plot (columns: {', '.join(series)})")
+    timed = any(not math.isnan(p[1]) for points in series.values() for p in points)
+    axes_x = [("step", 0, 1.0)] + ([("minutes trained", 1, 60.0)] if timed else [])
+
+    fig = new_figure(13, 3.4 * len(axes_x))
+    from matplotlib.ticker import FuncFormatter  # matplotlib is there: new_figure() imported it
+
+    grid = fig.subplots(len(axes_x), 3, squeeze=False)
+    for row, (xlabel, col, scale) in enumerate(axes_x):
+        loss_ax, err_ax, lr_ax = grid[row]
+
+        def xy(key: str) -> tuple[list[float], list[float]]:
+            points = [(p[col] / scale, p[2]) for p in series.get(key, []) if not math.isnan(p[col])]
+            return [x for x, _ in points], [y for _, y in points]
+
+        if train_key:
+            x, y = xy(train_key)
+            loss_ax.plot(x, y, lw=0.7, alpha=0.35 if len(y) > SMOOTH_AFTER else 0.8, color="C0",
+                         label="training loss")
+            if len(y) > SMOOTH_AFTER:
+                loss_ax.plot(x, smoothed(y), lw=1.2, color="C0", label="training loss (smoothed)")
+        if VAL_LOSS in series:
+            loss_ax.plot(*xy(VAL_LOSS), "o-", ms=3, label="validation loss")
+        losses = [p[2] for k in (train_key, VAL_LOSS) if k for p in series.get(k, [])]
+        if losses and min(losses) > 0 and max(losses) / min(losses) > 20:
+            loss_ax.set_yscale("log")
+        loss_ax.set_title("CTC loss")
+        for key, name in ERROR_RATES:
+            x, y = xy(key)
+            if y:
+                err_ax.plot(x, [100 * v for v in y], "o-", ms=3, label=name)
+        wer = series.get("val_wer", [])
+        if wer:
+            best = min(wer, key=lambda p: p[2])
+            err_ax.set_title(f"validation error rates (best WER {100 * best[2]:.2f} % at step {best[0]})")
+        else:
+            err_ax.set_title("validation error rates")
+        err_ax.set_ylabel("%")
+        rates = [100 * p[2] for k, _ in ERROR_RATES for p in series.get(k, [])]
+        if rates and min(rates) > 0 and max(rates) / min(rates) > 10:
+            err_ax.set_yscale("log")
+            err_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        for key in lr_keys:
+            lr_ax.plot(*xy(key), lw=1, label=key.removeprefix("lr-"))
+        lr_ax.set_title("learning rate")
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        for ax in (loss_ax, err_ax, lr_ax):
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3, which="both")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    png = Path(png)
+    tmp = png.with_name(f".{png.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(figure_png(fig, dpi=90))
+        os.replace(tmp, png)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return png
+
+
+class TrainingCurves(L.Callback):
+    """Logs ``elapsed_s`` every step and draws ``png`` from the CSV log at validation ends (when cheap) and at the
+    end of training, including a stop by an exception. Never raises: a failure to draw is logged as a warning.
+
+    ``time_before`` returns the seconds trained before this run started (a resumed run continues the time axis).
+    """
+
+    def __init__(self, png: str | os.PathLike, time_before: Callable[[], float] | None = None,
+                 max_share: float = 0.02):
+        self.png = Path(png)
+        self.time_before = time_before
+        self.max_share = max_share
+        self._t0 = time.monotonic()
+        self._offset = 0.0
+        self._last_drawn: float | None = None
+        self._last_cost = 1.0  # a first guess (matplotlib's import included): no drawing in the first 50 s
+        self._disabled = False  # after a failure at a validation end; the end of training still tries once
+
+    def _elapsed(self) -> float:
+        return self._offset + time.monotonic() - self._t0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.monotonic()
+        self._offset = float(self.time_before()) if self.time_before else 0.0
+        self._last_drawn = self._t0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        pl_module.log(ELAPSED, self._elapsed(), on_step=True, on_epoch=False)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or self._disabled:
+            return
+        now = time.monotonic()
+        if self._last_drawn is not None and now - self._last_drawn < self._last_cost / self.max_share:
+            return
+        self._draw(trainer, at_end=False)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._draw(trainer, at_end=True)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if trainer.is_global_zero:
+            self._draw(trainer, at_end=True)
+
+    def _draw(self, trainer: L.Trainer, at_end: bool) -> None:
+        started = time.monotonic()
+        try:
+            metrics = self._flush_csv_log(trainer)
+            plot_training_curves(metrics, self.png, title=f"{self.png.parent.name}: step {trainer.global_step}, "
+                                                          f"epoch {trainer.current_epoch}")
+        except Exception as e:  # noqa: BLE001 - a picture must never cost a training run
+            if at_end or not self._disabled:
+                reason = str(e) if isinstance(e, PlottingUnavailable) else f"{type(e).__name__}: {e}"
+                log.warning("%s not written: %s", self.png, reason)
+            self._disabled = True
+            return
+        finally:
+            self._last_drawn = time.monotonic()
+            self._last_cost = self._last_drawn - started
+        if at_end:
+            log.info("wrote %s (%.1f s)", self.png, self._last_cost)
+
+    @staticmethod
+    def _flush_csv_log(trainer: L.Trainer) -> str:
+        """Write Lightning's buffered CSV rows (it flushes every 100 steps) and return the file's path."""
+        from lightning.pytorch.loggers import CSVLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.save()
+                return logger.experiment.metrics_file_path
+        raise ValueError("no CSV logger: nothing to plot from")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m asr.curves METRICS_CSV [PNG]``: draw the curves of a run that has ended (or is running)."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help") or len(args) > 2:
+        print(__doc__.split("\n")[0] + "\nusage: python -m asr.curves METRICS_CSV [PNG]", file=sys.stderr)
+        return 2
+    png = args[1] if len(args) > 1 else "curves.png"
+    try:
+        print(plot_training_curves(args[0], png))
+    except (OSError, ValueError, PlottingUnavailable) as e:
+        print(f"asr: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
