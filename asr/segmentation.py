@@ -98,10 +98,15 @@ class SileroVAD:
 
         self.model.reset_states()
         out: list[float] = []
-        with torch.inference_mode():
-            for frames in _frames(blocks, self.size, self.size):
-                for frame in torch.from_numpy(np.array(frames, dtype=np.float32)):
-                    out.append(float(self.model(frame, self.sample_rate)))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one tiny call per 32 ms: more threads would only spin
+        try:
+            with torch.inference_mode():
+                for frames in _frames(blocks, self.size, self.size):
+                    for frame in torch.from_numpy(np.array(frames, dtype=np.float32)):
+                        out.append(float(self.model(frame, self.sample_rate)))
+        finally:
+            torch.set_num_threads(threads)
         return np.asarray(out, dtype=np.float32)
 
 
