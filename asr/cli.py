@@ -118,6 +118,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.segmentation import SegmentationConfig
     from asr.transcribe import Transcriber
 
+    if args.stream or args.mic:
+        return cmd_transcribe_stream(args)
     paths, names, skipped = _transcribe_inputs(args)
     for line in skipped:
         print(f"asr: {line}", file=sys.stderr)
@@ -167,6 +169,85 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         logging.getLogger("asr").info("transcribed %d of %d files (%d failed, %d non-audio skipped)",
                                       len(paths) - failures, len(paths), failures, len(skipped))
     return 1 if failures else 0
+
+
+def add_stream_options(s: argparse.ArgumentParser) -> None:
+    g = s.add_argument_group("streaming (see docs/streaming.md)")
+    g.add_argument("--stream", action="store_true",
+                   help="recognise one FILE, or raw s16le mono PCM from standard input (-), as it arrives, "
+                        "printing partial results as they change; the last line is the final text")
+    g.add_argument("--mic", action="store_true", help="stream from the default microphone (pip install 'asr[mic]')")
+    g.add_argument("--realtime", action="store_true", help="feed the input no faster than real time")
+    g.add_argument("--rate", type=int, help="sample rate of raw PCM on standard input (default: the model's)")
+    g.add_argument("--chunk-ms", type=float, default=100.0, help="audio per step (default 100 ms)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="torch threads for streaming (default 1: steps of a few frames gain nothing from more, "
+                        "and on a busy CPU two threads were 20x slower)")
+
+
+def cmd_transcribe_stream(args: argparse.Namespace) -> int:
+    """``asr transcribe --stream FILE|-`` and ``--mic``: partial results while the audio arrives."""
+    from asr import streaming
+    from asr.model_file import load_model
+
+    if args.mic == bool(args.files) or len(args.files) > 1:
+        raise UserError("--stream takes exactly one FILE or - (standard input); --mic takes none")
+    if args.rate is not None and not 1000 <= args.rate <= 384000:
+        raise UserError(f"--rate {args.rate}: not a usable sample rate (1000-384000 Hz)")
+    if args.chunk_ms <= 0:
+        raise UserError(f"--chunk-ms {args.chunk_ms}: must be positive")
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    loaded = load_model(args.model, _device(args.device))
+    sr = loaded.model.sample_rate
+    chunk = max(1, int(round(sr * args.chunk_ms / 1000)))
+    try:
+        recognizer, note = streaming.open_stream(loaded)
+        if note:
+            print(f"asr: {note}", file=sys.stderr)
+        if args.mic:
+            source = streaming.mic_chunks(sr, chunk)
+        elif args.files[0] == "-":
+            source = streaming.pcm_chunks(sys.stdin.buffer, args.rate or sr, sr, chunk,
+                                          warn=lambda m: print(f"asr: warning: {m}", file=sys.stderr))
+        else:
+            source = streaming.file_chunks(args.files[0], sr, chunk)
+        if args.realtime:
+            source = streaming.paced(source, sr)
+        show = _partial_printer(args.format)
+        try:
+            for chunk_audio in source:
+                show(recognizer.accept(chunk_audio))
+        except KeyboardInterrupt:
+            pass  # Ctrl-C ends a live stream: what was heard still gets its final result
+        show(recognizer.finish())
+    except streaming.StreamingError as e:
+        raise UserError(str(e)) from None
+    return 0
+
+
+def _partial_printer(fmt: str):
+    """Prints a result when its text changes (on a terminal, rewriting one line) and the final one always."""
+    from asr.streaming import Final
+
+    tty = sys.stdout.isatty()
+    last = [""]  # an empty partial is not worth a line
+
+    def show(result) -> None:
+        final = isinstance(result, Final)
+        if result.text == last[0] and not final:
+            return
+        last[0] = result.text
+        if fmt == "json":
+            print(json.dumps({"final" if final else "partial": result.text, "time": round(result.seconds, 3)},
+                             ensure_ascii=False), flush=True)
+        elif tty:
+            print(f"\r{result.text}\x1b[K", end="\n" if final else "", flush=True)
+        else:
+            print(result.text, flush=True)
+
+    return show
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -277,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="voice-activity detector that finds the pauses (none: cut by length only)")
             s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                            help="progress bar on stderr (default: when stderr is a terminal)")
+            add_stream_options(s)
         else:
             s.add_argument("--manifest", required=True)
             s.add_argument("--report", help="write a JSON report with per-utterance results")

@@ -74,16 +74,18 @@ class LogMel(nn.Module):
     def output_lengths(self, audio_lengths: torch.Tensor) -> torch.Tensor:
         return audio_lengths // self.config.hop_length + 1
 
-    def log_mel(self, audio: torch.Tensor, mel_fb: torch.Tensor | None = None) -> torch.Tensor:
+    def log_mel(self, audio: torch.Tensor, mel_fb: torch.Tensor | None = None, center: bool = True) -> torch.Tensor:
         """Un-normalised log-mel power (B, T, n_mels), computed in float32 whatever autocast says.
 
         ``mel_fb`` replaces the model's filterbank with one per utterance, (B, n_freq, n_mels): training-time
-        frequency warping (:class:`asr.augment.VTLP`) passes it; inference never does.
+        frequency warping (:class:`asr.augment.VTLP`) passes it; inference never does. ``center=False`` frames
+        audio that already carries its context (``n_fft // 2`` samples either side of each frame's centre):
+        :mod:`asr.streaming` passes the zeros that ``center=True`` would add, then each chunk with its neighbours.
         """
         c = self.config
         with torch.autocast(device_type=audio.device.type, enabled=False):
             spec = torch.stft(audio.float(), n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
-                              window=self.window, center=True, pad_mode="constant", return_complex=True)
+                              window=self.window, center=center, pad_mode="constant", return_complex=True)
             power = spec.real.square() + spec.imag.square()  # (B, n_freq, T)
             mel = torch.matmul(power.transpose(1, 2), self.mel_fb if mel_fb is None else mel_fb.float())
             return torch.log(mel + 1e-6)
@@ -111,6 +113,17 @@ class LogMel(nn.Module):
         elif mode == "global":
             feats = (feats - self.global_mean) / self.global_std
         return feats.masked_fill(~mask, 0.0), lengths
+
+    def normalize_frames(self, feats: torch.Tensor) -> torch.Tensor:
+        """``forward``'s normalisation of (B, T, n_mels) log-mel frames for modes that need no other frames
+        (``global``, ``none``): what a stream can apply chunk by chunk. ``per_utterance`` needs the whole
+        utterance's statistics, so it raises ValueError."""
+        mode = self.config.normalize
+        if mode == "global":
+            return (feats - self.global_mean) / self.global_std
+        if mode == "none":
+            return feats
+        raise ValueError(f"features.normalize: {mode} needs the whole utterance; frames alone cannot be normalised")
 
     @torch.no_grad()
     def set_global_stats(self, sum_: torch.Tensor, sum_sq: torch.Tensor, count: int) -> None:

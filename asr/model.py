@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from asr.features import FeatureConfig, LogMel, lengths_to_mask
@@ -71,6 +72,15 @@ class ConvFrontEnd(nn.Module):
         b, c, t, f = x.shape
         return x.permute(0, 2, 1, 3).reshape(b, t, c * f), lengths
 
+    def layer_without_time_padding(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Conv layer ``i`` and its ReLU on (B, C, T, F) input, padded in frequency but not in time.
+
+        A stream supplies each output's neighbouring frames itself (the previous chunk's last frame, or the zero
+        frame that ``forward``'s padding puts at either end), so every output equals the offline one.
+        """
+        conv = self.convs[i]
+        return torch.relu(F.conv2d(x, conv.weight, conv.bias, stride=conv.stride, padding=(0, conv.padding[1])))
+
 
 def reverse_index(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B, T) time indices that reverse each sequence within its own length and leave the padding in place."""
@@ -105,6 +115,12 @@ class RecurrentLayer(nn.Module):
             return out
         back, _ = self.backward_cell(reverse_padded(x, reverse))
         return torch.cat([out, reverse_padded(back, reverse)], dim=-1)
+
+    def forward_step(self, x: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+                     ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        """The forward cell alone on (B, T, I) from ``state`` (None: zeros), returning its output and final state
+        (h, or (h, c) for an LSTM): a stream carries that state from one chunk to the next."""
+        return self.forward_cell(x, state)
 
 
 class Encoder(nn.Module):
