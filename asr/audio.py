@@ -139,7 +139,8 @@ def read_blocks(path: str | os.PathLike, sample_rate: int = 16000, block_seconds
                 pieces.append(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0])
             audio = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
             if not np.isfinite(audio).all():
-                raise AudioError(f"{path}: audio contains NaN or infinite samples (near {read / info.sample_rate:.0f} s)")
+                raise AudioError(f"{path}: audio contains NaN or infinite samples "
+                                 f"(near {read / info.sample_rate:.0f} s)")
             read += got
             if stream is not None:
                 audio = stream.resample_chunk(np.ascontiguousarray(audio), last=last)

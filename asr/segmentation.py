@@ -98,10 +98,15 @@ class SileroVAD:
 
         self.model.reset_states()
         out: list[float] = []
-        with torch.inference_mode():
-            for frames in _frames(blocks, self.size, self.size):
-                for frame in torch.from_numpy(np.array(frames, dtype=np.float32)):
-                    out.append(float(self.model(frame, self.sample_rate)))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one tiny call per 32 ms: more threads would only spin
+        try:
+            with torch.inference_mode():
+                for frames in _frames(blocks, self.size, self.size):
+                    for frame in torch.from_numpy(np.array(frames, dtype=np.float32)):
+                        out.append(float(self.model(frame, self.sample_rate)))
+        finally:
+            torch.set_num_threads(threads)
         return np.asarray(out, dtype=np.float32)
 
 
@@ -217,7 +222,8 @@ def plan_windows(probs: np.ndarray | None, frame_seconds: float, num_samples: in
         spans = [(max(0, int((s - pad) * sample_rate)), min(num_samples, int(np.ceil((e + pad) * sample_rate))))
                  for s, e in speech_regions(probs, frame_seconds, config)]
         spans = [(a // grid * grid, b) for a, b in spans if b > a]
-        spans = _merge(spans, int(config.merge_gap_seconds * sample_rate), int(config.max_segment_seconds * sample_rate))
+        spans = _merge(spans, int(config.merge_gap_seconds * sample_rate),
+                       int(config.max_segment_seconds * sample_rate))
     max_len = max(grid, int(config.max_segment_seconds * sample_rate) // grid * grid)
     overlap = max(grid, int(config.overlap_seconds * sample_rate) // grid * grid)
     speech = None if probs is None else probs >= config.threshold

@@ -216,7 +216,8 @@ class Transcriber:
 
     def _finish(self, f: _File) -> Transcript:
         """Splice, decode and time-align ``f``'s windows into segments (log-probs are freed as they are used)."""
-        self._advance(f, _header_seconds(f.path) - f.progress_s)  # the pauses, and files that failed
+        if self._progress is not None:  # the pauses, and files that failed, count as done too
+            self._advance(f, _header_seconds(f.path) - f.progress_s)
         if f.error is not None:
             return Transcript(f.path, None, None, f.error, warnings=f.warnings)
         groups: list[list[int]] = []

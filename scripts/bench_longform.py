@@ -116,8 +116,8 @@ def build_material(utts: list[Any], minutes: float, snr: float | None, out_dir: 
 
 def run_transcribe(model: str, inputs: list[str], extra: list[str]) -> dict[str, Any]:
     """``python -m asr transcribe --format json`` in a child: its JSON lines, wall time and peak RSS."""
-    cmd = ["/usr/bin/time", "-f", "MAXRSS_KB %M CPU_S %U %S", sys.executable, "-m", "asr", "-q", "transcribe", "--model", model,
-           "--device", "cpu", "--format", "json", "--no-progress", *extra, *inputs]
+    cmd = ["/usr/bin/time", "-f", "MAXRSS_KB %M CPU_S %U %S", sys.executable, "-m", "asr", "-q", "transcribe",
+           "--model", model, "--device", "cpu", "--format", "json", "--no-progress", *extra, *inputs]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0

@@ -183,7 +183,8 @@ def test_continuous_speech_longer_than_the_limit(tone_model, tmp_path):
     sf.write(tmp_path / "talk.wav", audio, SR)
     cfg = SegmentationConfig(max_segment_seconds=8.0)
     for vad in ("energy", "none"):
-        (t,) = Transcriber(tone_model, segmentation=cfg, vad=vad, word_timestamps=False).run([str(tmp_path / "talk.wav")])
+        tr = Transcriber(tone_model, segmentation=cfg, vad=vad, word_timestamps=False)
+        (t,) = tr.run([str(tmp_path / "talk.wav")])
         assert t.text == text, vad
 
 
@@ -191,6 +192,7 @@ def test_silence_and_tiny_files_give_empty_results(tone_model, tmp_path):
     sf.write(tmp_path / "silence.wav", np.zeros(30 * SR, np.float32), SR)
     sf.write(tmp_path / "blip.wav", np.zeros(int(0.05 * SR), np.float32), SR)
     for vad in ("energy", "none"):
-        results = list(Transcriber(tone_model, vad=vad).run([str(tmp_path / "silence.wav"), str(tmp_path / "blip.wav")]))
+        files = [str(tmp_path / "silence.wav"), str(tmp_path / "blip.wav")]
+        results = list(Transcriber(tone_model, vad=vad).run(files))
         assert [(r.text, r.error) for r in results] == [("", None), ("", None)]
         assert results[1].duration == pytest.approx(0.05)
