@@ -229,6 +229,8 @@ def cmd_transcribe_stream(args: argparse.Namespace) -> int:
 
 def _partial_printer(fmt: str):
     """Prints a result when its text changes (on a terminal, rewriting one line) and the final one always."""
+    import shutil
+
     from asr.streaming import Final
 
     tty = sys.stdout.isatty()
@@ -242,8 +244,10 @@ def _partial_printer(fmt: str):
         if fmt == "json":
             print(json.dumps({"final" if final else "partial": result.text, "time": round(result.seconds, 3)},
                              ensure_ascii=False), flush=True)
-        elif tty:
-            print(f"\r{result.text}\x1b[K", end="\n" if final else "", flush=True)
+        elif tty:  # the line's tail, so that it never wraps and \r can rewrite it
+            width = max(10, shutil.get_terminal_size().columns - 1)
+            text = result.text if final else result.text[-width:]
+            print(f"\r{text}\x1b[K", end="\n" if final else "", flush=True)
         else:
             print(result.text, flush=True)
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from asr.audio import load_audio
+from asr.decoding import greedy_decode
 from asr.manifest import read_manifest
 from asr.model_file import load_model
 from asr.streaming import StreamingRecognizer
@@ -105,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     chunk = int(round(sr * args.chunk_ms / 1000))
     utts = read_manifest(args.manifest)[: args.limit]
 
-    step_ms, finish_ms, delays, audio_s, source = [], [], [], 0.0, set()
-    recognizer = StreamingRecognizer(loaded)
+    step_ms, finish_ms, delays, inner, audio_s, source = [], [], [], [], 0.0, set()
+    recognizer = StreamingRecognizer(loaded, keep_log_probs=True)
+    same_text, max_diff = 0, 0.0
     for utt in utts:
         audio = load_audio(utt.audio_filepath, sr)
         audio_s += audio.shape[0] / sr
@@ -121,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         final = recognizer.finish()
         finish_ms.append(1000 * (time.perf_counter() - t0))
         partials.append((final.seconds, final.text))
+        with torch.inference_mode():  # the offline result of the same audio, for the equality check
+            ref_lp, ref_len = loaded.model(torch.from_numpy(audio)[None], torch.tensor([audio.shape[0]]))
+        same_text += final.text == greedy_decode(ref_lp, ref_len, loaded.tokenizer)[0]
+        max_diff = max(max_diff, float((final.log_probs - ref_lp[0]).abs().max()))
         words = utt.extra.get("words")
         if words:
             ref_words, ends = [w["word"] for w in words], [float(w["end"]) for w in words]
@@ -137,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         for block in matcher.get_matching_blocks():
             for k in range(block.size):
                 delays.append(1000 * (seen[block.b + k] - ends[block.a + k]))
+                if block.a + k < len(ref_words) - 1:
+                    inner.append(delays[-1])
 
     steps = np.array(step_ms)
     print(f"# {' '.join(sys.argv)}")
@@ -145,11 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compute per chunk: mean {steps.mean():.2f} ms, p95 {np.percentile(steps, 95):.2f} ms, "
           f"max {steps.max():.2f} ms; RTF {steps.sum() / 1000 / audio_s:.3f}; "
           f"finish mean {np.mean(finish_ms):.2f} ms")
+    print(f"stream == offline: {same_text}/{len(utts)} texts equal, max |log-prob difference| {max_diff:.2e}")
     if delays:
         d = np.array(delays)
         print(f"word delay (end of word -> in the partial text, audio time, {', '.join(sorted(source))}): "
               f"{d.size} words, median {np.median(d):.0f} ms, mean {d.mean():.0f} ms, "
               f"p10 {np.percentile(d, 10):.0f} ms, p90 {np.percentile(d, 90):.0f} ms")
+        d = np.array(inner)  # the last word's end is the least certain, and it may wait for finish()
+        print(f"  all but each utterance's last word: {d.size} words, median {np.median(d):.0f} ms, "
+              f"mean {d.mean():.0f} ms, p10 {np.percentile(d, 10):.0f} ms, p90 {np.percentile(d, 90):.0f} ms")
     return 0
 
 
