@@ -121,12 +121,8 @@ class Recognizer:
 
     @property
     def streaming_mode(self) -> str:
-        """``exact`` (forward-only model: text grows frame by frame), ``segmented`` (decoded per pause), or ``none``
-        (an installation without :mod:`asr.streaming`)."""
-        try:
-            return "segmented" if self.streaming_note() else "exact"
-        except ImportError:
-            return "none"
+        """``exact`` (forward-only model: text grows frame by frame) or ``segmented`` (decoded per pause)."""
+        return "segmented" if self.streaming_note() else "exact"
 
     def streaming_note(self) -> str | None:
         """Why this model streams per segment, or None when it streams exactly."""
@@ -416,8 +412,6 @@ async def _stream_session(ws: WebSocket, recognizer: Recognizer, pool: Inference
     if not 1000 <= rate <= 384000:
         return await refuse(1008, f"sample rate {rate} is out of range (1000-384000 Hz)")
     mode = recognizer.streaming_mode
-    if mode == "none":
-        return await refuse(1011, "this installation has no streaming recogniser (asr.streaming)")
     try:
         pool.admit()
     except HTTPProblem as p:

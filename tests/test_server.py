@@ -381,7 +381,6 @@ def test_streams_count_against_capacity(model_path):
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_stream_with_the_real_recogniser(tmp_path, bidirectional):
-    pytest.importorskip("asr.streaming")
     loaded = load_model(random_model(tmp_path / "m.pt", bidirectional=bidirectional))
     recognizer = Recognizer(loaded)
     audio = (np.random.default_rng(1).standard_normal(16000) * 0.1).astype(np.float32)

@@ -158,11 +158,11 @@ def test_page_records_the_microphone_and_shows_the_transcript(server, speech, tm
                 import jiwer
 
                 assert jiwer.cer(SENTENCE, shown) <= 0.15, shown
-            if streaming != "none":  # the live line ends with the stream's final text
-                page.wait_for_selector("#partial[data-final]", timeout=20_000)
-                assert finals and page.inner_text("#partial") == finals[-1]
-                note = page.inner_text("#stream-note")
-                assert ("after each pause" in note) == (streaming == "segmented")
+            # The live line ends with the stream's final text.
+            page.wait_for_selector("#partial[data-final]", timeout=20_000)
+            assert finals and page.inner_text("#partial") == finals[-1]
+            note = page.inner_text("#stream-note")
+            assert ("after each pause" in note) == (streaming == "segmented")
             if spans:  # playback highlights the word being played
                 word, start, end = spans[len(spans) // 2]
                 page.eval_on_selector("#player", f"p => {{ p.currentTime = {(start + end) / 2}; }}")
