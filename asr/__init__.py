@@ -2,6 +2,35 @@
 
 The data flow is one-way and each stage has its own module:
 manifest -> dataset -> batch -> features -> model -> log-probs -> decoding -> text -> metrics.
+
+From Python (as whisper does it)::
+
+    import asr
+    from asr.evaluate import evaluate
+    from asr.transcribe import transcribe
+
+    model = asr.load_model("exp/synth/model.pt")
+    for t in transcribe(model, ["a.wav", "long_recording.flac"], word_timestamps=True):
+        print(t.text, t.to_dict()["segments"])
+    print(evaluate(model, "data/synth/test.jsonl").summary()["wer"])
+
+``asr.load_model`` is imported on first use (PEP 562), so ``import asr`` and ``asr --help`` stay fast. Unlike
+whisper, ``asr.transcribe`` and ``asr.evaluate`` name the modules, not the functions: importing a submodule sets
+the package attribute of the same name, so a lazy function there would be replaced by its module as soon as
+anything imported ``asr.transcribe``.
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+_LAZY = {"load_model": "asr.model_file"}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'asr' has no attribute {name!r}")
