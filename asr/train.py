@@ -21,7 +21,7 @@ from asr.config import Config, ConfigError, dump_config
 from asr.ctc_module import CTCModule
 from asr.datamodule import ASRDataModule, load_split
 from asr.dataset import Skipped
-from asr.manifest import Utterance
+from asr.manifest import Utterance, read_manifest
 from asr.model_file import save_model
 
 log = logging.getLogger("asr")
@@ -115,6 +115,16 @@ class EpochLog(L.Callback):
                  self.audio_seconds / max(elapsed, 1e-9), elapsed)
 
 
+def describe_tokenizer(tokenizer, out: Path) -> None:
+    """Log the vocabulary; a sentencepiece model is also written out (tokenizer.model) for LM and lexicon tools."""
+    if hasattr(tokenizer, "model_proto"):
+        (out / "tokenizer.model").write_bytes(tokenizer.model_proto)
+        log.info("tokenizer: %d sentencepiece pieces + blank, written to %s", len(tokenizer) - 1,
+                 out / "tokenizer.model")
+    else:
+        log.info("tokenizer: %d characters + blank", len(tokenizer) - 1)
+
+
 def train(config: Config, train_manifest: str, val_manifest: str, output_dir: str | os.PathLike,
           resume: str | bool = False, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train a model and write ``output_dir/model.pt``; returns that path.
@@ -124,7 +134,10 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    module = CTCModule.from_config(config)
+    # Word pieces (tokenizer.type: bpe) are learned from the training transcripts before anything else.
+    texts = [u.text for u in read_manifest(train_manifest, strict=False)] if config.tokenizer.type == "bpe" else []
+    module = CTCModule.from_config(config, train_texts=texts)
+    describe_tokenizer(module.tokenizer, out)
     tokenizer, dims, sr = module.tokenizer, module.model.dims, module.model.sample_rate
 
     def output_frames(durations: Sequence[float]) -> list[int]:
