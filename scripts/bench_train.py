@@ -82,6 +82,19 @@ def manifest_durations(path: str) -> np.ndarray:
     return np.array([u.duration for u in read_manifest(path, strict=False, errors=errors)], dtype=np.float64)
 
 
+def manifest_texts(path: str) -> list[str]:
+    from asr.manifest import read_manifest
+
+    return [u.text for u in read_manifest(path, strict=False, errors=[])]
+
+
+def pieces_per_char(tokenizer: Any, texts: Sequence[str]) -> float:
+    from asr.tokenizer import normalize_text
+
+    sample = texts[:2000]
+    return sum(len(tokenizer.encode(t)) for t in sample) / max(1, sum(len(normalize_text(t)) for t in sample))
+
+
 class NoiseDataset(torch.utils.data.Dataset):
     """In-memory stand-in for :class:`asr.dataset.AudioDataset`: same item layout, audio cut from one noise buffer.
 
@@ -368,7 +381,9 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     from asr.sampler import DynamicBucketingSampler
 
     config = load_config(args.config, args.overrides)
-    module = CTCModule.from_config(config)
+    # Word pieces (tokenizer.type: bpe) are learned from the manifest's transcripts, as `asr train` does.
+    texts = manifest_texts(args.manifest) if args.manifest and config.tokenizer.type == "bpe" else []
+    module = CTCModule.from_config(config, train_texts=texts)
     tokenizer, sr = module.tokenizer, module.model.sample_rate
 
     if args.manifest:
@@ -388,7 +403,9 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     fastest = max(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
     samples = torch.tensor([int(d * sr / fastest) for d in durations], dtype=torch.long)
     frames = module.model.output_lengths(samples).numpy()
-    target_lengths = np.maximum(1, np.minimum(np.round(CHARS_PER_SECOND * durations), (0.8 * frames).astype(int)))
+    # Word pieces: as many targets per second as the transcripts have pieces per character.
+    rate = CHARS_PER_SECOND * (pieces_per_char(tokenizer, texts) if texts else 1.0)
+    target_lengths = np.maximum(1, np.minimum(np.round(rate * durations), (0.8 * frames).astype(int)))
     dataset = NoiseDataset(durations, sr, target_lengths.tolist(), len(tokenizer), seed=args.seed)
 
     c = config.data
