@@ -221,6 +221,9 @@ class StepRecord:
     padded_frames: int  # batch size x encoder time steps: what the recurrent cells actually process
     wall_s: float  # since the previous step ended: data loading + compute + optimizer
     compute_s: float  # batch start to batch end inside Lightning
+    # CPU seconds of this process (all its threads) in the same span: on a shared CPU, where wall time depends on
+    # the other jobs, this is the comparable cost (run with --threads 1 so no time goes to threads waiting).
+    cpu_s: float = 0.0
     lengths: list[int] = field(default_factory=list, repr=False)
 
 
@@ -259,6 +262,7 @@ class StepTimer:
     def _start(self, batch: dict[str, Any]) -> None:
         sync(self.device)
         self._t_start = time.perf_counter()
+        self._c_start = time.process_time()
         lengths = batch["audio_lengths"]
         b = int(lengths.numel())
         self._batch = {"batch_size": b, "audio_s": float(lengths.sum()) / self.sr,
@@ -278,6 +282,7 @@ class StepTimer:
             b, t, lens = self._enc
             lens_list = lens.cpu().tolist()
             self.records.append(StepRecord(wall_s=now - self._t_prev_end, compute_s=now - self._t_start,
+                                           cpu_s=time.process_time() - self._c_start,
                                            frames=int(sum(lens_list)), padded_frames=b * t, lengths=lens_list,
                                            **self._batch))
         self._t_prev_end = now
@@ -531,6 +536,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "step_s_mean": statistics.fmean(steps_wall), "step_s_median": statistics.median(steps_wall),
         "step_s_p90": float(np.percentile(steps_wall, 90)),
         "compute_s_mean": statistics.fmean(r.compute_s for r in recs),
+        "audio_s_per_cpu_s": audio_s / max(1e-9, sum(r.cpu_s for r in recs)),
         "batch_size_mean": statistics.fmean(r.batch_size for r in recs),
         "audio_s_per_batch": audio_s / len(recs), "padded_s_per_batch": padded_s / len(recs),
         "padding_fraction": 1.0 - audio_s / padded_s,
@@ -576,6 +582,7 @@ def fmt_table(r: dict[str, Any]) -> str:
                   + (" (stopped early: --max-seconds)" if r["stopped_early"] else "")),
         ("THROUGHPUT", f"{r['audio_s_per_s']:.1f} audio-s per wall-s (= audio-h per device-h)"),
         ("  100 h epoch", f"{r['epoch_minutes_100h']:.1f} min"),
+        ("per CPU-second", f"{r['audio_s_per_cpu_s']:.1f} audio-s per CPU-s of this process (compute only)"),
         ("step time", f"mean {r['step_s_mean']:.3f} s, median {r['step_s_median']:.3f} s, "
                       f"p90 {r['step_s_p90']:.3f} s (compute only: {r['compute_s_mean']:.3f} s)"),
         ("batch", f"{r['batch_size_mean']:.1f} utterances, {r['audio_s_per_batch']:.0f} s audio, "
