@@ -119,6 +119,9 @@ class BPETokenizer:
         except (RuntimeError, OSError) as e:
             raise ValueError(f"not a sentencepiece model ({str(e).strip().splitlines()[0][:200]})") from None
         self._unk = self._sp.unk_id()
+        self._pieces = [BLANK] + [self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
+        # The characters the pieces spell, and the space: what character checks (LM lexicons, LM text) ask for.
+        self.alphabet = " " + "".join(sorted({p for p in self._pieces[1:] if len(p) == 1 and p != "\u2581"}))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "BPETokenizer":
@@ -154,8 +157,10 @@ class BPETokenizer:
 
     @property
     def pieces(self) -> list[str]:
-        """The pieces by model id (index 0 is the blank)."""
-        return [BLANK] + [self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
+        """The pieces by model id (index 0 is the blank); also as ``vocab``, the name CharTokenizer uses."""
+        return list(self._pieces)
+
+    vocab = pieces
 
     def oov_chars(self, text: str) -> list[str]:
         """Characters of normalised ``text`` that come out as ``<unk>`` (sorted, unique)."""

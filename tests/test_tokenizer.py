@@ -110,3 +110,9 @@ def test_bad_bpe_settings_are_one_line_config_errors(tmp_path, setting, texts, m
     with pytest.raises(ConfigError, match=message) as e:
         CTCModule.from_config(config, train_texts=texts)
     assert "\n" not in str(e.value)
+
+
+def test_bpe_alphabet_and_vocab_serve_character_checks(bpe):
+    """LM tools check words against ``alphabet`` and name labels from ``vocab``, for either tokenizer."""
+    assert bpe.alphabet[0] == " " and set(bpe.alphabet[1:]) == set("".join(normalize_text(t) for t in TEXTS)) - {" "}
+    assert bpe.vocab == bpe.pieces and " " not in bpe.vocab  # no space label: LM decoding uses the blank there
