@@ -28,7 +28,21 @@ class ConfigError(ValueError):
 
 @dataclass
 class TokenizerConfig:
+    # char: one label per character of ``alphabet``; bpe: sentencepiece word pieces (asr/tokenizer.py).
+    type: str = "char"
+    # The characters a char model predicts (ignored for bpe, whose pieces come from the transcripts).
     alphabet: str = DEFAULT_ALPHABET
+    # bpe: pieces to learn from the training transcripts at the start of `asr train`, <unk> included; the model
+    # outputs one more (the CTC blank). Sentencepiece refuses more than the transcripts can provide.
+    vocab_size: int = 256
+    # bpe: an existing sentencepiece model file to use instead of training one (vocab_size is then ignored).
+    model_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in ("char", "bpe"):
+            raise ValueError(f"tokenizer.type must be 'char' or 'bpe', got {self.type!r}")
+        if self.type == "bpe" and self.model_file is None and self.vocab_size < 2:
+            raise ValueError(f"tokenizer.vocab_size must be at least 2, got {self.vocab_size}")
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import lightning as L
 import numpy as np
@@ -17,13 +17,13 @@ import torch
 from torch import nn
 
 from asr.augment import VTLP, AddNoise, SpecAugment, SpeedPerturb
-from asr.config import AugmentConfig, Config, OptimConfig
+from asr.config import AugmentConfig, Config, ConfigError, OptimConfig
 from asr.decoding import greedy_decode
 from asr.features import FeatureConfig
 from asr.manifest import ManifestError
 from asr.metrics import ErrorRates
 from asr.model import ASRModel, ModelDimensions
-from asr.tokenizer import CharTokenizer
+from asr.tokenizer import build_tokenizer, tokenizer_from_dict
 
 log = logging.getLogger("asr")
 
@@ -69,7 +69,7 @@ class CTCModule(L.LightningModule):
         super().__init__()
         # Plain dicts only: Lightning checkpoints then load with weights_only=True.
         self.save_hyperparameters()
-        self.tokenizer = CharTokenizer.from_dict(tokenizer)
+        self.tokenizer = tokenizer_from_dict(tokenizer)
         self.model = ASRModel(ModelDimensions(**model), FeatureConfig(**features))
         self.optim_config = OptimConfig(**optim)
         aug = AugmentConfig(**augment)
@@ -96,9 +96,15 @@ class CTCModule(L.LightningModule):
         self._val_skipped: list[str] = []  # this validation run's unreadable utterances, on this rank
 
     @classmethod
-    def from_config(cls, config: Config) -> "CTCModule":
-        """The module a training config describes (the vocabulary size comes from the tokenizer's alphabet)."""
-        tokenizer = CharTokenizer(config.tokenizer.alphabet)
+    def from_config(cls, config: Config, train_texts: Iterable[str] = ()) -> "CTCModule":
+        """The module a training config describes (the vocabulary size comes from the tokenizer).
+
+        ``train_texts`` are the training transcripts a ``tokenizer.type: bpe`` config learns its pieces from.
+        """
+        try:
+            tokenizer = build_tokenizer(config.tokenizer, train_texts)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         dims = dataclasses.replace(config.model, vocab_size=len(tokenizer))
         return cls(features=dataclasses.asdict(config.features), model=dataclasses.asdict(dims),
                    tokenizer=tokenizer.to_dict(), optim=dataclasses.asdict(config.optim),

@@ -13,8 +13,9 @@ from asr.features import FeatureConfig, LogMel, lengths_to_mask
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # Time stride of each conv layer, per overall subsampling factor. 3 exists for character CTC on fast speech:
 # 33 frames per second leave room for the blank that CTC needs between doubled letters ("ll" in "ball"), which
-# 25 frames per second often do not, at two thirds of the recurrent cost of 50 frames per second.
-TIME_STRIDES = {1: (), 2: (2,), 3: (3, 1), 4: (2, 2)}
+# 25 frames per second often do not, at two thirds of the recurrent cost of 50 frames per second. 6 and 8 are for
+# word pieces (tokenizer.type: bpe), whose targets are a few times shorter than characters.
+TIME_STRIDES = {1: (), 2: (2,), 3: (3, 1), 4: (2, 2), 6: (2, 3), 8: (2, 2, 2)}
 
 
 @dataclass
@@ -25,7 +26,7 @@ class ModelDimensions:
     num_layers: int = 3
     bidirectional: bool = True
     dropout: float = 0.1
-    subsampling: int = 2  # time subsampling of the conv front-end: 1 (no front-end), 2, 3 or 4
+    subsampling: int = 2  # time subsampling of the conv front-end: 1 (no front-end), 2, 3, 4, 6 or 8
     conv_channels: int = 32
 
     def __post_init__(self) -> None:

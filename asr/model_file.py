@@ -16,6 +16,8 @@ Compatibility rules, so that files outlive the release that wrote them:
 Format history:
 
 1. features, model dimensions, tokenizer (a plain dict with a ``type``), metadata, state dict, asr_version.
+   (Tokenizer ``type: bpe``, a sentencepiece model as ``model_proto`` bytes, is an addition, not a version step:
+   an older release refuses such a file naming the unknown tokenizer type, and every char file reads as before.)
 2. adds ``created`` (UTC time of writing, ISO 8601: which of two copies is newer without trusting file times,
    which copying resets; ``None`` for migrated v1 files) and ``frame_seconds`` (seconds of audio per output
    frame: what timestamps, alignment and streaming need, readable by any tool without building the model; it is
@@ -40,7 +42,7 @@ import torch
 from asr import __version__
 from asr.features import FeatureConfig
 from asr.model import ASRModel, ModelDimensions
-from asr.tokenizer import CharTokenizer
+from asr.tokenizer import Tokenizer, tokenizer_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class UnknownFieldsWarning(UserWarning):
 @dataclass
 class LoadedModel:
     model: ASRModel
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     metadata: dict[str, Any]
     created: str | None = None
     format_version: int = FORMAT_VERSION  # as stored in the file, before any migration
@@ -76,7 +78,7 @@ def frame_seconds(features: FeatureConfig, dims: ModelDimensions) -> float:
     return features.hop_length * dims.subsampling / features.sample_rate
 
 
-def save_model(path: str | os.PathLike, model: ASRModel, tokenizer: CharTokenizer,
+def save_model(path: str | os.PathLike, model: ASRModel, tokenizer: Tokenizer,
                metadata: dict[str, Any] | None = None) -> None:
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     obj = {
@@ -172,7 +174,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
             _warn_unknown(path, key, set(obj[key]) - {f.name for f in dataclasses.fields(cls)}, written_by)
         features = FeatureConfig(**_known(obj["features"], FeatureConfig))
         dims = ModelDimensions(**_known(obj["model"], ModelDimensions))
-        tokenizer = CharTokenizer.from_dict(obj["tokenizer"])
+        tokenizer = tokenizer_from_dict(obj["tokenizer"])
         _warn_unknown(path, "tokenizer", set(obj["tokenizer"]) - set(tokenizer.to_dict()), written_by)
         expected = frame_seconds(features, dims)
         if not math.isclose(float(obj["frame_seconds"]), expected, rel_tol=1e-9):

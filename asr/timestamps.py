@@ -109,29 +109,25 @@ def word_confidence(char_probs: list[float], reduction: str = CONFIDENCE_REDUCTI
     return float(min(char_probs) if reduction == "min" else np.mean(char_probs))
 
 
-def _space_id(tokenizer) -> int | None:
-    vocab = getattr(tokenizer, "vocab", None)
-    return vocab.index(" ") if vocab is not None and " " in vocab else None
-
-
 def align_words(log_probs: torch.Tensor, text: str, tokenizer, frame_seconds: float,
                 offset: float = 0.0, *, confidence: str = CONFIDENCE_REDUCTION) -> list[Word]:
     """Words of ``text`` with start/end times (seconds, ``offset`` added) and confidences.
 
     ``log_probs`` is (T, V): one utterance's or segment's valid frames only. ``text`` is normalised with the
-    tokenizer's rules and split on spaces; characters outside the vocabulary are not aligned (a word made only of
-    them gets a zero-length span where it stands and confidence 0, so no word is lost). Empty text, or text with no
-    alignable character, gives []. Text that needs more frames than there are raises :class:`AlignmentError`
-    (it cannot be what the model heard; a decoder's own hypothesis always fits its frames). ``confidence``
-    picks how character probabilities become the word's (:func:`word_confidence`).
+    tokenizer's rules, split on spaces and each word tokenised (characters, or word pieces); what lies outside the
+    vocabulary is not aligned (a word made only of such characters gets a zero-length span where it stands and
+    confidence 0, so no word is lost). Empty text, or text with no alignable character, gives []. Text that needs
+    more frames than there are raises :class:`AlignmentError` (it cannot be what the model heard; a decoder's own
+    hypothesis always fits its frames). ``confidence`` picks how character probabilities become the word's
+    (:func:`word_confidence`).
     """
     words = normalize_text(text).split()
-    vocab = getattr(tokenizer, "vocab")
-    index = {c: i for i, c in enumerate(vocab) if i != tokenizer.blank_id}
-    word_ids = [[index[c] for c in w if c in index] for w in words]
+    # Each word is tokenised on its own: characters, or word pieces whose first one carries the word-start mark,
+    # so a word's frames are those of its own labels whichever the tokenizer.
+    word_ids = [tokenizer.word_ids(w) for w in words]
     if not any(word_ids):
         return []
-    space = _space_id(tokenizer)
+    space = tokenizer.word_separator_id
     labels: list[int] = []
     owner: list[int] = []  # word index of each label, -1 for a space between words
     for k, ids in enumerate(word_ids):

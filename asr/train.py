@@ -24,7 +24,7 @@ from asr.config import Config, ConfigError, dump_config
 from asr.ctc_module import CTCModule
 from asr.datamodule import ASRDataModule, load_split
 from asr.dataset import Skipped
-from asr.manifest import Utterance
+from asr.manifest import Utterance, read_manifest
 from asr.model_file import save_model
 from asr.run_control import STOP_REASONS, RunControl, read_state
 
@@ -145,6 +145,16 @@ def check_not_finished(ckpt_path: str, max_epochs: int, max_minutes: float | Non
                           "train on")
 
 
+def describe_tokenizer(tokenizer, out: Path) -> None:
+    """Log the vocabulary; a sentencepiece model is also written out (tokenizer.model) for LM and lexicon tools."""
+    if hasattr(tokenizer, "model_proto"):
+        (out / "tokenizer.model").write_bytes(tokenizer.model_proto)
+        log.info("tokenizer: %d sentencepiece pieces + blank, written to %s", len(tokenizer) - 1,
+                 out / "tokenizer.model")
+    else:
+        log.info("tokenizer: %d characters + blank", len(tokenizer) - 1)
+
+
 def train(config: Config, train_manifest: str, val_manifest: str, output_dir: str | os.PathLike,
           resume: str | bool = False, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train a model and write ``output_dir/model.pt``; returns that path.
@@ -163,7 +173,10 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         check_not_finished(ckpt_path, t.max_epochs, t.max_minutes, t.max_steps)
         log.info("resuming from %s", ckpt_path)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    module = CTCModule.from_config(config)
+    # Word pieces (tokenizer.type: bpe) are learned from the training transcripts before anything else.
+    texts = [u.text for u in read_manifest(train_manifest, strict=False)] if config.tokenizer.type == "bpe" else []
+    module = CTCModule.from_config(config, train_texts=texts)
+    describe_tokenizer(module.tokenizer, out)
     tokenizer, dims, sr = module.tokenizer, module.model.dims, module.model.sample_rate
 
     def output_frames(durations: Sequence[float]) -> list[int]:

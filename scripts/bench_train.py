@@ -82,6 +82,19 @@ def manifest_durations(path: str) -> np.ndarray:
     return np.array([u.duration for u in read_manifest(path, strict=False, errors=errors)], dtype=np.float64)
 
 
+def manifest_texts(path: str) -> list[str]:
+    from asr.manifest import read_manifest
+
+    return [u.text for u in read_manifest(path, strict=False, errors=[])]
+
+
+def pieces_per_char(tokenizer: Any, texts: Sequence[str]) -> float:
+    from asr.tokenizer import normalize_text
+
+    sample = texts[:2000]
+    return sum(len(tokenizer.encode(t)) for t in sample) / max(1, sum(len(normalize_text(t)) for t in sample))
+
+
 class NoiseDataset(torch.utils.data.Dataset):
     """In-memory stand-in for :class:`asr.dataset.AudioDataset`: same item layout, audio cut from one noise buffer.
 
@@ -208,6 +221,9 @@ class StepRecord:
     padded_frames: int  # batch size x encoder time steps: what the recurrent cells actually process
     wall_s: float  # since the previous step ended: data loading + compute + optimizer
     compute_s: float  # batch start to batch end inside Lightning
+    # CPU seconds of this process (all its threads) in the same span: on a shared CPU, where wall time depends on
+    # the other jobs, this is the comparable cost (run with --threads 1 so no time goes to threads waiting).
+    cpu_s: float = 0.0
     lengths: list[int] = field(default_factory=list, repr=False)
 
 
@@ -246,6 +262,7 @@ class StepTimer:
     def _start(self, batch: dict[str, Any]) -> None:
         sync(self.device)
         self._t_start = time.perf_counter()
+        self._c_start = time.process_time()
         lengths = batch["audio_lengths"]
         b = int(lengths.numel())
         self._batch = {"batch_size": b, "audio_s": float(lengths.sum()) / self.sr,
@@ -265,6 +282,7 @@ class StepTimer:
             b, t, lens = self._enc
             lens_list = lens.cpu().tolist()
             self.records.append(StepRecord(wall_s=now - self._t_prev_end, compute_s=now - self._t_start,
+                                           cpu_s=time.process_time() - self._c_start,
                                            frames=int(sum(lens_list)), padded_frames=b * t, lengths=lens_list,
                                            **self._batch))
         self._t_prev_end = now
@@ -368,7 +386,9 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     from asr.sampler import DynamicBucketingSampler
 
     config = load_config(args.config, args.overrides)
-    module = CTCModule.from_config(config)
+    # Word pieces (tokenizer.type: bpe) are learned from the manifest's transcripts, as `asr train` does.
+    texts = manifest_texts(args.manifest) if args.manifest and config.tokenizer.type == "bpe" else []
+    module = CTCModule.from_config(config, train_texts=texts)
     tokenizer, sr = module.tokenizer, module.model.sample_rate
 
     if args.manifest:
@@ -388,7 +408,9 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     fastest = max(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
     samples = torch.tensor([int(d * sr / fastest) for d in durations], dtype=torch.long)
     frames = module.model.output_lengths(samples).numpy()
-    target_lengths = np.maximum(1, np.minimum(np.round(CHARS_PER_SECOND * durations), (0.8 * frames).astype(int)))
+    # Word pieces: as many targets per second as the transcripts have pieces per character.
+    rate = CHARS_PER_SECOND * (pieces_per_char(tokenizer, texts) if texts else 1.0)
+    target_lengths = np.maximum(1, np.minimum(np.round(rate * durations), (0.8 * frames).astype(int)))
     dataset = NoiseDataset(durations, sr, target_lengths.tolist(), len(tokenizer), seed=args.seed)
 
     c = config.data
@@ -514,6 +536,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "step_s_mean": statistics.fmean(steps_wall), "step_s_median": statistics.median(steps_wall),
         "step_s_p90": float(np.percentile(steps_wall, 90)),
         "compute_s_mean": statistics.fmean(r.compute_s for r in recs),
+        "audio_s_per_cpu_s": audio_s / max(1e-9, sum(r.cpu_s for r in recs)),
         "batch_size_mean": statistics.fmean(r.batch_size for r in recs),
         "audio_s_per_batch": audio_s / len(recs), "padded_s_per_batch": padded_s / len(recs),
         "padding_fraction": 1.0 - audio_s / padded_s,
@@ -559,6 +582,7 @@ def fmt_table(r: dict[str, Any]) -> str:
                   + (" (stopped early: --max-seconds)" if r["stopped_early"] else "")),
         ("THROUGHPUT", f"{r['audio_s_per_s']:.1f} audio-s per wall-s (= audio-h per device-h)"),
         ("  100 h epoch", f"{r['epoch_minutes_100h']:.1f} min"),
+        ("per CPU-second", f"{r['audio_s_per_cpu_s']:.1f} audio-s per CPU-s of this process (compute only)"),
         ("step time", f"mean {r['step_s_mean']:.3f} s, median {r['step_s_median']:.3f} s, "
                       f"p90 {r['step_s_p90']:.3f} s (compute only: {r['compute_s_mean']:.3f} s)"),
         ("batch", f"{r['batch_size_mean']:.1f} utterances, {r['audio_s_per_batch']:.0f} s audio, "

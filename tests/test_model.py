@@ -40,6 +40,20 @@ def test_subsampling_factor():
     assert make(subsampling=2).output_lengths(lengths).item() == 51
     assert make(subsampling=3).output_lengths(lengths).item() == 34
     assert make(subsampling=4).output_lengths(lengths).item() == 26
+    assert make(subsampling=6).output_lengths(lengths).item() == 17
+    assert make(subsampling=8).output_lengths(lengths).item() == 13
+
+
+@pytest.mark.parametrize("subsampling", [6, 8])
+def test_coarse_frame_rates_for_word_pieces(subsampling):
+    """6 and 8 (for BPE targets): the forward pass emits exactly the frames output_lengths promises, per item."""
+    model = make(subsampling=subsampling, layers=1).eval()
+    lengths = torch.tensor([16000, 9000, 4000])
+    audio = torch.randn(3, 16000) * 0.1
+    with torch.no_grad():
+        log_probs, out_lens = model(audio, lengths)
+    assert out_lens.tolist() == model.output_lengths(lengths).tolist()
+    assert log_probs.shape[1] == out_lens[0].item() == {6: 17, 8: 13}[subsampling]  # 1 s: 101 feature frames
 
 
 def test_bad_dimensions():

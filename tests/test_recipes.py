@@ -283,11 +283,15 @@ def test_speech_commands_run_sh_prepares_trains_and_fills_results(local_md5s, tm
     assert_every_manifest_path_opens(data / speech_commands.CORPUS_DIR, expected=15 + 2)
 
 
-@pytest.mark.parametrize("conf", sorted(str(p.relative_to(REPO)) for p in REPO.glob("recipes/*/conf/*.yaml")))
+@pytest.mark.parametrize("conf", sorted(str(p.relative_to(REPO)) for p in [*REPO.glob("recipes/*/conf/*.yaml"),
+                                                                           *REPO.glob("recipes/synth/conf*.yaml")]))
 def test_recipe_configs_load(conf):
     config = load_config(REPO / conf)
     if "librispeech" in conf:
-        assert config.model.subsampling == 4 and config.model.num_layers == 5 and config.model.bidirectional
+        # word pieces are fewer targets per second than characters, so the BPE variant uses a coarser frame rate
+        assert config.model.subsampling == (6 if config.tokenizer.type == "bpe" else 4)
+        assert config.model.num_layers == 5 and config.model.bidirectional
+    assert config.tokenizer.type == ("bpe" if "bpe" in conf else "char")
 
 
 @pytest.mark.parametrize("script", ["recipes/librispeech/run.sh", "recipes/speech_commands/run.sh"])

@@ -126,3 +126,23 @@ def test_long_segment_aligns_every_word_at_its_spikes():
     got = align_words(lp, " ".join([text] * 3), TOK, 0.03)
     assert [round(w.start / 0.03) for w in got] == expected
     assert [round(w.end / 0.03) for w in got] == [e + 3 for e in expected]
+
+
+def test_word_pieces_align_to_their_words():
+    """BPE: no space label; each word is its own pieces, the first marked as a word start."""
+    from asr.tokenizer import BPETokenizer
+
+    tok = BPETokenizer.train(["go back six steps", "put the ball back", "six balls"] * 10, vocab_size=24)
+    pieces = [tok.word_ids(w) for w in ("six", "steps")]
+    spikes = {10 + 2 * i: p for i, p in enumerate(pieces[0])} | {30 + 2 * i: p for i, p in enumerate(pieces[1])}
+    probs = np.full((45, len(tok)), 0.1 / (len(tok) - 1))
+    probs[:, 0] = 0.9
+    for t, p in spikes.items():
+        probs[t] = 0.1 / (len(tok) - 1)
+        probs[t, p] = 0.9
+    words = align_words(torch.from_numpy(np.log(probs)).float(), "Six steps", tok, frame_seconds=0.06)
+    assert [w.word for w in words] == ["six", "steps"]
+    last = 10 + 2 * (len(pieces[0]) - 1)  # the frame of the word's last piece
+    assert words[0].start == pytest.approx(10 * 0.06) and words[0].end == pytest.approx((last + 1) * 0.06)
+    assert words[1].start == pytest.approx(30 * 0.06)
+    assert all(w.confidence == pytest.approx(0.9, abs=1e-4) for w in words)

@@ -10,7 +10,7 @@
 #
 # Runs from the repository root whatever the current folder. Every stage skips work already done, so an
 # interrupted run can simply be restarted; delete $EXP (or $DATA/synth) to redo a stage.
-# Settings come from the environment: DATA, EXP, PYTHON, N_TRAIN, N_DEV, N_TEST, SEED, NOISE_PROB, JOBS.
+# Settings come from the environment: DATA, EXP, CONF, PYTHON, N_TRAIN, N_DEV, N_TEST, SEED, NOISE_PROB, JOBS.
 set -euo pipefail
 
 stage=0
@@ -31,7 +31,7 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 D="${DATA:-data}/synth"
 EXP="${EXP:-exp/synth}"
-CONF=recipes/synth/conf.yaml
+CONF="${CONF:-recipes/synth/conf.yaml}"
 
 log() { echo "$(date '+%H:%M:%S') [stage $1] $2"; }
 
