@@ -119,11 +119,11 @@ def is_kenlm_binary(path: str | os.PathLike) -> bool:
 def _spell(word: str, tokenizer: CharTokenizer, where: str) -> list[int]:
     """Token ids of ``word``'s normalised spelling; characters the model cannot emit are an error."""
     spelling = normalize_text(word)
-    bad = sorted({c for c in spelling if c not in tokenizer.alphabet or c == " "})
+    bad = sorted(set(tokenizer.oov_chars(spelling)) | ({" "} if " " in spelling else set()))
     if not spelling or bad:
         what = ", ".join(repr(c) for c in bad) if bad else "nothing after normalisation"
         raise LMError(f"{where}: word {word!r} has characters the model cannot emit ({what})")
-    return tokenizer.encode(spelling)
+    return tokenizer.word_ids(spelling)  # characters, or word pieces (the first marked as a word start)
 
 
 def read_lexicon(path: str | os.PathLike, tokenizer: CharTokenizer) -> list[tuple[str, list[int]]]:
@@ -180,7 +180,12 @@ class BeamSearchDecoder:
             raise LMError(f"{lm_path}: a {info.order}-gram, but the KenLM inside flashlight-text reads up to "
                           f"{KENLM_MAX_ORDER}-grams (rebuild it with --order {KENLM_MAX_ORDER})")
         self.mode = "lexicon-free" if (info is not None and info.is_char_level) else "lexicon"
-        self.space_id = tokenizer.vocab.index(" ") if " " in tokenizer.vocab else tokenizer.blank_id
+        # Word pieces have no space label (a word starts with a "▁" piece): the blank stands in for it.
+        sep = tokenizer.word_separator_id
+        self.space_id = sep if sep is not None else tokenizer.blank_id
+        if self.mode == "lexicon-free" and sep is None:
+            raise LMError(f"{lm_path}: a character LM needs a character model; this model predicts word pieces "
+                          "(use a word LM)")
         if self.mode == "lexicon-free":
             if lexicon is not None:
                 raise LMError(f"{lm_path}: a character LM decodes without a lexicon; drop --lexicon, "

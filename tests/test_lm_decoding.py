@@ -322,3 +322,12 @@ def test_librispeech_lm_download_verifies_sha256_and_gzip(tmp_path, word_lm, mon
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_word_pieces_take_a_word_lm_and_refuse_a_char_lm(word_lm, char_lm):
+    from asr.tokenizer import BPETokenizer
+
+    bpe = BPETokenizer.train(SENTENCES, vocab_size=20)
+    assert BeamSearchDecoder(bpe, word_lm).mode == "lexicon"  # the lexicon is spelled in pieces
+    with pytest.raises(LMError, match="character LM needs a character model"):
+        BeamSearchDecoder(bpe, char_lm)
