@@ -228,6 +228,8 @@ def test_groups_by_duration_quantiles_and_by_fields_that_group():
     by_speaker = groups_by_field(utts, "speaker")
     assert [g.wer for g in by_speaker] == sorted((g.wer for g in by_speaker), reverse=True)
     assert duration_buckets(utts[:3])[0].utterances == 3  # too few for quantiles: one group
+    tied = [utterance(d, 1) for d in [1.0] * 9 + [1.5] * 11 + [2.0] * 10 + [3.0] * 10]
+    assert [b.utterances for b in duration_buckets(tied)] == [9, 11, 10, 10]  # cuts move to where values change
 
 
 @pytest.mark.parametrize("given, html", [("r.json", "r.html"), ("r", "r.html"), ("r.html", "r.html.html")])
