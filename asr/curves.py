@@ -3,11 +3,12 @@
 The figures come from the CSV log Lightning writes (``logs/csv/metrics.csv``), so a run can be plotted again
 afterwards (``python -m asr.curves OUTPUT_DIR/logs/csv/metrics.csv curves.png``). Lightning logs no clock, so
 :class:`TrainingCurves` adds an ``elapsed_s`` column: seconds trained, continuing across resumes when given the
-time already trained. Rows without it (validation rows, older logs) take the time of their step, interpolated.
+time already trained. Rows without it (validation rows) take the time of their step, interpolated; logs written
+before the column existed take their clock from the TensorBoard events Lightning writes beside them.
 
 Plotting stays out of the hot path: the callback logs one number per step, draws at a validation end only when
-the last drawing took under 2 % of the time since it (about 0.5 s each on a 2-core CPU, so at most once every
-25 s), and always at the end. A failure to draw is a warning: it never stops training.
+the last drawing took under 2 % of the time since it (1-2 s each on a busy 2-core CPU, so at most once every
+50-100 s), and always at the end. A failure to draw is a warning: it never stops training.
 """
 
 from __future__ import annotations
@@ -35,20 +36,52 @@ ERROR_RATES = (("val_wer", "WER"), ("val_cer", "CER"))
 SMOOTH_AFTER = 20  # training-loss points beyond which a smoothed line is drawn over the raw one
 
 
-def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
-    """Exponential moving average, debiased at the start (TensorBoard's smoothing), for noisy per-step losses."""
+def smoothed(values: list[float], log_scale: bool = False) -> list[float]:
+    """Exponential moving average over about a 25th of the points, debiased at the start (TensorBoard's
+    smoothing), for noisy per-step losses; on a log axis it averages the logs, so a spike does not lift the line."""
+    weight = min(0.95, max(0.0, 1 - 25 / max(len(values), 1)))
     out, avg = [], 0.0
     for i, v in enumerate(values, 1):
-        avg = weight * avg + (1 - weight) * v
-        out.append(avg / (1 - weight**i))
+        avg = weight * avg + (1 - weight) * (math.log(v) if log_scale else v)
+        mean = avg / (1 - weight**i)
+        out.append(math.exp(mean) if log_scale else mean)
     return out
+
+
+def tensorboard_clock(metrics_csv: str | os.PathLike) -> dict[int, float]:
+    """Seconds since the first logged step, by step, from the TensorBoard events beside a CSV log without a clock.
+
+    ``asr train`` writes ``logs/csv/metrics.csv`` and ``logs/tensorboard/``; TensorBoard stamps every value with
+    the wall-clock time, so runs logged before ``elapsed_s`` existed still get a time axis (counted from the
+    first logged step, and including any pause between a stop and its resume). Empty when there is none.
+    """
+    folder = Path(metrics_csv).resolve().parent.parent / "tensorboard"
+    if not any(folder.glob("events.out.tfevents.*")):
+        return {}
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        events.Reload()
+        stamps: dict[int, float] = {}
+        for tag in events.Tags().get("scalars", []):
+            for e in events.Scalars(tag):
+                stamps[int(e.step)] = max(e.wall_time, stamps.get(int(e.step), e.wall_time))
+    except Exception as e:  # noqa: BLE001 - only a fallback: the curves against steps need none of it
+        log.debug("no clock from %s: %s", folder, e)
+        return {}
+    if not stamps:
+        return {}
+    start = min(stamps.values())
+    return {step: t - start for step, t in stamps.items()}
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, list[tuple[int, float, float]]]:
     """Every numeric column of a Lightning ``metrics.csv`` as ``(step, elapsed seconds, value)`` points.
 
     Empty cells (each row holds only what was logged at that moment) are left out. Elapsed seconds come from the
-    ``elapsed_s`` column, interpolated by step where a row has none; NaN when the log has no such column.
+    ``elapsed_s`` column (or, for older logs, the TensorBoard events beside it: :func:`tensorboard_clock`),
+    interpolated by step where a row has none; NaN when there is no clock at all.
     """
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -65,6 +98,8 @@ def read_metrics(path: str | os.PathLike) -> dict[str, list[tuple[int, float, fl
         step, t = number(row, "step"), number(row, ELAPSED)
         if step is not None and t is not None:
             clock[int(step)] = max(t, clock.get(int(step), t))
+    if not clock:
+        clock = tensorboard_clock(path)
     known = sorted(clock.items())
     steps = [s for s, _ in known]
 
@@ -120,16 +155,17 @@ def plot_training_curves(metrics_csv: str | os.PathLike, png: str | os.PathLike,
             points = [(p[col] / scale, p[2]) for p in series.get(key, []) if not math.isnan(p[col])]
             return [x for x, _ in points], [y for _, y in points]
 
+        losses = [p[2] for k in (train_key, VAL_LOSS) if k for p in series.get(k, [])]
+        log_loss = bool(losses) and min(losses) > 0 and max(losses) / min(losses) > 20
         if train_key:
             x, y = xy(train_key)
             loss_ax.plot(x, y, lw=0.7, alpha=0.35 if len(y) > SMOOTH_AFTER else 0.8, color="C0",
                          label="training loss")
             if len(y) > SMOOTH_AFTER:
-                loss_ax.plot(x, smoothed(y), lw=1.2, color="C0", label="training loss (smoothed)")
+                loss_ax.plot(x, smoothed(y, log_loss), lw=1.2, color="C0", label="training loss (smoothed)")
         if VAL_LOSS in series:
             loss_ax.plot(*xy(VAL_LOSS), "o-", ms=3, label="validation loss")
-        losses = [p[2] for k in (train_key, VAL_LOSS) if k for p in series.get(k, [])]
-        if losses and min(losses) > 0 and max(losses) / min(losses) > 20:
+        if log_loss:
             loss_ax.set_yscale("log")
         loss_ax.set_title("CTC loss")
         for key, name in ERROR_RATES:

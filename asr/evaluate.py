@@ -18,8 +18,9 @@ a figure that is an upper bound on the true one, not a lower one.
 
 The report (``--report``) is JSON without NaN or Infinity (a non-finite number from a manifest's extra fields
 becomes ``null``), written atomically (a crash never leaves half a report), with the most frequent substitutions,
-deletions and insertions of the utterances that were read, and each utterance's extra manifest fields (speaker,
-id, ...) under ``extra``, so per-speaker figures need no joins.
+deletions and insertions of the utterances that were read, and each utterance's manifest duration and extra
+manifest fields (speaker, id, ...) under ``extra``, so per-speaker figures need no joins. ``--report R.json`` also
+writes ``R.html`` (:mod:`asr.report_html`), the same data as a page to read.
 """
 
 from __future__ import annotations

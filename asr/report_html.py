@@ -83,8 +83,9 @@ def duration_buckets(utterances: Sequence[dict[str, Any]], count: int = 4) -> li
     if not timed:
         return []
     count = max(1, min(count, len(timed) // 5 or 1))
-    cuts = (len(timed) * i // count for i in range(1, count))
-    edges = sorted({(timed[k - 1][0] + timed[k][0]) / 2 for k in cuts if timed[k - 1][0] < timed[k][0]})
+    changes = [k for k in range(1, len(timed)) if timed[k - 1][0] < timed[k][0]]  # where a cut separates values
+    cuts = {min(changes, key=lambda k: abs(k - len(timed) * i / count)) for i in range(1, count)} if changes else set()
+    edges = sorted((timed[k - 1][0] + timed[k][0]) / 2 for k in cuts)
     groups = []
     bounds = [0.0, *edges, math.inf]
     for lo, hi in zip(bounds, bounds[1:]):

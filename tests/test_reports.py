@@ -61,6 +61,18 @@ def test_curves_against_steps_and_time_from_a_lightning_style_log(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # written through a temporary file, which is gone
 
 
+def test_an_older_log_takes_its_clock_from_the_tensorboard_events_beside_it(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    (tmp_path / "logs" / "csv").mkdir(parents=True)
+    metrics = write_metrics(tmp_path / "logs" / "csv" / "metrics.csv", timed=False)
+    writer = SummaryWriter(str(tmp_path / "logs" / "tensorboard"))
+    for step in range(12):
+        writer.add_scalar("train_loss_step", 1.0, step, walltime=1000.0 + 5 * step)
+    writer.close()
+    assert [p[1] for p in read_metrics(metrics)["val_wer"]] == [15.0, 35.0, 55.0]
+
+
 def test_a_log_with_nothing_to_plot_is_a_clear_error(tmp_path):
     (tmp_path / "m.csv").write_text("epoch,step,lr-AdamW/pg1\n0,0,0.001\n")
     with pytest.raises(ValueError, match="no loss or error-rate column"):
@@ -120,15 +132,15 @@ def model_and_audio(tmp_path_factory):
 EVIL = "<script>alert(1)</script>"
 
 
-def evaluate_with_report(d, tmp_path):
+def evaluate_with_report(d, tmp_path, extra_lines=(), flags=()):
     lines = [{"audio_filepath": str(d / f"{i}.wav"), "duration": 0.25 * (i + 1), "text": text, "speaker": spk,
               "id": f"u{i}", "rate": 0.5 + i}
              for i, (text, spk) in enumerate([("hello world", "ann"), ("good morning", "ann"), (f"a {EVIL} b", "bob"),
                                               ("turn it off", "bob"), ("one two", EVIL), ("three", EVIL)])]
-    (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [*lines, *extra_lines]))
     report = tmp_path / "r.json"
     rc = main(["evaluate", "--model", str(d / "model.pt"), "--manifest", str(tmp_path / "m.jsonl"),
-               "--report", str(report)])
+               "--report", str(report), *flags])
     return rc, report
 
 
@@ -163,6 +175,31 @@ def test_without_matplotlib_the_json_and_a_plotless_page_are_still_written(model
         plot_training_curves(write_metrics(tmp_path / "metrics.csv"), tmp_path / "c.png")
 
 
+def test_unreadable_audio_is_listed_on_the_page_and_never_plotted(model_and_audio, tmp_path, monkeypatch):
+    plotted = []
+    monkeypatch.setattr("asr.report_html.posterior_png", lambda loaded, path: plotted.append(path) or b"png")
+    missing = {"audio_filepath": str(tmp_path / "gone.wav"), "duration": 1.0, "text": "lost words"}
+    rc, _ = evaluate_with_report(model_and_audio, tmp_path, [missing], ["--allow-unreadable"])
+    assert rc == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "1 unreadable (counted as deletions)" in page and "Unreadable audio" in page
+    assert "m.jsonl:7" in page.split('<section id="by-duration">')[0]  # named in the summary, by file and line
+    assert len(plotted) == 3 and missing["audio_filepath"] not in plotted
+
+
+def test_a_failed_posterior_plot_leaves_the_tables_and_says_why(model_and_audio, tmp_path, monkeypatch, caplog):
+    def fail(loaded, path):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("asr.report_html.posterior_png", fail)
+    with caplog.at_level(logging.WARNING, logger="asr"):
+        rc, report = evaluate_with_report(model_and_audio, tmp_path)
+    assert rc == 0 and json.loads(report.read_text())["num_utterances"] == 6
+    page = (tmp_path / "r.html").read_text()
+    assert "No posterior plots: RuntimeError: out of memory" in page and '<section id="by-speaker">' in page
+    assert "No posterior plots" in caplog.text
+
+
 def test_alignment_marks_substitutions_deletions_and_insertions():
     assert aligned_words("the cat sat on the mat", "the bat sat the mat now") == [
         ("ok", "the", "the"), ("sub", "cat", "bat"), ("ok", "sat", "sat"), ("del", "on", ""), ("ok", "the", "the"),
@@ -191,6 +228,8 @@ def test_groups_by_duration_quantiles_and_by_fields_that_group():
     by_speaker = groups_by_field(utts, "speaker")
     assert [g.wer for g in by_speaker] == sorted((g.wer for g in by_speaker), reverse=True)
     assert duration_buckets(utts[:3])[0].utterances == 3  # too few for quantiles: one group
+    tied = [utterance(d, 1) for d in [1.0] * 9 + [1.5] * 11 + [2.0] * 10 + [3.0] * 10]
+    assert [b.utterances for b in duration_buckets(tied)] == [9, 11, 10, 10]  # cuts move to where values change
 
 
 @pytest.mark.parametrize("given, html", [("r.json", "r.html"), ("r", "r.html"), ("r.html", "r.html.html")])
