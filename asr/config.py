@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 
 DEFAULT_WARMUP = 0.05  # optim.warmup when neither it nor optim.warmup_steps is set
-# Keys that are two forms of one setting: an override of one replaces the other one read from the file.
+# Keys that are two forms of one setting: an override of one replaces the other one (file or earlier override).
 ALTERNATIVES = {("optim", "warmup"): ("optim", "warmup_steps"), ("optim", "warmup_steps"): ("optim", "warmup")}
 
 
@@ -99,7 +99,7 @@ class OptimConfig:
     # the run on 1 k or 1 M utterances. Default 0.05 when warmup_steps is not set either.
     warmup: float | None = None
     # The older form: warm-up in optimizer steps, whatever the run's length (still read). Setting both in one
-    # file is an error; a command-line override of one of them replaces the other one from the file.
+    # file is an error; an override of one of them replaces the other one (from the file or an earlier override).
     warmup_steps: int | None = None
     # cosine: warm-up, then cosine decay to lr * min_lr_ratio over the rest of the run (so the decay too is a
     # fraction of the run: it ends with the epochs, the steps or the time budget); constant: warm-up only.
@@ -301,16 +301,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
         if section not in SECTIONS:
             raise _unknown(section, list(SECTIONS), where)
         merged[section] = dict(values or {})
-    overridden: set[tuple[str, str]] = set()
     for text in overrides:
         section, key, value = parse_override(text)
         if section not in SECTIONS:
             raise _unknown(section, list(SECTIONS), f"override {text!r}")
         other = ALTERNATIVES.get((section, key))
-        if other is not None and other not in overridden:  # the file's other form gives way to the override
+        if other is not None:  # the other form, from the file or an earlier override, gives way
             merged.get(other[0], {}).pop(other[1], None)
         merged.setdefault(section, {})[key] = value
-        overridden.add((section, key))
     return Config(**{name: _build_section(name, merged.get(name, {}), where) for name in SECTIONS})
 
 
