@@ -83,7 +83,7 @@ def init_from(model: ASRModel, tokenizer: Any, config: Config, path: str | os.Pa
         else:
             chosen[name] = theirs[name]
             report.loaded.append(name)
-    learned = [n for n in chosen if not n.startswith("features.")]
+    learned = [n for n in chosen if not n.startswith(("features.", OUTPUT_LAYER))]  # a bias alone is no start
     if not learned:
         raise ConfigError(f"{path}: none of its weights fit this config's model (e.g. {next(iter(report.not_loaded))}: "
                           f"{next(iter(report.not_loaded.values()))}); --init-from needs the same model.* settings")
