@@ -337,7 +337,8 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     if trainer.is_global_zero:
         log.info("training stopped: %s, after %d steps, %.1f min trained; learning rate at the end %.3g (%.0f %% "
                  "of the schedule; its end is %.3g)", reason, trainer.global_step, control.elapsed / 60,
-                 final_lr or 0.0, 100 * (position or 0.0), module.optim_config.lr * config.optim.min_lr_ratio)
+                 final_lr or 0.0, 100 * (position or 0.0),
+                 module.optim_config.lr * (config.optim.min_lr_ratio if config.optim.schedule == "cosine" else 1.0))
         if falling:
             log.warning("%s", falling)
 
