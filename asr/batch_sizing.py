@@ -168,3 +168,49 @@ def probe_batch_seconds(model: nn.Module, longest_seconds: float, sample_rate: i
                            "lower data.max_duration or the model size")
     peak = max(p for m, ok, p, _ in tried if ok and m == good)
     return ProbeResult(good * longest_seconds, good, longest_seconds, peak, total, tried)
+
+
+# --- in training: data.max_batch_seconds: auto -----------------------------------------------------------------
+@dataclass
+class BatchChoice:
+    """The padded-seconds budget a run trains with, and the learning rate that goes with it."""
+
+    batch_seconds: float
+    lr: float
+    how: str  # "probed on cuda:0", "CPU fallback", "resumed", "fixed"
+
+    def to_dict(self) -> dict[str, float | str]:
+        return {"batch_seconds": self.batch_seconds, "lr": self.lr, "how": self.how}
+
+
+def longest_training_seconds(durations: list[float], speed_factors: list[float] | None) -> float:
+    """The longest utterance a training batch can hold: the longest kept after ``data.max_duration``, made longer
+    by the slowest speed perturbation (0.9 plays 11 % longer) when it is on (``speed_factors`` None: off)."""
+    slowest = min(speed_factors) if speed_factors else 1.0
+    return max(durations) / min(slowest, 1.0)
+
+
+def choose_auto_batch(on_gpu: bool, probe: Callable[[], float], reference_seconds: float, lr: float,
+                      agree: Callable[[float], float] = lambda x: x, device: str = "cuda") -> BatchChoice:
+    """``data.max_batch_seconds: auto``: on a GPU the probed budget (``probe()``), made the same on every rank by
+    ``agree`` (the minimum over ranks under DDP), with ``lr`` scaled by :func:`scale_lr`; on a CPU, where memory
+    does not bound the batch, ``reference_seconds`` and ``lr`` unchanged."""
+    if not on_gpu:
+        log.info("data.max_batch_seconds: auto on a CPU: training with data.reference_batch_seconds = %g s and "
+                 "optim.lr = %g (the probe measures GPU memory)", reference_seconds, lr)
+        return BatchChoice(reference_seconds, lr, "CPU fallback")
+    seconds = agree(probe())
+    scaled = scale_lr(lr, seconds, reference_seconds)
+    log.info("data.max_batch_seconds: auto -> %.0f s of padded audio per batch (probed on %s); optim.lr %g -> %g "
+             "(square-root rule from data.reference_batch_seconds = %g s)", seconds, device, lr, scaled,
+             reference_seconds)
+    return BatchChoice(seconds, scaled, f"probed on {device}")
+
+
+def amp_dtype_of(precision: str) -> torch.dtype | None:
+    """The autocast dtype a Lightning precision string trains with (None: full precision)."""
+    if precision.startswith("16"):
+        return torch.float16
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    return None

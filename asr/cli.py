@@ -56,14 +56,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     from asr.train import TrainingStopped, train
 
     overrides = list(args.overrides)
+    epochs_given = args.max_epochs is not None or any(o.split("=", 1)[0].strip() == "trainer.max_epochs"
+                                                      for o in args.overrides)
     if args.max_epochs is not None:
         overrides.append(f"trainer.max_epochs={args.max_epochs}")
     if args.max_minutes is not None:
         overrides.append(f"trainer.max_minutes={args.max_minutes}")
+        if not epochs_given:  # a time budget given on the command line is the run's length
+            overrides.append("trainer.max_epochs=-1")
     config = load_config(args.config, overrides)
+    if args.max_minutes is not None and not epochs_given:
+        capped = load_config(args.config, list(args.overrides)).trainer.max_epochs
+        if capped != -1:
+            logging.getLogger("asr").info("--max-minutes %g without --max-epochs: the config's epoch cap "
+                                          "(trainer.max_epochs=%d) is lifted; training runs to the time budget",
+                                          args.max_minutes, capped)
     resume = args.resume_from or args.resume
     try:
-        path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume)
+        path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume,
+                     init_from=args.init_from)
     except TrainingStopped as e:  # Ctrl-C (130) or SIGTERM (143), after saving last.ckpt
         print(f"asr: {e}", file=sys.stderr)
         return e.exit_code
@@ -338,8 +349,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "--max-minutes is needed)")
     t.add_argument("--max-minutes", type=float,
                    help="TOTAL training-time budget in minutes, summed over resumes (the time trained is kept in "
-                        "the checkpoints); the learning-rate schedule ends at it. Resuming with a larger value "
-                        "spreads the rest of the schedule over the extra time without raising the learning rate")
+                        "the checkpoints); the learning-rate schedule ends at it. Given without --max-epochs it "
+                        "lifts the config's epoch cap (trainer.max_epochs), so the run uses the whole budget "
+                        "whatever the dataset's size; give --max-epochs too to keep a cap. Resuming with a larger "
+                        "value spreads the rest of the schedule over the extra time without raising the "
+                        "learning rate")
+    t.add_argument("--init-from", metavar="MODEL.pt",
+                   help="start from the weights of a trained model (fine-tuning): tensors whose names and shapes "
+                        "match are loaded, the output layer is re-initialised if the vocabulary differs, and the "
+                        "config's feature settings must be the model's. The config's optim.lr (usually lower) "
+                        "applies; optim.freeze_layers/freeze_steps freeze the lowest layers for a while")
     t.add_argument("--resume", action="store_true",
                    help="resume from OUTPUT_DIR/checkpoints/last.ckpt (written at every epoch end and whenever "
                         "training stops: time budget, Ctrl-C, SIGTERM), with the next batch of the same epoch")

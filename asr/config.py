@@ -26,6 +26,11 @@ class ConfigError(ValueError):
     """A configuration file or override that cannot be used."""
 
 
+DEFAULT_WARMUP = 0.05  # optim.warmup when neither it nor optim.warmup_steps is set
+# Keys that are two forms of one setting: an override of one replaces the other one (file or earlier override).
+ALTERNATIVES = {("optim", "warmup"): ("optim", "warmup_steps"), ("optim", "warmup_steps"): ("optim", "warmup")}
+
+
 @dataclass
 class TokenizerConfig:
     # char: one label per character of ``alphabet``; bpe: sentencepiece word pieces (asr/tokenizer.py).
@@ -47,8 +52,14 @@ class TokenizerConfig:
 
 @dataclass
 class DataConfig:
-    # Batches are filled up to this many seconds of padded audio (duration bucketing).
-    max_batch_seconds: float = 240.0
+    # Batches are filled up to this many seconds of padded audio (duration bucketing). "auto": on a GPU, the
+    # largest budget whose training step fits in memory (asr.batch_sizing, probed at the start of training; under
+    # DDP the smallest of the ranks'), with optim.lr scaled by sqrt(budget / reference_batch_seconds); on a CPU,
+    # reference_batch_seconds itself.
+    max_batch_seconds: float | str = 240.0
+    # The batch (padded seconds) that optim.lr was tuned at: the reference of the learning-rate scaling, and the
+    # CPU fallback of max_batch_seconds: auto (which needs it).
+    reference_batch_seconds: float | None = None
     max_batch_size: int | None = None
     # How far (relative to its duration) an utterance may move in the sorted order when shuffling.
     shuffle_window: float = 0.02
@@ -58,6 +69,20 @@ class DataConfig:
     max_duration: float = 30.0
     num_workers: int = 2
     pin_memory: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_batch_seconds, str):
+            if self.max_batch_seconds != "auto":
+                raise ValueError(f"data.max_batch_seconds must be a number of seconds or 'auto', got "
+                                 f"{self.max_batch_seconds!r}")
+            if self.reference_batch_seconds is None:
+                raise ValueError("data.max_batch_seconds: auto needs data.reference_batch_seconds, the batch "
+                                 "(padded seconds) optim.lr was tuned at: the learning rate is scaled from it, "
+                                 "and a CPU trains with it")
+        elif not self.max_batch_seconds > 0:
+            raise ValueError(f"data.max_batch_seconds must be positive, got {self.max_batch_seconds}")
+        if self.reference_batch_seconds is not None and not self.reference_batch_seconds > 0:
+            raise ValueError(f"data.reference_batch_seconds must be positive, got {self.reference_batch_seconds}")
 
 
 @dataclass
@@ -83,15 +108,45 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    warmup_steps: int = 500
-    # cosine: linear warm-up then cosine decay to lr * min_lr_ratio over the run; constant: warm-up only.
+    # Linear warm-up over this FRACTION of the run (0.05: the first 5 %), the run measured as the cosine measures
+    # it: optimizer steps or training time, whichever is further along. The same config then warms up for 5 % of
+    # the run on 1 k or 1 M utterances. Default 0.05 when warmup_steps is not set either.
+    warmup: float | None = None
+    # The older form: warm-up in optimizer steps, whatever the run's length (still read). Setting both in one
+    # file is an error; an override of one of them replaces the other one (from the file or an earlier override).
+    warmup_steps: int | None = None
+    # cosine: warm-up, then cosine decay to lr * min_lr_ratio over the rest of the run (so the decay too is a
+    # fraction of the run: it ends with the epochs, the steps or the time budget); constant: warm-up only.
     schedule: str = "cosine"
     min_lr_ratio: float = 0.05
     grad_clip: float = 5.0
+    # Fine-tuning (asr train --init-from): freeze the lowest layers, counted from the bottom (1: the convolutional
+    # front-end; 2: it and the first recurrent layer; ...), for the first freeze_steps optimizer steps (-1: the
+    # whole run). 0: nothing frozen.
+    freeze_layers: int = 0
+    freeze_steps: int = -1
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.warmup is not None and self.warmup_steps is not None:
+            raise ValueError(f"optim.warmup ({self.warmup}, a fraction of the run) and optim.warmup_steps "
+                             f"({self.warmup_steps}, steps) are two forms of one setting: set only one")
+        if self.warmup is not None and not 0.0 <= self.warmup < 1.0:
+            raise ValueError(f"optim.warmup is a fraction of the run, in [0, 1); got {self.warmup}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be 0 or more, got {self.warmup_steps}")
+        if self.freeze_layers < 0:
+            raise ValueError(f"optim.freeze_layers must be 0 (none) or more, got {self.freeze_layers}")
+        if self.freeze_steps < -1:
+            raise ValueError(f"optim.freeze_steps must be -1 (the whole run) or 0 or more, got {self.freeze_steps}")
+
+    @property
+    def warmup_fraction(self) -> float | None:
+        """The warm-up as a fraction of the run; None when it is given in steps (``warmup_steps``)."""
+        if self.warmup_steps is not None:
+            return None
+        return DEFAULT_WARMUP if self.warmup is None else self.warmup
 
 
 @dataclass
@@ -119,6 +174,10 @@ class TrainerConfig:
     ema_decay: float = 0.0
     # Export the mean of this many best checkpoints by val_wer instead of the single best (0 disables).
     average_checkpoints: int = 0
+    # Early stopping: stop once val_wer has not improved by more than early_stopping_min_delta (absolute: 0.002
+    # is 0.2 points) for this many validations in a row; 0 = off. The best checkpoint is what gets exported.
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
@@ -129,6 +188,9 @@ class TrainerConfig:
                              "(--max-minutes) or trainer.max_steps, or training would never end")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"trainer.max_minutes must be positive, got {self.max_minutes}")
+        if self.early_stopping_patience < 0 or self.early_stopping_min_delta < 0:
+            raise ValueError("trainer.early_stopping_patience (validations; 0 = off) and "
+                             "trainer.early_stopping_min_delta must be 0 or more")
         if self.average_checkpoints < 0:
             raise ValueError(f"trainer.average_checkpoints must be 0 (off) or more, got {self.average_checkpoints}")
 
@@ -257,6 +319,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
         section, key, value = parse_override(text)
         if section not in SECTIONS:
             raise _unknown(section, list(SECTIONS), f"override {text!r}")
+        other = ALTERNATIVES.get((section, key))
+        if other is not None:  # the other form, from the file or an earlier override, gives way
+            merged.get(other[0], {}).pop(other[1], None)
         merged.setdefault(section, {})[key] = value
     return Config(**{name: _build_section(name, merged.get(name, {}), where) for name in SECTIONS})
 

@@ -37,7 +37,8 @@ def step_fraction(step: int, warmup: int, total: int | None) -> float:
 
 def lr_lambda(step: int, warmup: int, total: int | None, schedule: str, min_ratio: float,
               time_fraction: float = 0.0, progress: float | None = None) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total`` steps (or constant).
+    """Linear warm-up to 1 over ``warmup`` steps, then cosine decay to ``min_ratio`` at ``total`` steps (or
+    constant): the schedule of ``optim.warmup_steps`` (see :func:`fraction_lr` for ``optim.warmup``).
 
     ``time_fraction`` is the share of a wall-clock budget already spent: the decay follows whichever of steps
     and time is further along, so a run stopped by ``trainer.max_minutes`` still ends at the low learning rate
@@ -51,7 +52,58 @@ def lr_lambda(step: int, warmup: int, total: int | None, schedule: str, min_rati
         return 1.0
     if progress is None:
         progress = min(1.0, max(step_fraction(step, warmup, total), time_fraction))
+    return cosine(progress, min_ratio)
+
+
+def cosine(progress: float, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def fraction_lr(position: float, warmup: float, schedule: str, min_ratio: float) -> float:
+    """The learning-rate factor at ``position`` (0..1) of the run, with a warm-up over its first ``warmup``.
+
+    Linear warm-up from 1 % of the peak (not 0, so the first step is not wasted), then cosine decay to
+    ``min_ratio`` at the end of the run (or constant). Nothing here counts steps: the same factor at the same
+    share of the run, whatever the dataset's size.
+    """
+    if position < warmup:
+        return max(position, 0.01 * warmup) / warmup
+    if schedule == "constant":
+        return 1.0
+    return cosine((position - warmup) / (1.0 - warmup), min_ratio)
+
+
+class LRSchedule:
+    """``LambdaLR``'s factor at each optimizer step, from :class:`asr.config.OptimConfig`.
+
+    With ``optim.warmup`` (a fraction) the run's position is the further along of ``step / total`` and the time
+    budget's share spent, made monotonic (and continued across resumes) by :class:`asr.run_control.RunControl`;
+    the warm-up and the cosine are both read off that position. With the older ``optim.warmup_steps`` the
+    warm-up counts steps and the position covers the rest of the run (:func:`lr_lambda`).
+    """
+
+    def __init__(self, config: OptimConfig, total_steps: Callable[[], int | None], control: Any = None):
+        self.config, self.total_steps, self.control = config, total_steps, control
+
+    def position(self, step: int) -> float:
+        """Where the schedule is at ``step``: the run's position (warm-up fraction) or the post-warm-up one."""
+        c, total = self.config, self.total_steps()
+        if c.warmup_fraction is not None:
+            by_steps: Callable[[int], float] = lambda s: min(1.0, s / total) if total else 0.0  # noqa: E731
+        else:
+            by_steps = lambda s: step_fraction(s, c.warmup_steps or 0, total)  # noqa: E731
+            if step < (c.warmup_steps or 0):
+                return 0.0
+        if self.control is None:
+            return by_steps(step)
+        return self.control.schedule_progress(step, by_steps)
+
+    def __call__(self, step: int) -> float:
+        c = self.config
+        if c.warmup_fraction is not None:
+            return fraction_lr(self.position(step), c.warmup_fraction, c.schedule, c.min_lr_ratio)
+        warmup = c.warmup_steps or 0
+        return lr_lambda(step, warmup, self.total_steps(), c.schedule, c.min_lr_ratio, progress=self.position(step))
 
 
 def ctc_feasible(targets: torch.Tensor, target_lengths: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
@@ -94,6 +146,11 @@ class CTCModule(L.LightningModule):
         self._val_rates = ErrorRates()
         self._val_examples: list[tuple[str, str]] = []
         self._val_skipped: list[str] = []  # this validation run's unreadable utterances, on this rank
+        from asr.finetune import frozen_parameters
+
+        frozen = set(frozen_parameters(self.model, self.optim_config.freeze_layers))
+        self._frozen = [p for n, p in self.model.named_parameters() if n in frozen]
+        self._thaw_logged = False
 
     @classmethod
     def from_config(cls, config: Config, train_texts: Iterable[str] = ()) -> "CTCModule":
@@ -192,6 +249,22 @@ class CTCModule(L.LightningModule):
             return
         optimizer.step(closure=lambda: loss)
 
+    def frozen_now(self) -> bool:
+        """Whether ``optim.freeze_layers`` holds at this step (a pure function of the step, so resumes agree)."""
+        steps = self.optim_config.freeze_steps
+        return bool(self._frozen) and (steps < 0 or self.global_step < steps)
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # Dropping the frozen layers' gradients makes AdamW skip them (no update, no weight decay, no moments);
+        # DDP has already averaged them, so every rank agrees.
+        if self.frozen_now():
+            for p in self._frozen:
+                p.grad = None
+        elif self._frozen and not self._thaw_logged:
+            self._thaw_logged = True
+            log.info("step %d: the %d frozen parameter tensors (optim.freeze_layers=%d) train from now on",
+                     self.global_step, len(self._frozen), self.optim_config.freeze_layers)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Every random draw of a batch (augmentation generators, dropout) is seeded from (seed, rank, epoch, batch),
         # a pure function of the position in training: a resumed run draws exactly what an uninterrupted one
@@ -284,14 +357,8 @@ class CTCModule(L.LightningModule):
             from asr.run_control import RunControl
 
             control = next((cb for cb in self.trainer.callbacks if isinstance(cb, RunControl)), None)
-
-        def factor(step: int) -> float:
-            total = self._total_steps
-            if control is None:
-                return lr_lambda(step, c.warmup_steps, total, c.schedule, c.min_lr_ratio)
-            fraction: Callable[[int], float] = lambda s: step_fraction(s, c.warmup_steps, total)  # noqa: E731
-            progress = control.schedule_progress(step, fraction) if step >= c.warmup_steps else 0.0
-            return lr_lambda(step, c.warmup_steps, total, c.schedule, c.min_lr_ratio, progress=progress)
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        # Wrapped in a lambda: LambdaLR would store a callable object's attributes (this config, the callback) in
+        # every checkpoint.
+        self.lr_schedule = LRSchedule(c, lambda: self._total_steps, control)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self.lr_schedule(step))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -15,6 +15,12 @@ there (:class:`asr.checkpointing.LastCheckpoint`) and training ends. A second Ct
 saving. Under DDP each rank reads its own clock and signals; one all-reduce per batch makes every rank use the
 largest elapsed time and stop at the same batch, so learning rates stay identical and collectives stay paired.
 SLURM's SIGUSR1 requeueing (Lightning's own handler) is left alone.
+
+Early stopping (``trainer.early_stopping_patience``) lives here too, because it is one more reason to stop that
+must survive a resume: every validation's WER is recorded (step, time, WER) in the checkpointed state, so a
+resumed run counts its patience on from where it stopped, and the end of training can tell whether the WER was
+still falling (:func:`still_improving`). The WER it reads is already summed over the ranks, so every rank takes
+the same decision without a collective.
 """
 
 from __future__ import annotations
@@ -32,17 +38,22 @@ log = logging.getLogger("asr")
 
 INTERRUPT, SIGTERM = 1, 2  # stop requests, in the order that names the cause when several arrive
 STOP_REASONS = {INTERRUPT: "interrupted (Ctrl-C)", SIGTERM: "stopped by SIGTERM"}
+TIME_BUDGET, EARLY_STOPPING = "time budget", "early stopping"
 
 
 class RunControl(L.Callback):
     """Time budget across resumes, graceful Ctrl-C/SIGTERM stops, and a monotonic schedule progress.
 
-    ``stop_reason`` after fitting: None (epochs or steps ran out), ``"time"``, or one of :data:`STOP_REASONS`'
-    values.
+    ``stop_reason`` after fitting: None (epochs or steps ran out), :data:`TIME_BUDGET`, :data:`EARLY_STOPPING`,
+    or one of :data:`STOP_REASONS`' values.
     """
 
-    def __init__(self, max_minutes: float | None = None):
+    def __init__(self, max_minutes: float | None = None, patience: int = 0, min_delta: float = 0.0):
         self.budget_s = 60.0 * max_minutes if max_minutes else None
+        self.patience, self.min_delta = patience, min_delta
+        self.validations: list[tuple[int, float, float]] = []  # (global step, seconds trained, val_wer)
+        self.best_wer: float | None = None
+        self.wait = 0  # validations in a row without an improvement of more than min_delta
         self.elapsed = 0.0  # seconds trained, this output folder's runs together
         self.epochs_done = 0
         self.progress = 0.0
@@ -60,12 +71,39 @@ class RunControl(L.Callback):
         return "RunControl"
 
     def state_dict(self) -> dict[str, Any]:
-        return {"elapsed_seconds": self.elapsed, "epochs_done": self.epochs_done, "progress": self.progress}
+        return {"elapsed_seconds": self.elapsed, "epochs_done": self.epochs_done, "progress": self.progress,
+                "validations": [list(v) for v in self.validations], "best_wer": self.best_wer, "wait": self.wait}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.elapsed = float(state["elapsed_seconds"])
         self.epochs_done = int(state["epochs_done"])
         self.progress = self._loaded_progress = float(state["progress"])
+        self.validations = [(int(s), float(t), float(w)) for s, t, w in state.get("validations", [])]
+        self.best_wer = state.get("best_wer")
+        self.wait = int(state.get("wait", 0))
+
+    # --- early stopping -------------------------------------------------------------------------------------
+    def record_validation(self, step: int, wer: float, seconds: float | None = None) -> bool:
+        """Note a validation's WER (at ``seconds`` trained); True when early stopping says to stop (``patience``
+        validations without an improvement of more than ``min_delta`` over the best so far)."""
+        self.validations.append((step, self.elapsed if seconds is None else seconds, wer))
+        if self.best_wer is None or wer < self.best_wer - self.min_delta:
+            self.best_wer, self.wait = wer, 0
+        else:
+            self.wait += 1
+        return self.patience > 0 and self.wait >= self.patience
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        wer = trainer.callback_metrics.get("val_wer")
+        if trainer.sanity_checking or wer is None:
+            return
+        # this rank's clock (informative only: self.elapsed, which the schedule reads, is what the ranks agreed on)
+        seconds = self._elapsed_at_start + time.monotonic() - self._started if self._started is not None else None
+        if self.record_validation(trainer.global_step, float(wer), seconds) and self.stop_reason is None:
+            self.stop_reason = EARLY_STOPPING
+            log.info("early stopping: val_wer has not improved by more than %g for %d validations (best %.2f %%)",
+                     self.min_delta, self.wait, 100 * (self.best_wer or 0.0))
+            trainer.should_stop = True
 
     # --- the schedule ---------------------------------------------------------------------------------------
     def time_fraction(self) -> float:
@@ -139,7 +177,7 @@ class RunControl(L.Callback):
         if request and self.stop_reason is None:
             self.stop_reason = STOP_REASONS[int(request)]
         elif self.budget_s is not None and elapsed >= self.budget_s and self.stop_reason is None:
-            self.stop_reason = "time"
+            self.stop_reason = TIME_BUDGET
             log.info("time budget of %.1f min reached", self.budget_s / 60)
         if self.stop_reason is not None:
             trainer.should_stop = True
@@ -148,3 +186,25 @@ class RunControl(L.Callback):
 def read_state(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     """:class:`RunControl`'s state in a Lightning checkpoint (None for checkpoints written before it existed)."""
     return checkpoint.get("callbacks", {}).get("RunControl")
+
+
+def still_improving(validations: list[tuple[int, float, float]], final_step: int, tail: float = 0.2,
+                    threshold: float = 0.10) -> str | None:
+    """A warning when validation WER fell by more than ``threshold`` (relative) over the last ``tail`` of the run
+    (by optimizer steps), else None.
+
+    The WER at the start of the tail is the last validation at or before ``1 - tail`` of the run (or the first
+    validation, in a run validated too rarely to have one there), compared with the last validation.
+    """
+    if len(validations) < 2 or final_step <= 0:
+        return None
+    before = [v for v in validations[:-1] if v[0] <= (1 - tail) * final_step]
+    start = before[-1] if before else validations[0]
+    end = validations[-1]
+    if start[2] <= 0 or (start[2] - end[2]) / start[2] <= threshold:
+        return None
+    return (f"validation WER was still falling when training stopped: {100 * start[2]:.2f} % at step {start[0]} "
+            f"({100 * start[0] / final_step:.0f} % of the run) -> {100 * end[2]:.2f} % at step {end[0]}, "
+            f"{100 * (start[2] - end[2]) / start[2]:.0f} % lower. The model would likely improve with more training: "
+            "give it more time (--max-minutes) or more epochs (--max-epochs); --resume with a larger budget "
+            "continues this run")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -19,14 +20,15 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from asr.audio import load_audio
+from asr.batch_sizing import BatchChoice, amp_dtype_of, choose_auto_batch, longest_training_seconds
 from asr.checkpointing import AtomicCheckpointIO, LastCheckpoint
-from asr.config import Config, ConfigError, dump_config
+from asr.config import Config, ConfigError, DataConfig, dump_config
 from asr.ctc_module import CTCModule
 from asr.datamodule import ASRDataModule, load_split
 from asr.dataset import Skipped
 from asr.manifest import Utterance, read_manifest
 from asr.model_file import save_model
-from asr.run_control import STOP_REASONS, RunControl, read_state
+from asr.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
 
 log = logging.getLogger("asr")
 
@@ -130,12 +132,14 @@ class EpochLog(L.Callback):
                  self.audio_seconds / max(elapsed, 1e-9), elapsed)
 
 
-def check_not_finished(ckpt_path: str, max_epochs: int, max_minutes: float | None, max_steps: int = -1) -> None:
-    """Refuse to resume a run that has nothing left to do under the given caps, saying which cap to raise."""
+def check_not_finished(ckpt_path: str, max_epochs: int, max_minutes: float | None, max_steps: int = -1,
+                       patience: int = 0) -> dict:
+    """Refuse to resume a run that has nothing left to do under the given caps, saying which cap to raise;
+    returns the checkpoint."""
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     state = read_state(checkpoint)
     if state is None:
-        return
+        return checkpoint
     epochs, minutes = int(state["epochs_done"]), float(state["elapsed_seconds"]) / 60
     steps_done = 0 <= max_steps <= int(checkpoint.get("global_step", 0))
     if (0 <= max_epochs <= epochs) or (max_minutes is not None and minutes >= max_minutes) or steps_done:
@@ -143,6 +147,81 @@ def check_not_finished(ckpt_path: str, max_epochs: int, max_minutes: float | Non
         raise ConfigError(f"{ckpt_path}: already trained {epochs} epochs / {minutes:.1f} min{budget}; nothing to "
                           f"do (trainer.max_epochs={max_epochs}); pass a larger --max-epochs or --max-minutes to "
                           "train on")
+    wait = int(state.get("wait", 0))
+    if 0 < patience <= wait:
+        raise ConfigError(f"{ckpt_path}: this run stopped early: val_wer did not improve for {wait} validations "
+                          f"(best {100 * float(state.get('best_wer') or 0):.2f} %); nothing to do with "
+                          f"trainer.early_stopping_patience={patience}: raise it, or set it to 0, to train on")
+    return checkpoint
+
+
+class AutoBatch(L.Callback):
+    """``data.max_batch_seconds: auto``, resolved in Lightning's setup hook: the devices (and DDP's process group)
+    exist there, and the data loaders and the optimizer are built after it, with the budget and learning rate
+    chosen. A resumed run keeps the choice stored in its checkpoint (the sampler's position and the schedule
+    refer to those batches), so it never probes again."""
+
+    def __init__(self, data_config: DataConfig, longest_seconds: float, precision: str,
+                 stored: dict | None = None):
+        self.data_config, self.longest, self.precision, self.stored = data_config, longest_seconds, precision, stored
+        self.choice: BatchChoice | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "AutoBatch"
+
+    def state_dict(self) -> dict:
+        return self.choice.to_dict() if self.choice else {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.choice is None:
+            self.choice = self._choose(trainer, pl_module)
+        self.data_config.max_batch_seconds = self.choice.batch_seconds
+        pl_module.optim_config.lr = self.choice.lr
+
+    def _choose(self, trainer: L.Trainer, module: L.LightningModule) -> BatchChoice:
+        if self.stored:
+            log.info("data.max_batch_seconds: auto -> %.0f s, optim.lr %g, as chosen when this run started",
+                     self.stored["batch_seconds"], self.stored["lr"])
+            return BatchChoice(float(self.stored["batch_seconds"]), float(self.stored["lr"]), "resumed")
+        from asr.batch_sizing import probe_batch_seconds
+
+        device = trainer.strategy.root_device
+        tokenizer = module.tokenizer
+
+        def probe() -> float:
+            model = copy.deepcopy(module.model)
+            try:
+                return probe_batch_seconds(model, self.longest, module.model.sample_rate, len(tokenizer), device,
+                                           amp_dtype_of(self.precision), blank=tokenizer.blank_id).batch_seconds
+            finally:
+                del model
+                torch.cuda.empty_cache()
+
+        def agree(seconds: float) -> float:  # every rank must cut the same batches and use the same lr
+            if trainer.world_size == 1:
+                return seconds
+            value = torch.tensor(seconds, dtype=torch.float64, device=device)
+            return float(trainer.strategy.reduce(value, reduce_op="min"))
+
+        reference = self.data_config.reference_batch_seconds
+        assert reference is not None  # DataConfig requires it with auto
+        return choose_auto_batch(device.type == "cuda", probe, reference, module.optim_config.lr, agree,
+                                 str(device))
+
+
+def stop_reason(control: RunControl, trainer: L.Trainer, max_epochs: int, max_steps: int) -> str:
+    """Why a finished (not interrupted) run stopped, in words."""
+    if control.stop_reason == TIME_BUDGET:
+        return f"time budget (trainer.max_minutes={control.budget_s / 60:g})" if control.budget_s else TIME_BUDGET
+    if control.stop_reason == EARLY_STOPPING:
+        return (f"early stopping (no val_wer improvement for {control.wait} validations, "
+                f"trainer.early_stopping_patience={control.patience})")
+    if 0 <= max_steps <= trainer.global_step:
+        return f"max_steps (trainer.max_steps={max_steps})"
+    if control.stop_reason:
+        return control.stop_reason
+    return f"epoch cap (trainer.max_epochs={max_epochs})"
 
 
 def describe_tokenizer(tokenizer, out: Path) -> None:
@@ -156,27 +235,37 @@ def describe_tokenizer(tokenizer, out: Path) -> None:
 
 
 def train(config: Config, train_manifest: str, val_manifest: str, output_dir: str | os.PathLike,
-          resume: str | bool = False, callbacks: Sequence[L.Callback] = ()) -> Path:
+          resume: str | bool = False, callbacks: Sequence[L.Callback] = (),
+          init_from: str | os.PathLike | None = None) -> Path:
     """Train a model and write ``output_dir/model.pt``; returns that path.
 
-    ``callbacks`` are added to Lightning's (tests use this to watch what each rank sees).
+    ``callbacks`` are added to Lightning's (tests use this to watch what each rank sees). ``init_from``: a
+    model file to start from (:mod:`asr.finetune`); ignored when resuming, whose checkpoint holds the weights.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     t = config.trainer
     ckpt_dir = out / "checkpoints"
-    ckpt_path = None
+    ckpt_path, checkpoint = None, None
     if resume:
         ckpt_path = str(resume) if isinstance(resume, str) else str(ckpt_dir / "last.ckpt")
         if not os.path.exists(ckpt_path):
             raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-        check_not_finished(ckpt_path, t.max_epochs, t.max_minutes, t.max_steps)
+        checkpoint = check_not_finished(ckpt_path, t.max_epochs, t.max_minutes, t.max_steps,
+                                        t.early_stopping_patience)
         log.info("resuming from %s", ckpt_path)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     # Word pieces (tokenizer.type: bpe) are learned from the training transcripts before anything else.
     texts = [u.text for u in read_manifest(train_manifest, strict=False)] if config.tokenizer.type == "bpe" else []
     module = CTCModule.from_config(config, train_texts=texts)
     describe_tokenizer(module.tokenizer, out)
+    init_report = None
+    if init_from is not None and checkpoint is None:
+        from asr.finetune import init_from as load_weights
+
+        init_report = load_weights(module.model, module.tokenizer, config, init_from)
+    elif init_from is not None:
+        log.info("--init-from %s not applied: the resumed checkpoint holds the weights", init_from)
     tokenizer, dims, sr = module.tokenizer, module.model.dims, module.model.sample_rate
 
     def output_frames(durations: Sequence[float]) -> list[int]:
@@ -198,18 +287,27 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
             log.warning("%s: %d utterances skipped in all; the list is in %s", name, len(skipped),
                         out / f"skipped_{name}.txt")
 
-    if config.features.normalize == "global":
+    if config.features.normalize == "global" and init_report is None:  # a source model brings its own
         estimate_global_stats(module, train_utts, seed=config.trainer.seed)
     dump_config(dataclasses.replace(config, model=dims), out / "config.yaml")
 
-    data = ASRDataModule(train_utts, val_utts, tokenizer, sr, config.data, seed=t.seed)
+    data_config = copy.deepcopy(config.data)  # max_batch_seconds: auto is resolved into this copy
+    auto_batch = None
+    if data_config.max_batch_seconds == "auto":
+        speeds = config.augment.speed_factors if config.augment.speed_perturb else None
+        stored = (checkpoint or {}).get("callbacks", {}).get("AutoBatch") or None
+        auto_batch = AutoBatch(data_config, longest_training_seconds([u.duration for u in train_utts], speeds),
+                               resolve_precision(t.precision, t.accelerator), stored)
+    data = ASRDataModule(train_utts, val_utts, tokenizer, sr, data_config, seed=t.seed)
     # Top-k by val_wer only; last.ckpt is LastCheckpoint's, written at every epoch end and every stop.
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}-wer{val_wer:.4f}",
                            monitor="val_wer", mode="min", save_top_k=max(3, t.average_checkpoints), save_last=False,
                            auto_insert_metric_name=False)
-    control = RunControl(t.max_minutes)
+    control = RunControl(t.max_minutes, t.early_stopping_patience, t.early_stopping_min_delta)
     all_callbacks: list[L.Callback] = [control, ckpt, LastCheckpoint(ckpt_dir),
                                        LearningRateMonitor(logging_interval="step"), EpochLog(sr), *callbacks]
+    if auto_batch is not None:
+        all_callbacks.insert(0, auto_batch)
     if t.ema_decay > 0:
         from asr.averaging import EMACallback
 
@@ -246,6 +344,22 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
                               "continue with --resume",
                               130 if control.stop_reason == STOP_REASONS[1] else 143)
 
+    reason = stop_reason(control, trainer, t.max_epochs, t.max_steps)
+    schedule = getattr(module, "lr_schedule", None)
+    configs = trainer.lr_scheduler_configs
+    step = configs[0].scheduler.last_epoch if configs else trainer.global_step  # it counts skipped batches too
+    lr_factor = schedule(step) if schedule is not None else None  # with the final time trained
+    final_lr = module.optim_config.lr * lr_factor if lr_factor is not None else None
+    position = schedule.position(step) if schedule is not None else None
+    falling = still_improving(control.validations, trainer.global_step)
+    if trainer.is_global_zero:
+        log.info("training stopped: %s, after %d steps, %.1f min trained; learning rate at the end %.3g (%.0f %% "
+                 "of the schedule; its end is %.3g)", reason, trainer.global_step, control.elapsed / 60,
+                 final_lr or 0.0, 100 * (position or 0.0),
+                 module.optim_config.lr * (config.optim.min_lr_ratio if config.optim.schedule == "cosine" else 1.0))
+        if falling:
+            log.warning("%s", falling)
+
     model_path = out / "model.pt"
     if trainer.is_global_zero:
         last = ckpt_dir / "last.ckpt"
@@ -269,6 +383,12 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
             "train_utterances": len(train_utts), "train_hours": sum(u.duration for u in train_utts) / 3600,
             "skipped_train": len(train_skipped), "skipped_while_decoding": module.skipped_utterances,
             "git_commit": git_commit(), "config": config.to_dict(),
+            "stop_reason": reason, "steps": trainer.global_step, "final_lr": final_lr,
+            "schedule_position": position, "still_improving": falling,
+            "validations": [{"step": s, "minutes": round(m / 60, 3), "val_wer": w} for s, m, w in control.validations],
+            "batch": auto_batch.choice.to_dict() if auto_batch is not None and auto_batch.choice else
+                     BatchChoice(float(data_config.max_batch_seconds), module.optim_config.lr, "fixed").to_dict(),
+            "init_from": init_report.to_dict() if init_report is not None else None,
         }
         save_model(model_path, module.model.cpu(), tokenizer, metadata)
         log.info("wrote %s (best val WER %s, %.1f min)", model_path, metadata["best_val_wer"], minutes)

@@ -3,7 +3,9 @@
 Trains the tiny model through :func:`asr.train.train` exactly as ``asr train`` would, and records what this rank
 saw: the dataset indices of every training batch, the sampler's drop count per epoch, the learning rate after
 every step, and the final weights. Rank 1's second batch is made undecodable (as if every file in it were
-missing), and the run has a time budget (large enough never to stop it), so each rank reads its own clock.
+missing), and the run has a time budget (large enough never to stop it), so each rank reads its own clock. Early
+stopping ends it after its second epoch (of 3), on both ranks at once; ``data.max_batch_seconds: auto`` takes its
+CPU fallback on every rank.
 """
 
 import json
@@ -65,8 +67,11 @@ class UndecodableBatch(L.Callback):
 
 def main(train_manifest: str, val_manifest: str, out_dir: str) -> None:
     config = load_config(None, [*TINY_MODEL, "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
-                                "trainer.max_epochs=2", "trainer.ema_decay=0.9", "data.num_workers=0",
-                                "data.max_batch_seconds=6", "trainer.max_minutes=60"])
+                                "trainer.max_epochs=3", "trainer.ema_decay=0.9", "data.num_workers=0",
+                                "data.max_batch_seconds=auto", "data.reference_batch_seconds=6",
+                                "trainer.max_minutes=60",
+                                # no validation can improve on the first by 100 points: both ranks stop after 2
+                                "trainer.early_stopping_patience=1", "trainer.early_stopping_min_delta=1.0"])
     train(config, train_manifest, val_manifest, out_dir, callbacks=[Recorder(out_dir), UndecodableBatch()])
 
 

@@ -31,7 +31,8 @@ def free_port() -> int:
 def test_two_rank_ddp_run_splits_the_data_and_keeps_the_weights_identical(tiny_corpus, tmp_path):
     """Also: a batch that one rank cannot decode is skipped on both (before, that rank returned before the
     collective that decides to skip, and the ranks' collectives paired wrongly: a hang or silent divergence),
-    and with a time budget both ranks use the same learning rate at every step (before, each its own clock)."""
+    and with a time budget both ranks use the same learning rate at every step (before, each its own clock);
+    early stopping stops both ranks after the same validation."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), str(WORKER), str(tiny_corpus["train"]), str(tiny_corpus["dev"]),
@@ -66,4 +67,6 @@ def test_two_rank_ddp_run_splits_the_data_and_keeps_the_weights_identical(tiny_c
         a, b = states[0][kind], states[1][kind]
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), f"{kind} differ between ranks"
-    assert load_model(tmp_path / "model.pt").metadata["epochs"] == 2
+    meta = load_model(tmp_path / "model.pt").metadata
+    assert meta["epochs"] == 2 and meta["stop_reason"].startswith("early stopping")
+    assert meta["batch"] == {"batch_seconds": 6.0, "lr": 1e-3, "how": "CPU fallback"}
