@@ -62,7 +62,8 @@ def test_other_dimensions_load_what_fits_and_nothing_fitting_is_an_error(trained
     config, module = module_for("model.hidden_size=8")  # the front-end still fits, the recurrent layers do not
     report = init_from(module.model, module.tokenizer, config, trained_model / "model.pt")
     assert "encoder.frontend.convs.0.weight" in report.loaded
-    assert report.not_loaded["encoder.layers.0.forward_cell.weight_hh_l0"] == "shape (96, 24) in the source, (32, 8) here"
+    why = report.not_loaded["encoder.layers.0.forward_cell.weight_hh_l0"]
+    assert why == "shape (96, 24) in the source, (32, 8) here"
     config, module = module_for("model.hidden_size=8", "model.conv_channels=2")
     with pytest.raises(ConfigError, match="none of its weights fit this config's model"):
         init_from(module.model, module.tokenizer, config, trained_model / "model.pt")
