@@ -32,3 +32,15 @@ def trained_model(tiny_corpus, tmp_path_factory):
                "augment.speed_perturb=true", "augment.vtlp=true"])
     assert rc == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tiny-model steps: on a shared machine, two spin-waiting threads made them
+    up to 100x slower. Use as ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -39,14 +39,7 @@ class RecordBatches(L.Callback):
         self.seen.append((trainer.current_epoch, list(batch["indices"])))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model gains nothing from a second thread, and on a shared machine threads that spin-wait for
-    each other make each step up to a hundred times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(corpus, out, *overrides, resume=False, callbacks=()):

@@ -8,7 +8,6 @@ import json
 
 import lightning as L
 import pytest
-import torch
 
 from asr.cli import main
 from asr.config import ConfigError, OptimConfig, load_config
@@ -20,13 +19,7 @@ from asr.train import train
 from conftest import TINY_MODEL
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two spin-waiting threads on a shared machine make the tiny model's steps far slower than one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- the schedule, unit -----------------------------------------------------------------------------------------

@@ -25,13 +25,7 @@ from asr.tokenizer import CharTokenizer
 SR = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batch-1 steps of a few frames are tiny ops, which two threads on a busy machine turn 30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(cell="lstm", subsampling=3, bidirectional=False, normalize="global", seed=0) -> LoadedModel:

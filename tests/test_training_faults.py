@@ -22,13 +22,7 @@ from asr.tokenizer import CharTokenizer
 from conftest import TINY_MODEL
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two spin-waiting threads on a shared machine make the tiny model's steps far slower than one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def manifest_with_missing_audio(corpus_manifest, path):

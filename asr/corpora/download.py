@@ -60,12 +60,17 @@ def openslr_url(resource: int, filename: str, mirror: str | None = None) -> str:
     return f"{base}/{resource}/{filename}"
 
 
-def md5sum(path: str | os.PathLike, chunk_size: int = _CHUNK) -> str:
-    h = hashlib.md5()
+def file_digest(path: str | os.PathLike, algorithm: str = "md5", chunk_size: int = _CHUNK) -> str:
+    """Hex digest of a file read in chunks (archives are too large to read at once)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
+
+
+def md5sum(path: str | os.PathLike, chunk_size: int = _CHUNK) -> str:
+    return file_digest(path, "md5", chunk_size)
 
 
 def _sidecar(dest: Path) -> Path:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ import zlib
 from pathlib import Path
 from typing import Sequence
 
-from asr.corpora.download import ChecksumError, DownloadError, data_dir, download, openslr_url
+from asr.corpora.download import ChecksumError, DownloadError, data_dir, download, file_digest, openslr_url
 
 RESOURCE = 11
 # SHA-256 of each file, as pinned by rwth-i6/i6_experiments (None: none published that we could find).
@@ -51,11 +50,7 @@ def lm_dir(root: str | os.PathLike) -> Path:
 
 
 def sha256sum(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _stamp(path: Path) -> Path:
