@@ -190,21 +190,38 @@ def longest_training_seconds(durations: list[float], speed_factors: list[float] 
     return max(durations) / min(slowest, 1.0)
 
 
-def choose_auto_batch(on_gpu: bool, probe: Callable[[], float], reference_seconds: float, lr: float,
-                      agree: Callable[[float], float] = lambda x: x, device: str = "cuda") -> BatchChoice:
-    """``data.max_batch_seconds: auto``: on a GPU the probed budget (``probe()``), made the same on every rank by
-    ``agree`` (the minimum over ranks under DDP), with ``lr`` scaled by :func:`scale_lr`; on a CPU, where memory
-    does not bound the batch, ``reference_seconds`` and ``lr`` unchanged."""
+def steps_cap(epoch_seconds: float, min_steps: int, ranks: int = 1, accumulate: int = 1,
+              longest_seconds: float = 0.0) -> float:
+    """The largest per-rank batch (padded seconds) that still leaves ``min_steps`` optimizer steps per epoch of
+    ``epoch_seconds`` of audio, with ``ranks`` data-parallel ranks each accumulating ``accumulate`` batches per
+    step; never below one longest utterance (a batch must hold it)."""
+    return max(longest_seconds, epoch_seconds / (min_steps * ranks * accumulate))
+
+
+def choose_auto_batch(on_gpu: bool, probe: Callable[[float], float], reference_seconds: float, lr: float,
+                      agree: Callable[[float], float] = lambda x: x, device: str = "cuda",
+                      cap_seconds: float | None = None) -> BatchChoice:
+    """``data.max_batch_seconds: auto``: on a GPU the probed budget (``probe(limit)``, searched up to ``limit``
+    seconds), made the same on every rank by ``agree`` (the minimum over ranks under DDP), with ``lr`` scaled by
+    :func:`scale_lr`; on a CPU, where memory does not bound the batch, ``reference_seconds`` and ``lr`` unchanged.
+
+    ``cap_seconds`` (:func:`steps_cap`) bounds the search so that an epoch keeps enough optimizer steps.
+    """
     if not on_gpu:
         log.info("data.max_batch_seconds: auto on a CPU: training with data.reference_batch_seconds = %g s and "
                  "optim.lr = %g (the probe measures GPU memory)", reference_seconds, lr)
         return BatchChoice(reference_seconds, lr, "CPU fallback")
-    seconds = agree(probe())
+    limit = cap_seconds if cap_seconds is not None else 40_000.0
+    seconds = agree(probe(limit))
     scaled = scale_lr(lr, seconds, reference_seconds)
-    log.info("data.max_batch_seconds: auto -> %.0f s of padded audio per batch (probed on %s); optim.lr %g -> %g "
-             "(square-root rule from data.reference_batch_seconds = %g s)", seconds, device, lr, scaled,
-             reference_seconds)
-    return BatchChoice(seconds, scaled, f"probed on {device}")
+    # The probe stops within one utterance of the limit when memory is not what binds.
+    capped = cap_seconds is not None and seconds > 0.9 * cap_seconds
+    how = f"probed on {device}" + (", capped by data.auto_min_steps_per_epoch" if capped else "")
+    log.info("data.max_batch_seconds: auto -> %.0f s of padded audio per batch (%s%s); optim.lr %g -> %g "
+             "(square-root rule from data.reference_batch_seconds = %g s)", seconds, how,
+             f": memory would allow more, but an epoch would then have fewer than the minimum steps (at most "
+             f"{limit:.0f} s per batch)" if capped else "", lr, scaled, reference_seconds)
+    return BatchChoice(seconds, scaled, how)
 
 
 def amp_dtype_of(precision: str) -> torch.dtype | None:

@@ -60,6 +60,11 @@ class DataConfig:
     # The batch (padded seconds) that optim.lr was tuned at: the reference of the learning-rate scaling, and the
     # CPU fallback of max_batch_seconds: auto (which needs it).
     reference_batch_seconds: float | None = None
+    # auto only: the budget is capped so that an epoch keeps at least this many optimizer steps (over all ranks
+    # and accumulation). Memory alone would give a small corpus a handful of steps per epoch on a large GPU (the
+    # 3 h synth corpus fits in a few 16,000-s batches on an H100), and a run of a fixed number of epochs would
+    # then barely train; the square-root learning-rate rule cannot make up a 100x smaller number of updates.
+    auto_min_steps_per_epoch: int = 100
     max_batch_size: int | None = None
     # How far (relative to its duration) an utterance may move in the sorted order when shuffling.
     shuffle_window: float = 0.02
@@ -81,6 +86,8 @@ class DataConfig:
                                  "and a CPU trains with it")
         elif not self.max_batch_seconds > 0:
             raise ValueError(f"data.max_batch_seconds must be positive, got {self.max_batch_seconds}")
+        if self.auto_min_steps_per_epoch < 1:
+            raise ValueError(f"data.auto_min_steps_per_epoch must be 1 or more, got {self.auto_min_steps_per_epoch}")
         if self.reference_batch_seconds is not None and not self.reference_batch_seconds > 0:
             raise ValueError(f"data.reference_batch_seconds must be positive, got {self.reference_batch_seconds}")
 
@@ -170,6 +177,12 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 20
     check_val_every_n_epoch: int = 1
+    # Validate every this many minutes of training instead of at epoch ends (None: at epoch ends). An epoch is
+    # a unit of the data, not of the run: on a corpus 10x larger a per-epoch validation comes once or twice in a
+    # time-budgeted run (no best checkpoint to choose, no trend for early stopping or the still-falling
+    # warning), and on one 10x smaller it costs a large share of the run. A clock interval fits every size.
+    # A run always validates once more when it stops.
+    val_check_minutes: float | None = None
     # Exponential moving average of the weights, exported as the final model (0 disables).
     ema_decay: float = 0.0
     # Export the mean of this many best checkpoints by val_wer instead of the single best (0 disables).
@@ -191,6 +204,9 @@ class TrainerConfig:
         if self.early_stopping_patience < 0 or self.early_stopping_min_delta < 0:
             raise ValueError("trainer.early_stopping_patience (validations; 0 = off) and "
                              "trainer.early_stopping_min_delta must be 0 or more")
+        if self.val_check_minutes is not None and not self.val_check_minutes > 0:
+            raise ValueError(f"trainer.val_check_minutes must be positive (or unset: validate at epoch ends), "
+                             f"got {self.val_check_minutes}")
         if self.average_checkpoints < 0:
             raise ValueError(f"trainer.average_checkpoints must be 0 (off) or more, got {self.average_checkpoints}")
 
@@ -250,6 +266,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 3e-4, without a dot, as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

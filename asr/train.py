@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +21,8 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from asr.audio import load_audio
-from asr.batch_sizing import BatchChoice, amp_dtype_of, choose_auto_batch, longest_training_seconds
+from asr.batch_sizing import (BatchChoice, amp_dtype_of, choose_auto_batch, longest_training_seconds,
+                              steps_cap)
 from asr.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from asr.config import Config, ConfigError, DataConfig, dump_config
 from asr.ctc_module import CTCModule
@@ -162,8 +164,9 @@ class AutoBatch(L.Callback):
     refer to those batches), so it never probes again."""
 
     def __init__(self, data_config: DataConfig, longest_seconds: float, precision: str,
-                 stored: dict | None = None):
+                 stored: dict | None = None, epoch_seconds: float = float("inf")):
         self.data_config, self.longest, self.precision, self.stored = data_config, longest_seconds, precision, stored
+        self.epoch_seconds = epoch_seconds
         self.choice: BatchChoice | None = None
 
     @property
@@ -189,11 +192,12 @@ class AutoBatch(L.Callback):
         device = trainer.strategy.root_device
         tokenizer = module.tokenizer
 
-        def probe() -> float:
+        def probe(limit: float) -> float:
             model = copy.deepcopy(module.model)
             try:
                 return probe_batch_seconds(model, self.longest, module.model.sample_rate, len(tokenizer), device,
-                                           amp_dtype_of(self.precision), blank=tokenizer.blank_id).batch_seconds
+                                           amp_dtype_of(self.precision), blank=tokenizer.blank_id,
+                                           max_batch_seconds=limit).batch_seconds
             finally:
                 del model
                 torch.cuda.empty_cache()
@@ -206,8 +210,10 @@ class AutoBatch(L.Callback):
 
         reference = self.data_config.reference_batch_seconds
         assert reference is not None  # DataConfig requires it with auto
+        cap = steps_cap(self.epoch_seconds, self.data_config.auto_min_steps_per_epoch, trainer.world_size,
+                        trainer.accumulate_grad_batches, self.longest)
         return choose_auto_batch(device.type == "cuda", probe, reference, module.optim_config.lr, agree,
-                                 str(device))
+                                 str(device), cap_seconds=cap)
 
 
 def stop_reason(control: RunControl, trainer: L.Trainer, max_epochs: int, max_steps: int) -> str:
@@ -297,12 +303,14 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         speeds = config.augment.speed_factors if config.augment.speed_perturb else None
         stored = (checkpoint or {}).get("callbacks", {}).get("AutoBatch") or None
         auto_batch = AutoBatch(data_config, longest_training_seconds([u.duration for u in train_utts], speeds),
-                               resolve_precision(t.precision, t.accelerator), stored)
+                               resolve_precision(t.precision, t.accelerator), stored,
+                               epoch_seconds=sum(u.duration for u in train_utts))
     data = ASRDataModule(train_utts, val_utts, tokenizer, sr, data_config, seed=t.seed)
     # Top-k by val_wer only; last.ckpt is LastCheckpoint's, written at every epoch end and every stop.
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}-wer{val_wer:.4f}",
+    # Saved when a validation ends, wherever in the epoch it falls (trainer.val_check_minutes).
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}-step{step:06d}-wer{val_wer:.4f}",
                            monitor="val_wer", mode="min", save_top_k=max(3, t.average_checkpoints), save_last=False,
-                           auto_insert_metric_name=False)
+                           auto_insert_metric_name=False, save_on_train_epoch_end=False)
     control = RunControl(t.max_minutes, t.early_stopping_patience, t.early_stopping_min_delta)
     all_callbacks: list[L.Callback] = [control, ckpt, LastCheckpoint(ckpt_dir),
                                        LearningRateMonitor(logging_interval="step"), EpochLog(sr), *callbacks]
@@ -325,6 +333,7 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         precision=precision, plugins=[AtomicCheckpointIO()],
         gradient_clip_val=config.optim.grad_clip or None, accumulate_grad_batches=t.accumulate_grad_batches,
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
+        val_check_interval=timedelta(minutes=t.val_check_minutes) if t.val_check_minutes else 1.0,
         callbacks=all_callbacks, enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
         use_distributed_sampler=False,
         logger=[TensorBoardLogger(out / "logs", name="tensorboard", version=""),

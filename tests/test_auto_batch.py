@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from asr.batch_sizing import choose_auto_batch, longest_training_seconds
+from asr.batch_sizing import choose_auto_batch, longest_training_seconds, steps_cap
 from asr.cli import main
 from asr.config import ConfigError, load_config
 from asr.model_file import load_model
@@ -26,16 +26,39 @@ def test_auto_is_parsed_and_needs_a_reference():
 
 def test_on_a_gpu_the_probed_budget_scales_the_lr_by_the_square_root_and_ranks_take_the_minimum():
     ranks = [4800.0, 4100.0]  # what two ranks' probes found; every rank must train with the same
-    choice = choose_auto_batch(True, lambda: 4800.0, 1200.0, 1e-3, agree=lambda x: min([x, *ranks]))
+    choice = choose_auto_batch(True, lambda limit: 4800.0, 1200.0, 1e-3, agree=lambda x: min([x, *ranks]))
     assert choice.batch_seconds == 4100.0
     assert choice.lr == pytest.approx(1e-3 * math.sqrt(4100 / 1200))
     assert choice.how == "probed on cuda"
-    capped = choose_auto_batch(True, lambda: 40_000.0, 1200.0, 1e-3)
+    capped = choose_auto_batch(True, lambda limit: 40_000.0, 1200.0, 1e-3)
     assert capped.lr == pytest.approx(4e-3)  # at most 4x (16x the batch)
 
 
+def test_a_small_corpus_keeps_its_minimum_of_steps_per_epoch():
+    # 3 h of audio (the synth corpus), at least 100 steps per epoch: at most 106 s per batch on one GPU, half
+    # that per rank on two, a quarter with two batches accumulated per step; never below the longest utterance.
+    assert steps_cap(10_638.0, 100) == pytest.approx(106.38)
+    assert steps_cap(10_638.0, 100, ranks=2, accumulate=2) == pytest.approx(26.595)
+    assert steps_cap(300.0, 100, longest_seconds=12.0) == 12.0
+    limits = []
+
+    def probe(limit):  # memory would fit far more than the cap: the probe searches only up to it
+        limits.append(limit)
+        return min(16_000.0, limit - 3.0)
+
+    choice = choose_auto_batch(True, probe, 40.0, 3e-3, cap_seconds=steps_cap(10_638.0, 100))
+    assert limits == [pytest.approx(106.38)]
+    assert choice.batch_seconds == pytest.approx(103.38)
+    assert choice.lr == pytest.approx(3e-3 * math.sqrt(103.38 / 40))
+    assert choice.how == "probed on cuda, capped by data.auto_min_steps_per_epoch"
+    large = choose_auto_batch(True, probe, 1200.0, 1e-3, cap_seconds=steps_cap(10_000_000.0, 100))
+    assert large.batch_seconds == 16_000.0 and large.how == "probed on cuda"  # memory binds, not the cap
+    with pytest.raises(ConfigError, match="auto_min_steps_per_epoch must be 1 or more"):
+        load_config(None, ["data.auto_min_steps_per_epoch=0"])
+
+
 def test_on_a_cpu_the_reference_is_used_without_probing():
-    def probe():
+    def probe(limit):
         raise AssertionError("no probe on a CPU")
 
     choice = choose_auto_batch(False, probe, 30.0, 2e-3)

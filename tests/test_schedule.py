@@ -188,3 +188,20 @@ def test_early_stopping_stops_says_so_and_a_resume_respects_it(tiny_corpus, tmp_
     assert train_cli(tiny_corpus, tmp_path, "--max-epochs", "3", "--resume") == 0
     meta = load_model(tmp_path / "model.pt").metadata
     assert meta["stop_reason"] == "epoch cap (trainer.max_epochs=3)" and len(meta["validations"]) == 3
+
+
+def test_validation_on_a_clock_comes_inside_epochs_and_picks_the_best_of_them(tiny_corpus, tmp_path):
+    # A per-epoch validation comes once per epoch whatever the corpus; val_check_minutes validates on the clock
+    # instead. A microsecond interval passes after every batch, so every step is validated (clock-independent).
+    assert train_cli(tiny_corpus, tmp_path / "epochs", "--max-epochs", "2") == 0
+    per_epoch = load_model(tmp_path / "epochs" / "model.pt").metadata
+    assert len(per_epoch["validations"]) == 2
+    assert train_cli(tiny_corpus, tmp_path / "clock", "--max-epochs", "2", "trainer.val_check_minutes=1e-8") == 0
+    clock = load_model(tmp_path / "clock" / "model.pt").metadata
+    steps = [v["step"] for v in clock["validations"]]
+    assert clock["steps"] == per_epoch["steps"] > 2 and steps == list(range(1, clock["steps"] + 1))
+    best = min(clock["validations"], key=lambda v: v["val_wer"])
+    assert clock["best_val_wer"] == pytest.approx(best["val_wer"])
+    assert f"step{best['step']:06d}" in clock["checkpoint"]
+    with pytest.raises(ConfigError, match="val_check_minutes must be positive"):
+        load_config(None, ["trainer.val_check_minutes=0"])
