@@ -268,12 +268,12 @@ def test_nothing_a_client_sends_reads_or_writes_files(recognizer, tmp_path, monk
 def test_cli_serve_loads_the_model_once_and_shares_it(model_path, monkeypatch):
     import uvicorn
 
-    import asr.server
+    import asr.model_file
     from asr.cli import main
 
     loads, served = [], {}
-    real_load = asr.server.load_model
-    monkeypatch.setattr(asr.server, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    real_load = asr.model_file.load_model
+    monkeypatch.setattr(asr.model_file, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the test process's threads alone
     assert main(["serve", "--model", model_path, "--port", "8123", "--max-concurrent", "3"]) == 0
@@ -283,6 +283,7 @@ def test_cli_serve_loads_the_model_once_and_shares_it(model_path, monkeypatch):
     for _ in range(3):
         assert post(client, wav_bytes(0.5)).status_code == 200
     assert len(loads) == 1 and app.state.pool.capacity == 3 + 32
+    assert client.get("/healthz").json()["decoder"] == {"name": "greedy", "stream_partials": "greedy"}
 
 
 def test_cli_serve_refuses_bad_limits(model_path, capsys):
