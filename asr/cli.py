@@ -214,7 +214,7 @@ def cmd_transcribe_stream(args: argparse.Namespace) -> int:
     sr = loaded.model.sample_rate
     chunk = max(1, int(round(sr * args.chunk_ms / 1000)))
     try:
-        recognizer, note = streaming.open_stream(loaded)
+        recognizer, note = streaming.open_stream(loaded, _decoder_from_args(args, loaded))
         if note:
             print(f"asr: {note}", file=sys.stderr)
         if args.mic:
@@ -305,14 +305,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from asr.server import Limits, serve
+        from asr.server import Limits, Recognizer, serve
     except ImportError as e:
         raise UserError(f"asr serve needs the serve extra: pip install 'asr[serve]' ({e})") from None
+    from asr.model_file import load_model
+
     try:
         limits = Limits(args.max_upload_mb, args.max_duration, args.max_concurrent, args.max_queue, args.timeout)
     except ValueError as e:
         raise UserError(str(e)) from None
-    serve(args.model, args.host, args.port, limits, _device(args.device))
+    loaded = load_model(args.model, _device(args.device))
+    # Built before listening: a bad LM file is a one-line error at start-up, not a failure of the first request.
+    recognizer = Recognizer(loaded, _decoder_from_args(args, loaded))
+    serve(recognizer, args.host, args.port, limits, label=str(args.model))
     return 0
 
 
@@ -335,6 +340,8 @@ DELEGATED = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from asr.lm_decoding import add_lm_arguments  # one definition of the --lm options for transcribe/evaluate/serve
+
     p = argparse.ArgumentParser(prog="asr", description="Recurrent-network CTC speech recognition.")
     p.add_argument("--version", action="version", version=f"asr {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
@@ -382,8 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--max-batch-seconds", type=float, default=300.0, help="padded audio seconds per batch")
         s.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs; CPUs with bf16 units)")
         s.set_defaults(func=func)
-        from asr.lm_decoding import add_lm_arguments
-
         add_lm_arguments(s)
         if name == "transcribe":
             s.add_argument("files", nargs="*", metavar="FILE_OR_DIR",
@@ -424,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests waiting beyond those; more get 503 + Retry-After (default: %(default)s)")
     s.add_argument("--timeout", type=float, default=120.0,
                    help="seconds for an upload to arrive and for its result (default: %(default)s)")
+    add_lm_arguments(s)
     s.set_defaults(func=cmd_serve)
 
     for name, (_, helptext) in DELEGATED.items():

@@ -48,3 +48,7 @@ class GreedyDecoder:
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         return greedy_decode(log_probs, lengths, self.tokenizer)
+
+    def info(self) -> dict[str, str]:
+        """What ``asr serve``'s ``/healthz`` says about the decoder."""
+        return {"name": "greedy"}

@@ -32,6 +32,7 @@ import math
 import os
 import random
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -157,6 +158,12 @@ def read_lexicon(path: str | os.PathLike, tokenizer: CharTokenizer) -> list[tupl
 class BeamSearchDecoder:
     """A :class:`asr.decoding.Decoder` that runs flashlight's CTC beam search with a KenLM n-gram.
 
+    Safe to share between threads (``asr serve``'s pool): a flashlight decoder object keeps its beams in itself
+    while it decodes, so each thread gets its own, built lazily over the shared LM and trie, which decoding only
+    reads (every search starts its own tree of LM states). flashlight-text 0.0.7 holds the GIL for the whole
+    search, so searches in different threads take turns anyway; the per-thread objects keep that an
+    implementation detail rather than a correctness condition.
+
     >>> decoder = BeamSearchDecoder(loaded.tokenizer, "lm.arpa", options=BeamSearchOptions(lm_weight=1.5))
     >>> transcribe(loaded, ["a.wav"], decoder=decoder)
     """
@@ -175,6 +182,7 @@ class BeamSearchDecoder:
         self.tokenizer = tokenizer
         self.options = options or BeamSearchOptions()
         self.lm_path = str(lm_path)
+        self.lexicon_path = None if lexicon is None else str(lexicon)
         info = None if is_kenlm_binary(self.lm_path) else read_arpa_info(self.lm_path)
         if info is not None and info.order > KENLM_MAX_ORDER:
             raise LMError(f"{lm_path}: a {info.order}-gram, but the KenLM inside flashlight-text reads up to "
@@ -218,7 +226,23 @@ class BeamSearchDecoder:
                 _, score = self.lm.score(start, index[w])
                 self.trie.insert(spelling, index[w], score)
             self.trie.smear(fl.SmearingMode.MAX)
-        self._decoder = self._make_decoder(self.options)
+        self._local = threading.local()
+        self._search()  # options flashlight rejects fail here, at start-up, not at the first utterance
+
+    def _search(self) -> Any:
+        """This thread's flashlight decoder."""
+        decoder = getattr(self._local, "decoder", None)
+        if decoder is None:
+            decoder = self._local.decoder = self._make_decoder(self.options)
+        return decoder
+
+    def info(self) -> dict[str, Any]:
+        """What ``asr serve``'s ``/healthz`` says about this decoder (file names only, not their folders)."""
+        o = self.options
+        return {"name": "beam-search", "mode": self.mode, "lm": os.path.basename(self.lm_path),
+                "lexicon": os.path.basename(self.lexicon_path) if self.lexicon_path else None,
+                "beam_size": o.beam_size, "beam_threshold": o.beam_threshold, "lm_weight": o.lm_weight,
+                "word_score": o.word_score}
 
     def _load_kenlm(self, usr_dict: Any) -> Any:
         try:
@@ -248,7 +272,8 @@ class BeamSearchDecoder:
         clone = object.__new__(BeamSearchDecoder)
         clone.__dict__.update(self.__dict__)
         clone.options = BeamSearchOptions(**{**asdict(self.options), **changes})
-        clone._decoder = clone._make_decoder(clone.options)
+        clone._local = threading.local()
+        clone._search()
         return clone
 
     def decode_one(self, log_probs: np.ndarray) -> Hypothesis:
@@ -257,7 +282,7 @@ class BeamSearchDecoder:
         t, v = emissions.shape
         if t == 0:
             return Hypothesis("", 0.0)
-        results = self._decoder.decode(emissions.ctypes.data, t, v)
+        results = self._search().decode(emissions.ctypes.data, t, v)
         if not results:
             return Hypothesis("", float("-inf"))
         best = results[0]
@@ -286,7 +311,7 @@ class BeamSearchDecoder:
 # ---------------------------------------------------------------------------------- the CLI's options
 
 def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--lm`` options of ``asr transcribe`` and ``asr evaluate``."""
+    """The ``--lm`` options of ``asr transcribe``, ``asr evaluate`` and ``asr serve``: one definition for all three."""
     g = parser.add_argument_group("language-model decoding (CTC beam search with KenLM; default: greedy)")
     g.add_argument("--lm", metavar="ARPA", help="n-gram LM (ARPA; word LM -> lexicon search, char LM -> "
                                                 "lexicon-free search)")

@@ -15,6 +15,10 @@ Why it is built the way it is:
   as they arrive (a client may lie or send chunked), the duration from the audio header before decoding, then
   again after decoding (headers can lie too). Too big is 413, bad audio 400, both with a message; a slow upload
   is 408, an inference that outlives ``timeout`` 504.
+* Decoding is greedy, or the beam search with an n-gram LM of ``asr transcribe --lm`` (the same options, built by
+  :func:`asr.lm_decoding.decoder_from_args` before the server listens, so a bad LM file stops it at start-up).
+  Uploads and a stream's final text use it; an exact stream's partial results stay best path, for latency
+  (``/healthz`` says which decodes what). The pool's threads share the one decoder, which is thread-safe.
 * Nothing a client sends becomes a path. The upload is received into memory (bounded by ``max_upload_mb``) and
   checked there; for the transcriber, which reads files, it is written under a fixed name into a private temporary
   directory that is deleted when the request ends. The client's file name is only echoed back as the result's
@@ -50,7 +54,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from asr import __version__
 from asr.audio import AudioError, resample
 from asr.decoding import Decoder, GreedyDecoder
-from asr.model_file import LoadedModel, load_model
+from asr.model_file import LoadedModel
 from asr.output_formats import write_result
 
 log = logging.getLogger(__name__)
@@ -131,6 +135,17 @@ class Recognizer:
         problem = exact_streaming_problem(self.loaded)
         return None if problem is None else (
             f"{problem}: streaming per segment, each decoded when a pause (or the end of the stream) closes it")
+
+    def decoder_info(self) -> dict[str, Any]:
+        """The decoder (its ``info()``), and what decodes a stream's partial results.
+
+        An exact stream's partials are best path whatever the decoder: a beam search over the whole stream at
+        every chunk would cost more the longer it runs, and the text is settled at the end anyway, when the final
+        result is decoded with the decoder. A segmented stream decodes each segment with the decoder as it closes.
+        """
+        describe = getattr(self.decoder, "info", None)
+        info = describe() if describe else {"name": type(self.decoder).__name__}
+        return {**info, "stream_partials": "greedy" if self.streaming_mode == "exact" else info["name"]}
 
     def info(self) -> dict[str, Any]:
         dims = self.model.dims
@@ -341,6 +356,7 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
     app.state.recognizer, app.state.limits, app.state.pool = recognizer, limits, pool
     web = _web_files()
     streaming_mode = recognizer.streaming_mode
+    decoder = recognizer.decoder_info()
 
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, p: HTTPProblem) -> JSONResponse:
@@ -364,9 +380,11 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        """Liveness and what this server offers: the model, its streaming mode, the limits and the load."""
-        return {"status": "ok", "version": __version__, "model": recognizer.info(), "streaming": streaming_mode,
-                "limits": asdict(limits), "admitted": pool.admitted, "capacity": pool.capacity}
+        """Liveness and what this server offers: the model, its decoder, its streaming mode, the limits and the
+        load."""
+        return {"status": "ok", "version": __version__, "model": recognizer.info(), "decoder": decoder,
+                "streaming": streaming_mode, "limits": asdict(limits), "admitted": pool.admitted,
+                "capacity": pool.capacity}
 
     @app.post("/v1/transcribe", openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
@@ -421,8 +439,10 @@ async def _stream_session(ws: WebSocket, recognizer: Recognizer, pool: Inference
         session = await pool.compute(recognizer.open_stream)
         dtype = np.dtype(STREAM_ENCODINGS[encoding])
         converter = _RateConverter(rate, recognizer.sample_rate)
+        decoder = recognizer.decoder_info()
         await ws.send_json({"type": "ready", "mode": mode, "note": note, "sample_rate": rate, "encoding": encoding,
-                            "model_sample_rate": recognizer.sample_rate})
+                            "model_sample_rate": recognizer.sample_rate, "decoder": decoder["name"],
+                            "partials": decoder["stream_partials"]})
         received, text, stopped = 0, "", None
         while stopped is None:
             try:
@@ -505,20 +525,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          device: str = "cpu") -> None:
-    """Load ``model`` once and serve it until interrupted."""
+def describe_decoding(decoder: dict[str, Any]) -> str:
+    """:meth:`Recognizer.decoder_info` as the start-up log says it."""
+    if decoder["name"] == "greedy":
+        return "greedy decoding"
+    settings = ", ".join(f"{k} {v}" for k, v in decoder.items()
+                         if k not in ("name", "stream_partials") and v is not None)
+    streams = ("partial results greedy, final text with the LM" if decoder["stream_partials"] == "greedy"
+               else "each segment with the LM")
+    return f"{decoder['name']} decoding ({settings}); streams: {streams}"
+
+
+def serve(recognizer: Recognizer, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
+          label: str = "model") -> None:
+    """Serve ``recognizer`` (a model loaded once, and its decoder) until interrupted; ``label`` names it in the log.
+
+    >>> loaded = load_model("exp/synth/model.pt")
+    >>> serve(Recognizer(loaded, BeamSearchDecoder(loaded.tokenizer, "lm.arpa")))
+    """
     import uvicorn
 
     limits = limits or Limits()
-    recognizer = Recognizer(load_model(model, device))
     if recognizer.model.device.type == "cpu":
         # The pool's threads share the cores instead of each asking for all of them.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // limits.max_concurrent))
     if not is_loopback(host):
         log.warning("listening on %s: the server has no authentication; anyone who can reach it can use it", host)
-    log.info("model %s (streaming: %s); page and API at http://%s:%d/", model, recognizer.streaming_mode,
-             f"[{host}]" if ":" in host else host, port)
+    log.info("model %s (streaming: %s), %s; page and API at http://%s:%d/", label, recognizer.streaming_mode,
+             describe_decoding(recognizer.decoder_info()), f"[{host}]" if ":" in host else host, port)
     app = create_app(recognizer, limits)
     # Open connections are bounded too: a few per slot covers page loads and health checks beside the work.
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5,

@@ -124,6 +124,29 @@ def test_upper_case_lm_like_librispeechs(tmp_path):
     assert decoder.decode_one(ambiguous_the_cat_sat()).text == "the cat sat"
 
 
+def test_threads_share_one_decoder_each_with_its_own_search(char_lm, word_lm):
+    """``asr serve``'s pool shares a decoder between threads: each gets its own flashlight decoder (it keeps its
+    beams in itself), and decoding at once in several threads gives what decoding one at a time gives."""
+    inputs = [ambiguous_the_cat_sat(), emissions(list("zebra")), emissions(list("my cat")), emissions(list("a dog"))]
+    for lm in (char_lm, word_lm):
+        decoder = BeamSearchDecoder(TOK, lm, options=BeamSearchOptions(beam_size=8))
+        expected = [decoder.decode_one(x).text for x in inputs]
+        barrier, searches, results = threading.Barrier(4), {}, {}
+
+        def work(i):
+            barrier.wait()
+            searches[i] = decoder._search()
+            results[i] = [decoder.decode_one(x).text for x in inputs[i:] + inputs[:i]]
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(results[i] == expected[i:] + expected[:i] for i in range(4))
+        assert len({id(s) for s in searches.values()} | {id(decoder._search())}) == 5
+
+
 def test_tune_finds_a_weight_that_helps(char_lm):
     x = [ambiguous_the_cat_sat(), emissions(list("the dog ran"))]
     refs = ["the cat sat", "the dog ran"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -268,12 +269,12 @@ def test_nothing_a_client_sends_reads_or_writes_files(recognizer, tmp_path, monk
 def test_cli_serve_loads_the_model_once_and_shares_it(model_path, monkeypatch):
     import uvicorn
 
-    import asr.server
+    import asr.model_file
     from asr.cli import main
 
     loads, served = [], {}
-    real_load = asr.server.load_model
-    monkeypatch.setattr(asr.server, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    real_load = asr.model_file.load_model
+    monkeypatch.setattr(asr.model_file, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the test process's threads alone
     assert main(["serve", "--model", model_path, "--port", "8123", "--max-concurrent", "3"]) == 0
@@ -283,6 +284,7 @@ def test_cli_serve_loads_the_model_once_and_shares_it(model_path, monkeypatch):
     for _ in range(3):
         assert post(client, wav_bytes(0.5)).status_code == 200
     assert len(loads) == 1 and app.state.pool.capacity == 3 + 32
+    assert client.get("/healthz").json()["decoder"] == {"name": "greedy", "stream_partials": "greedy"}
 
 
 def test_cli_serve_refuses_bad_limits(model_path, capsys):
@@ -401,3 +403,126 @@ def test_stream_with_the_real_recogniser(tmp_path, bidirectional):
     else:
         assert ready["mode"] == "exact" and ready["note"] is None
         assert message["text"] == offline  # a forward-only model streams exactly
+
+
+# --- LM decoding -----------------------------------------------------------------------------------------------------
+
+LM_FLAGS = ["--beam-size", "8", "--lm-weight", "1.0"]
+
+
+@pytest.fixture(scope="module")
+def char_lm(tmp_path_factory):
+    """A character 4-gram of a few sentences: it steers the random model's noise towards their words."""
+    pytest.importorskip("flashlight.lib.text.decoder")
+    from asr.lm import build_kneser_ney, units, write_arpa
+
+    sentences = ["the cat sat on the mat", "the cat ran", "a dog sat on the mat", "the dog ran to the cat"] * 5
+    path = tmp_path_factory.mktemp("lm") / "char.arpa"
+    write_arpa(build_kneser_ney([units(s, "char") for s in sentences], 4), path)
+    return str(path)
+
+
+def _serve_app(argv, monkeypatch):
+    """``asr serve ARGV`` up to the point where it would listen: (exit status, the app it would serve or None)."""
+    import uvicorn
+
+    from asr.cli import main
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    return main(["serve", *argv]), served.get("app")
+
+
+def test_serve_lm_options_are_those_of_transcribe():
+    from asr.cli import build_parser
+
+    def lm_options(command):
+        sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+        group = next(g for g in sub.choices[command]._action_groups if g.title.startswith("language-model"))
+        return [(a.option_strings, a.default, a.type, a.help) for a in group._group_actions]
+
+    assert lm_options("serve") == lm_options("transcribe") and len(lm_options("serve")) >= 7
+
+
+def test_upload_with_lm_equals_asr_transcribe_lm(model_path, char_lm, tmp_path, capsys, monkeypatch):
+    from asr.cli import main
+
+    data = wav_bytes(1.5, rate=22050)
+    (tmp_path / "a.wav").write_bytes(data)
+    assert main(["transcribe", "--model", model_path, "--format", "json", "--lm", char_lm, *LM_FLAGS,
+                 str(tmp_path / "a.wav")]) == 0
+    offline = json.loads(capsys.readouterr().out)
+    rc, app = _serve_app(["--model", model_path, "--lm", char_lm, *LM_FLAGS], monkeypatch)
+    assert rc == 0
+    client = TestClient(app)
+    result = post(client, data, name="a.wav").json()
+    assert result == {**offline, "path": "a.wav"}
+    greedy = post(TestClient(create_app(Recognizer(load_model(model_path)))), data).json()["text"]
+    assert result["text"] != greedy and set(result["text"].split()) <= {"the", "cat", "sat", "on", "mat", "a",
+                                                                        "dog", "ran", "to"}
+    assert client.get("/healthz").json()["decoder"] == {
+        "name": "beam-search", "mode": "lexicon-free", "lm": "char.arpa", "lexicon": None, "beam_size": 8,
+        "beam_threshold": 25.0, "lm_weight": 1.0, "word_score": 0.0, "stream_partials": "beam-search"}
+
+
+@pytest.mark.parametrize("lm_text, flags, expected", [
+    (None, [], "missing.arpa: file not found"),
+    ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\n", [], "corrupt.arpa:5"),
+    ("\x00\xff\xfe binary junk", [], "corrupt.arpa: not UTF-8 text"),
+    ("", ["--lm-params", "missing.json"], "missing.json: LM parameters file not found"),
+])
+def test_cli_serve_bad_lm_is_a_one_line_error_before_listening(model_path, tmp_path, monkeypatch, capsys,
+                                                               lm_text, flags, expected):
+    pytest.importorskip("flashlight.lib.text.decoder")
+    lm = tmp_path / ("missing.arpa" if lm_text is None else "corrupt.arpa")
+    if lm_text:
+        lm.write_bytes(lm_text.encode("latin-1"))
+    flags = [str(tmp_path / f) if f.endswith(".json") else f for f in flags]
+    rc, app = _serve_app(["--model", model_path, "--lm", str(lm), *flags], monkeypatch)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and app is None
+    assert len(err) == 1 and err[0].startswith("asr: error: ") and expected in err[0]
+
+
+def test_cli_serve_lm_options_without_lm_are_refused(model_path, monkeypatch, capsys):
+    rc, app = _serve_app(["--model", model_path, "--lm-weight", "2"], monkeypatch)
+    assert rc == 2 and app is None and "--lm-weight needs --lm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_stream_with_lm_partials_greedy_final_with_the_lm(tmp_path, char_lm, bidirectional):
+    """An exact stream's partials stay best path (those of a greedy server) and its final text is the LM's
+    decoding of the whole stream; a segmented stream decodes every segment with the LM."""
+    from asr.lm_decoding import BeamSearchDecoder, BeamSearchOptions
+    from asr.streaming import open_stream
+
+    loaded = load_model(random_model(tmp_path / "m.pt", bidirectional=bidirectional))
+    decoder = BeamSearchDecoder(loaded.tokenizer, char_lm, options=BeamSearchOptions(beam_size=8))
+    audio = (np.random.default_rng(1).standard_normal(16000) * 0.1).astype(np.float32)
+
+    def run(recognizer):
+        with TestClient(create_app(recognizer)).websocket_connect("/v1/stream?encoding=f32le") as ws:
+            messages = [ws.receive_json()]
+            for k in range(0, len(audio), 1600):
+                ws.send_bytes(audio[k:k + 1600].tobytes())
+            ws.send_text(json.dumps({"type": "end"}))
+            while messages[-1]["type"] != "final":
+                messages.append(ws.receive_json())
+        return messages[0], [m["text"] for m in messages if m["type"] == "partial"], messages[-1]["text"]
+
+    ready, partials, final = run(Recognizer(loaded, decoder))
+    assert ready["decoder"] == "beam-search"
+    if bidirectional:
+        assert ready["partials"] == "beam-search"
+        session, _ = open_stream(loaded, decoder)
+        session.accept(audio)
+        assert final == session.finish().text
+        return
+    _, greedy_partials, greedy_final = run(Recognizer(loaded))
+    session, _ = open_stream(loaded, keep_log_probs=True)
+    session.accept(audio)
+    log_probs = session.finish().log_probs
+    assert ready["partials"] == "greedy" and partials == greedy_partials
+    assert final == decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))[0]
+    assert final != greedy_final  # the LM turned the noise's letters into nothing, or into its words

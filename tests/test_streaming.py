@@ -192,6 +192,29 @@ def test_cli_stream_file_prints_partials_then_final(model_file, tmp_path, capsys
     assert len(lines) >= 2 and lines[-1] == ref_text  # partial lines, then the final text
 
 
+def test_cli_stream_with_lm_decodes_the_final_text_with_it(model_file, tmp_path, capsys):
+    pytest.importorskip("flashlight.lib.text.decoder")
+    from asr.lm import build_kneser_ney, write_arpa
+    from asr.lm_decoding import BeamSearchDecoder, BeamSearchOptions
+
+    lm = tmp_path / "word.arpa"  # searched through its lexicon: only its words can come out
+    write_arpa(build_kneser_ney([s.split() for s in ["the cat sat", "a dog ran"] * 5], 2), lm)
+    audio = bursts((0.8,), seed=6)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, audio, SR, subtype="FLOAT")
+    argv = ["transcribe", "--model", str(model_file), "--stream", str(wav), "--format", "json"]
+    assert main([*argv, "--lm", str(lm), "--beam-size", "8"]) == 0
+    with_lm = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main(argv) == 0
+    greedy = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert with_lm[:-1] == greedy[:-1]  # partial results stay best path
+    loaded = tiny_model("lstm", 3)
+    log_probs = offline(loaded, audio)[0]
+    decoder = BeamSearchDecoder(loaded.tokenizer, lm, options=BeamSearchOptions(beam_size=8))
+    assert with_lm[-1]["final"] == decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))[0]
+    assert with_lm[-1]["final"] != greedy[-1]["final"]  # this random model's "j" is no word of the LM
+
+
 def test_cli_stream_stdin_with_odd_byte_count(model_file, monkeypatch, capsys):
     pcm = np.clip(np.round(bursts((0.5,), seed=7) * 32768), -32768, 32767).astype("<i2")
     _stdin(monkeypatch, pcm.tobytes() + b"\x01")
