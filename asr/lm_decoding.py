@@ -9,10 +9,11 @@ Two modes, picked from the LM itself (:attr:`asr.lm.ArpaInfo.is_char_level`):
   A word is complete at the space after it: each spelling in the trie ends with the model's space, as in
   flashlight's and torchaudio's lexicons (``hello h e l l o |``), and the search closes the utterance with one
   made-up frame of certain space so that its last word ends too. Why the space: flashlight emits a word on the
-  first frame of its last token and then moves to the trie's root, where the only token that can be held is
-  the space. A word spelled without it could only end on its last letter's first frame, so a model that holds
+  frame that enters its last token and moves to the trie's root, where the only token that can be held is the
+  space. A word spelled without it could only end on its last letter's first frame, so a model that holds
   each letter over several frames with no blank after them ("ssiixxx eeiigghhttt") paid for the held frames
-  as blanks or turned the word into a longer one ("six" -> "sixty"); see recipes/synth/RESULTS.md.
+  as blanks or turned the word into a longer one ("six" -> "sixty"); and flashlight-text 0.0.7 let a word
+  ending in a doubled letter end without the blank between ("bal" -> "ball"). See recipes/synth/RESULTS.md.
 * **lexicon-free** (a character LM, ``asr lm build --unit char``): flashlight's ``LexiconFreeDecoder`` may
   emit any character sequence and scores *every character* with the LM as it is emitted. That is why a word
   LM cannot be used this way: it would be asked for the probability of "t", "h", "e" as words. With a
@@ -136,9 +137,9 @@ def read_lexicon(path: str | os.PathLike, tokenizer: CharTokenizer) -> list[tupl
     """(word, spelling token ids) per line of a lexicon file.
 
     A line is either ``WORD`` (spelled with its own characters, as LibriSpeech's ``librispeech-vocab.txt``) or
-    ``WORD c h a r s`` (flashlight/torchaudio's format; ``|`` is the word boundary and is dropped). The word is
-    kept as written, so it matches the LM's spelling (LibriSpeech's LM is upper case); the spelling is
-    normalised like transcripts.
+    ``WORD c h a r s`` (flashlight/torchaudio's format; ``|`` is the word boundary and is dropped: the decoder
+    ends every spelling with the model's space itself). The word is kept as written, so it matches the LM's
+    spelling (LibriSpeech's LM is upper case); the spelling is normalised like transcripts.
     """
     entries: list[tuple[str, list[int]]] = []
     with open_text(path) as f:
@@ -189,6 +190,8 @@ class BeamSearchDecoder:
         # Word pieces have no space label (a word starts with a "▁" piece): the blank stands in for it.
         sep = tokenizer.word_separator_id
         self.space_id = sep if sep is not None else tokenizer.blank_id
+        # Lexicon mode ends each word with the space; word pieces have none, so theirs end on their last piece.
+        self.word_end: list[int] = [sep] if sep is not None else []
         if self.mode == "lexicon-free" and sep is None:
             raise LMError(f"{lm_path}: a character LM needs a character model; this model predicts word pieces "
                           "(use a word LM)")
@@ -219,8 +222,6 @@ class BeamSearchDecoder:
             self.unk_word = len(self.words)
             self.lm = self._load_kenlm(self.word_dict)
             self.trie = fl.Trie(len(tokenizer), self.space_id)
-            # Word pieces have no space to end a word with: their words still end on their last piece.
-            self.word_end = [sep] if sep is not None else []
             start = self.lm.start(False)
             for w, spelling in words:
                 _, score = self.lm.score(start, index[w])
