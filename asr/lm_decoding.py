@@ -6,7 +6,14 @@ Two modes, picked from the LM itself (:attr:`asr.lm.ArpaInfo.is_char_level`):
   ``LexiconDecoder`` walks a trie of the words' spellings, so it only ever emits words of the lexicon
   (``--lexicon``, default: the LM's own vocabulary), and asks the LM for a word's score once the word is
   complete. ``lm_weight`` (alpha) scales the LM's log-probability, ``word_score`` (beta) is added per word.
-  The space between words is optional to the decoder, as the model's space is a character like any other.
+  A word is complete at the space after it: each spelling in the trie ends with the model's space, as in
+  flashlight's and torchaudio's lexicons (``hello h e l l o |``), and the search closes the utterance with one
+  made-up frame of certain space so that its last word ends too. Why the space: flashlight emits a word on the
+  frame that enters its last token and moves to the trie's root, where the only token that can be held is the
+  space. A word spelled without it could only end on its last letter's first frame, so a model that holds
+  each letter over several frames with no blank after them ("ssiixxx eeiigghhttt") paid for the held frames
+  as blanks or turned the word into a longer one ("six" -> "sixty"); and flashlight-text 0.0.7 let a word
+  ending in a doubled letter end without the blank between ("bal" -> "ball"). See recipes/synth/RESULTS.md.
 * **lexicon-free** (a character LM, ``asr lm build --unit char``): flashlight's ``LexiconFreeDecoder`` may
   emit any character sequence and scores *every character* with the LM as it is emitted. That is why a word
   LM cannot be used this way: it would be asked for the probability of "t", "h", "e" as words. With a
@@ -131,9 +138,9 @@ def read_lexicon(path: str | os.PathLike, tokenizer: CharTokenizer) -> list[tupl
     """(word, spelling token ids) per line of a lexicon file.
 
     A line is either ``WORD`` (spelled with its own characters, as LibriSpeech's ``librispeech-vocab.txt``) or
-    ``WORD c h a r s`` (flashlight/torchaudio's format; ``|`` is the word boundary and is dropped). The word is
-    kept as written, so it matches the LM's spelling (LibriSpeech's LM is upper case); the spelling is
-    normalised like transcripts.
+    ``WORD c h a r s`` (flashlight/torchaudio's format; ``|`` is the word boundary and is dropped: the decoder
+    ends every spelling with the model's space itself). The word is kept as written, so it matches the LM's
+    spelling (LibriSpeech's LM is upper case); the spelling is normalised like transcripts.
     """
     entries: list[tuple[str, list[int]]] = []
     with open_text(path) as f:
@@ -191,6 +198,8 @@ class BeamSearchDecoder:
         # Word pieces have no space label (a word starts with a "▁" piece): the blank stands in for it.
         sep = tokenizer.word_separator_id
         self.space_id = sep if sep is not None else tokenizer.blank_id
+        # Lexicon mode ends each word with the space; word pieces have none, so theirs end on their last piece.
+        self.word_end: list[int] = [sep] if sep is not None else []
         if self.mode == "lexicon-free" and sep is None:
             raise LMError(f"{lm_path}: a character LM needs a character model; this model predicts word pieces "
                           "(use a word LM)")
@@ -224,7 +233,7 @@ class BeamSearchDecoder:
             start = self.lm.start(False)
             for w, spelling in words:
                 _, score = self.lm.score(start, index[w])
-                self.trie.insert(spelling, index[w], score)
+                self.trie.insert(spelling + self.word_end, index[w], score)
             self.trie.smear(fl.SmearingMode.MAX)
         self._local = threading.local()
         self._search()  # options flashlight rejects fail here, at start-up, not at the first utterance
@@ -282,11 +291,14 @@ class BeamSearchDecoder:
         t, v = emissions.shape
         if t == 0:
             return Hypothesis("", 0.0)
-        results = self._search().decode(emissions.ctypes.data, t, v)
+        if self.mode == "lexicon" and self.word_end:
+            emissions = np.concatenate([emissions, self._end_frame(v)])
+        results = self._search().decode(emissions.ctypes.data, emissions.shape[0], v)
         if not results:
             return Hypothesis("", float("-inf"))
         best = results[0]
-        # ``best.tokens`` holds one token per frame, framed by a start and an end entry.
+        # ``best.tokens`` holds one token per frame, framed by a start and an end entry (the made-up last frame
+        # is dropped here too)
         path = list(best.tokens)[1:t + 1]
         tokens, frames, prev = [], [], self.tokenizer.blank_id
         for frame, tok in enumerate(path):
@@ -299,6 +311,12 @@ class BeamSearchDecoder:
         else:
             text = self.tokenizer.decode(tokens)
         return Hypothesis(text, best.score, tokens, frames)
+
+    def _end_frame(self, v: int) -> np.ndarray:
+        """One frame where the space is certain: every hypothesis must end the word it is in, or fall behind."""
+        frame = np.full((1, v), -1e4, dtype=np.float32)  # finite: a beam with no word to end still gives a result
+        frame[0, self.word_end[0]] = 0.0
+        return frame
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
         lp = log_probs.detach().float().cpu().numpy()

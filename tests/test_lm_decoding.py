@@ -81,6 +81,39 @@ def test_word_lm_through_the_lexicon_fixes_what_greedy_gets_wrong(word_lm):
     assert decoder.with_options(lm_weight=0.0).decode_one(x).text in ("the cat sat", "the mat sat")
 
 
+def held(spelling: str, blank_prob: float = 0.02) -> np.ndarray:
+    """(T, V) log-probs where each character of ``spelling`` is one frame and blanks are rare (``_`` = a blank
+    frame): how a model that holds each letter over several frames looks, "ssiixxx||eeiigghhttt" for "six eight"."""
+    rows = []
+    for c in spelling:
+        row = np.full(len(TOK), 1e-3)
+        row[0] = 0.97 if c == "_" else blank_prob
+        if c != "_":
+            row[TOK.vocab.index(" " if c == "|" else c)] = 0.9
+        rows.append(row / row.sum())
+    return np.log(np.array(rows)).astype(np.float32)
+
+
+@pytest.mark.parametrize("spelling, text", [("ssiixxx||eeiigghhttt", "six eight"),
+                                            ("eeiigghhttt||ssiixxx", "eight six"),
+                                            ("__ssiixxx_||eeiigghhttt__", "six eight"),
+                                            ("bbaall_lll|ssiixxx", "ball six")])
+def test_lexicon_keeps_a_word_whose_last_letter_is_held_over_several_frames(tmp_path, spelling, text):
+    # "six" and "eight" are prefixes of "sixty" and "eighty": the search must end them on their last letter
+    # however long it is held (flashlight ends a word on its last letter's first frame unless the spelling
+    # carries the word separator), and spell "ball"'s "ll" as two l's with a blank between.
+    path = tmp_path / "numbers.arpa"
+    lines = ["six eight", "eight six", "sixty eighty", "eighty sixty", "ball six", "six ball", "eighty six"]
+    write_arpa(build_kneser_ney([s.split() for s in lines * 3], 3), path)
+    x = held(spelling)
+    assert greedy(x) == text
+    decoder = BeamSearchDecoder(TOK, path, options=BeamSearchOptions(lm_weight=0.0, beam_size=16))
+    for weight in (0.0, 1.0):
+        hyp = decoder.with_options(lm_weight=weight).decode_one(x)
+        assert hyp.text == text
+        assert TOK.decode(hyp.tokens).strip() == text and len(hyp.frames) == len(hyp.tokens)
+
+
 def test_char_lm_decodes_lexicon_free(char_lm):
     x = ambiguous_the_cat_sat()
     decoder = BeamSearchDecoder(TOK, char_lm, options=BeamSearchOptions(lm_weight=1.0))
