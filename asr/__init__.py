@@ -20,7 +20,18 @@ the package attribute of the same name, so a lazy function there would be replac
 anything imported ``asr.transcribe``.
 """
 
+import os
+import sys
 from typing import Any
+
+# OpenMP threads with no work spin before they sleep (libgomp: 300,000 rounds unless told otherwise). When another
+# process runs OpenMP threads on the same cores (a second job, a test runner, even a niced one), spinning threads
+# take each other's time slices, and an LSTM, whose threads meet at every time step, ran 2 instead of 500
+# audio-seconds per second on 2 cores (scripts/bench_contention.py, docs/benchmarks.md). A short spin costs
+# nothing on an idle machine. Only a default: a user's own setting wins, and it must be in place before torch
+# loads its OpenMP runtime, so it is set here, before anything of asr imports torch.
+if "torch" not in sys.modules:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 __version__ = "0.1.0"
 
