@@ -158,6 +158,19 @@ class RunControl(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._check(trainer)
+        if not trainer.should_stop and self._last_batch_of_run(trainer, batch_idx):
+            # Lightning validates when a run is stopped inside its loop: so the run's final weights are always
+            # measured (and can be the exported ones), also when validation runs on a clock
+            # (trainer.val_check_minutes) and would otherwise skip the last stretch of the run.
+            trainer.should_stop = True
+
+    @staticmethod
+    def _last_batch_of_run(trainer: L.Trainer, batch_idx: int) -> bool:
+        if 0 <= trainer.max_steps <= trainer.global_step:
+            return True
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1
+        return (0 < max_epochs == trainer.current_epoch + 1
+                and batch_idx + 1 >= trainer.num_training_batches)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.current.completed >= trainer.num_training_batches:

@@ -205,3 +205,13 @@ def test_validation_on_a_clock_comes_inside_epochs_and_picks_the_best_of_them(ti
     assert f"step{best['step']:06d}" in clock["checkpoint"]
     with pytest.raises(ConfigError, match="val_check_minutes must be positive"):
         load_config(None, ["trainer.val_check_minutes=0"])
+
+
+@pytest.mark.parametrize("stop", [["--max-epochs", "2"], ["--max-epochs", "3", "trainer.max_steps=5"]])
+def test_the_last_step_of_a_run_is_always_validated(tiny_corpus, tmp_path, stop):
+    # validation on a clock that never comes round in this run: the end of the run (epoch cap or max_steps)
+    # is still validated, so the final weights can be the exported ones
+    assert train_cli(tiny_corpus, tmp_path, *stop, "trainer.val_check_minutes=60") == 0
+    meta = load_model(tmp_path / "model.pt").metadata
+    assert [v["step"] for v in meta["validations"]] == [meta["steps"]]
+    assert meta["best_val_wer"] == pytest.approx(meta["validations"][0]["val_wer"])
