@@ -1,10 +1,11 @@
 """Training curves: ``curves.png`` (losses, validation WER/CER and learning rate, against steps and against time).
 
-The figures come from the CSV log Lightning writes (``logs/csv/metrics.csv``), so a run can be plotted again
-afterwards (``python -m asr.curves OUTPUT_DIR/logs/csv/metrics.csv curves.png``). Lightning logs no clock, so
-:class:`TrainingCurves` adds an ``elapsed_s`` column: seconds trained, continuing across resumes when given the
-time already trained. Rows without it (validation rows) take the time of their step, interpolated; logs written
-before the column existed take their clock from the TensorBoard events Lightning writes beside them.
+The figures come from the training log (``logs/csv/metrics.csv``, :mod:`asr.training_log`: the whole run, across
+resumes), so a run can be plotted again afterwards (``python -m asr.curves OUTPUT_DIR/logs/csv/metrics.csv
+curves.png``). Lightning logs no clock, so :class:`TrainingCurves` adds an ``elapsed_s`` column: seconds trained,
+the time :class:`asr.run_control.RunControl` counts and checkpoints, so it goes on from a resume without the pause
+before it. Rows without it (validation rows) take the time of their step, interpolated; logs written before the
+column existed take their clock from the TensorBoard events Lightning writes beside them.
 
 Plotting stays out of the hot path: the callback logs one number per step, draws at a validation end only when
 the last drawing took under 2 % of the time since it (1-2 s each on a busy 2-core CPU, so at most once every
@@ -205,30 +206,28 @@ def plot_training_curves(metrics_csv: str | os.PathLike, png: str | os.PathLike,
 
 
 class TrainingCurves(L.Callback):
-    """Logs ``elapsed_s`` every step and draws ``png`` from the CSV log at validation ends (when cheap) and at the
-    end of training, including a stop by an exception. Never raises: a failure to draw is logged as a warning.
+    """Logs ``elapsed_s`` every step and draws ``png`` from the training log at validation ends (when cheap) and at
+    the end of training, including a stop by an exception. Never raises: a failure to draw is logged as a warning.
 
-    ``time_before`` returns the seconds trained before this run started (a resumed run continues the time axis).
+    ``clock`` returns the seconds trained so far, read at each step's end: ``asr train`` gives RunControl's, which
+    a checkpoint stores, so a resumed run's axis goes on from the value its checkpoint holds, and the steps it
+    re-does get times after the ones before it. Without one, the seconds since this run's training started.
     """
 
-    def __init__(self, png: str | os.PathLike, time_before: Callable[[], float] | None = None,
-                 max_share: float = 0.02):
+    def __init__(self, png: str | os.PathLike, clock: Callable[[], float] | None = None, max_share: float = 0.02):
         self.png = Path(png)
-        self.time_before = time_before
+        self.clock = clock
         self.max_share = max_share
         self._t0 = time.monotonic()
-        self._offset = 0.0
         self._last_drawn: float | None = None
         self._last_cost = 1.0  # a first guess (matplotlib's import included): no drawing in the first 50 s
         self._disabled = False  # after a failure at a validation end; the end of training still tries once
 
     def _elapsed(self) -> float:
-        return self._offset + time.monotonic() - self._t0
+        return float(self.clock()) if self.clock else time.monotonic() - self._t0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._t0 = time.monotonic()
-        self._offset = float(self.time_before()) if self.time_before else 0.0
-        self._last_drawn = self._t0
+        self._t0 = self._last_drawn = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
@@ -253,7 +252,7 @@ class TrainingCurves(L.Callback):
     def _draw(self, trainer: L.Trainer, at_end: bool) -> None:
         started = time.monotonic()
         try:
-            metrics = self._flush_csv_log(trainer)
+            metrics = self._flush_log(trainer)
             plot_training_curves(metrics, self.png, title=f"{self.png.parent.name}: step {trainer.global_step}, "
                                                           f"epoch {trainer.current_epoch}")
         except Exception as e:  # noqa: BLE001 - a picture must never cost a training run
@@ -269,15 +268,15 @@ class TrainingCurves(L.Callback):
             log.info("wrote %s (%.1f s)", self.png, self._last_cost)
 
     @staticmethod
-    def _flush_csv_log(trainer: L.Trainer) -> str:
-        """Write Lightning's buffered CSV rows (it flushes every 100 steps) and return the file's path."""
-        from lightning.pytorch.loggers import CSVLogger
+    def _flush_log(trainer: L.Trainer) -> Path:
+        """Write the training log's pending rows and return its path."""
+        from asr.training_log import MetricsLog
 
         for logger in trainer.loggers:
-            if isinstance(logger, CSVLogger):
+            if isinstance(logger, MetricsLog):
                 logger.save()
-                return logger.experiment.metrics_file_path
-        raise ValueError("no CSV logger: nothing to plot from")
+                return logger.path
+        raise ValueError("no training log (asr.training_log.MetricsLog): nothing to plot from")
 
 
 def main(argv: list[str] | None = None) -> int:
