@@ -16,7 +16,6 @@ from typing import Sequence
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from asr.audio import load_audio
@@ -29,7 +28,7 @@ from asr.dataset import Skipped
 from asr.manifest import Utterance, read_manifest
 from asr.model_file import save_model
 from asr.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
-from asr.training_log import MetricsLog
+from asr.training_log import MetricsLog, TensorBoardLog
 
 log = logging.getLogger("asr")
 
@@ -328,7 +327,7 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
         callbacks=all_callbacks, enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
         use_distributed_sampler=False,
-        logger=[TensorBoardLogger(out / "logs", name="tensorboard", version=""),
+        logger=[TensorBoardLog(out / "logs", resume=checkpoint is not None),
                 MetricsLog(out / "logs" / "csv" / "metrics.csv", resume=checkpoint is not None)],
         num_sanity_val_steps=0,
     )

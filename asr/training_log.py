@@ -10,6 +10,12 @@ logs them anew: each step is in the log once, with the values of the run that le
 
 Rows are appended; the file is rewritten (through a temporary file and a rename, so a crash leaves the old or the
 new file, never half of one) only when a column appears, and at the first write of a resumed run.
+
+TensorBoard's folder (``logs/tensorboard/``) gets one event file per run and keeps the earlier ones, so nothing is
+lost there, but the steps done again were shown twice (TensorBoard reads every file in the folder). A resumed run's
+:class:`TensorBoardLog` marks the step it logs first as a restart (the ``SessionLog.START`` event that
+``SummaryWriter(purge_step=...)`` writes), which makes TensorBoard hide what earlier files hold from that step on:
+the same rule as the CSV log's, applied by the reader.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any, Mapping
 
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -130,3 +137,22 @@ class MetricsLog(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         self.save()
+
+
+class TensorBoardLog(TensorBoardLogger):
+    """Lightning's ``TensorBoardLogger`` in ``save_dir/name`` (no version folder); when ``resume``, the first step
+    this run logs is marked as a restart, so TensorBoard hides the earlier runs' values from that step on."""
+
+    def __init__(self, save_dir: str | os.PathLike, name: str = "tensorboard", resume: bool = False):
+        super().__init__(save_dir, name=name, version="")
+        self._restart_pending = resume
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if self._restart_pending and step is not None:
+            from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+            writer = self.experiment._get_file_writer()  # as Lightning's own log_hyperparams reaches it
+            writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+            self._restart_pending = False
+        super().log_metrics(metrics, step)

@@ -156,3 +156,10 @@ def test_the_log_and_curves_of_a_stopped_crashed_and_resumed_run_cover_it_whole(
     series = read_metrics(tmp_path / "logs" / "csv" / "metrics.csv")
     assert [p[0] for p in series["train_loss_step"]] == list(range(steps))
     assert (tmp_path / "curves.png").exists()
+
+    # TensorBoard keeps each run's event file; the restarts it is told of hide the steps that were done again
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "logs" / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train_loss_step")] == list(range(steps))
