@@ -49,32 +49,58 @@ def smoothed(values: list[float], log_scale: bool = False) -> list[float]:
     return out
 
 
+def event_files(folder: Path) -> list[Path]:
+    """A TensorBoard folder's event files in the order they were written (one per run: a resumed run adds one).
+
+    Their names are ``events.out.tfevents.<unix time>.<host>.<pid>.<counter>``."""
+
+    def written(path: Path) -> tuple[int, int, str]:
+        parts = path.name.split(".")
+        try:
+            return int(parts[3]), int(parts[-1]), path.name
+        except (IndexError, ValueError):
+            return int(path.stat().st_mtime), 0, path.name
+
+    return sorted(folder.glob("events.out.tfevents.*"), key=written)
+
+
+def event_stamps(path: Path) -> dict[int, float]:
+    """The latest wall-clock time of a logged value at each step of one event file (hyperparameter summaries and
+    the ``hp_metric`` placeholder, which Lightning logs at step 0 whenever a run starts, left out)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    stamps: dict[int, float] = {}
+    for e in EventFileLoader(str(path)).Load():
+        if any(v.tag != "hp_metric" and not v.tag.startswith("_hparams_") for v in e.summary.value):
+            stamps[int(e.step)] = max(e.wall_time, stamps.get(int(e.step), e.wall_time))
+    return stamps
+
+
 def tensorboard_clock(metrics_csv: str | os.PathLike) -> dict[int, float]:
-    """Seconds since the first logged step, by step, from the TensorBoard events beside a CSV log without a clock.
+    """Seconds trained, by step, from the TensorBoard events beside a CSV log without a clock.
 
     ``asr train`` writes ``logs/csv/metrics.csv`` and ``logs/tensorboard/``; TensorBoard stamps every value with
-    the wall-clock time, so runs logged before ``elapsed_s`` existed still get a time axis (counted from the
-    first logged step, and including any pause between a stop and its resume). Empty when there is none.
+    the wall-clock time, so runs logged before ``elapsed_s`` existed still get a time axis. Each run (resume) has
+    its own event file: its clock goes on from the time of the step before the first one it logs, so the pause
+    between a stop and its resume is left out, and the steps a resume did again take its times. Empty when there
+    is no event file.
     """
     folder = Path(metrics_csv).resolve().parent.parent / "tensorboard"
-    if not any(folder.glob("events.out.tfevents.*")):
-        return {}
+    clock: dict[int, float] = {}
     try:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-        events.Reload()
-        stamps: dict[int, float] = {}
-        for tag in events.Tags().get("scalars", []):
-            for e in events.Scalars(tag):
-                stamps[int(e.step)] = max(e.wall_time, stamps.get(int(e.step), e.wall_time))
+        for path in event_files(folder):
+            stamps = event_stamps(path)
+            if not stamps:
+                continue
+            resumed_at = min(stamps)
+            clock = {step: t for step, t in clock.items() if step < resumed_at}
+            offset = clock[max(clock)] if clock else 0.0
+            started = min(stamps.values())
+            clock.update({step: offset + t - started for step, t in stamps.items()})
     except Exception as e:  # noqa: BLE001 - only a fallback: the curves against steps need none of it
         log.debug("no clock from %s: %s", folder, e)
         return {}
-    if not stamps:
-        return {}
-    start = min(stamps.values())
-    return {step: t - start for step, t in stamps.items()}
+    return clock
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, list[tuple[int, float, float]]]:
