@@ -1,10 +1,11 @@
 """Training curves: ``curves.png`` (losses, validation WER/CER and learning rate, against steps and against time).
 
-The figures come from the CSV log Lightning writes (``logs/csv/metrics.csv``), so a run can be plotted again
-afterwards (``python -m asr.curves OUTPUT_DIR/logs/csv/metrics.csv curves.png``). Lightning logs no clock, so
-:class:`TrainingCurves` adds an ``elapsed_s`` column: seconds trained, continuing across resumes when given the
-time already trained. Rows without it (validation rows) take the time of their step, interpolated; logs written
-before the column existed take their clock from the TensorBoard events Lightning writes beside them.
+The figures come from the training log (``logs/csv/metrics.csv``, :mod:`asr.training_log`: the whole run, across
+resumes), so a run can be plotted again afterwards (``python -m asr.curves OUTPUT_DIR/logs/csv/metrics.csv
+curves.png``). Lightning logs no clock, so :class:`TrainingCurves` adds an ``elapsed_s`` column: seconds trained,
+the time :class:`asr.run_control.RunControl` counts and checkpoints, so it goes on from a resume without the pause
+before it. Rows without it (validation rows) take the time of their step, interpolated; logs written before the
+column existed take their clock from the TensorBoard events Lightning writes beside them.
 
 Plotting stays out of the hot path: the callback logs one number per step, draws at a validation end only when
 the last drawing took under 2 % of the time since it (1-2 s each on a busy 2-core CPU, so at most once every
@@ -48,32 +49,58 @@ def smoothed(values: list[float], log_scale: bool = False) -> list[float]:
     return out
 
 
+def event_files(folder: Path) -> list[Path]:
+    """A TensorBoard folder's event files in the order they were written (one per run: a resumed run adds one).
+
+    Their names are ``events.out.tfevents.<unix time>.<host>.<pid>.<counter>``."""
+
+    def written(path: Path) -> tuple[int, int, str]:
+        parts = path.name.split(".")
+        try:
+            return int(parts[3]), int(parts[-1]), path.name
+        except (IndexError, ValueError):
+            return int(path.stat().st_mtime), 0, path.name
+
+    return sorted(folder.glob("events.out.tfevents.*"), key=written)
+
+
+def event_stamps(path: Path) -> dict[int, float]:
+    """The latest wall-clock time of a logged value at each step of one event file (hyperparameter summaries and
+    the ``hp_metric`` placeholder, which Lightning logs at step 0 whenever a run starts, left out)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    stamps: dict[int, float] = {}
+    for e in EventFileLoader(str(path)).Load():
+        if any(v.tag != "hp_metric" and not v.tag.startswith("_hparams_") for v in e.summary.value):
+            stamps[int(e.step)] = max(e.wall_time, stamps.get(int(e.step), e.wall_time))
+    return stamps
+
+
 def tensorboard_clock(metrics_csv: str | os.PathLike) -> dict[int, float]:
-    """Seconds since the first logged step, by step, from the TensorBoard events beside a CSV log without a clock.
+    """Seconds trained, by step, from the TensorBoard events beside a CSV log without a clock.
 
     ``asr train`` writes ``logs/csv/metrics.csv`` and ``logs/tensorboard/``; TensorBoard stamps every value with
-    the wall-clock time, so runs logged before ``elapsed_s`` existed still get a time axis (counted from the
-    first logged step, and including any pause between a stop and its resume). Empty when there is none.
+    the wall-clock time, so runs logged before ``elapsed_s`` existed still get a time axis. Each run (resume) has
+    its own event file: its clock goes on from the time of the step before the first one it logs, so the pause
+    between a stop and its resume is left out, and the steps a resume did again take its times. Empty when there
+    is no event file.
     """
     folder = Path(metrics_csv).resolve().parent.parent / "tensorboard"
-    if not any(folder.glob("events.out.tfevents.*")):
-        return {}
+    clock: dict[int, float] = {}
     try:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-        events.Reload()
-        stamps: dict[int, float] = {}
-        for tag in events.Tags().get("scalars", []):
-            for e in events.Scalars(tag):
-                stamps[int(e.step)] = max(e.wall_time, stamps.get(int(e.step), e.wall_time))
+        for path in event_files(folder):
+            stamps = event_stamps(path)
+            if not stamps:
+                continue
+            resumed_at = min(stamps)
+            clock = {step: t for step, t in clock.items() if step < resumed_at}
+            offset = clock[max(clock)] if clock else 0.0
+            started = min(stamps.values())
+            clock.update({step: offset + t - started for step, t in stamps.items()})
     except Exception as e:  # noqa: BLE001 - only a fallback: the curves against steps need none of it
         log.debug("no clock from %s: %s", folder, e)
         return {}
-    if not stamps:
-        return {}
-    start = min(stamps.values())
-    return {step: t - start for step, t in stamps.items()}
+    return clock
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, list[tuple[int, float, float]]]:
@@ -205,30 +232,28 @@ def plot_training_curves(metrics_csv: str | os.PathLike, png: str | os.PathLike,
 
 
 class TrainingCurves(L.Callback):
-    """Logs ``elapsed_s`` every step and draws ``png`` from the CSV log at validation ends (when cheap) and at the
-    end of training, including a stop by an exception. Never raises: a failure to draw is logged as a warning.
+    """Logs ``elapsed_s`` every step and draws ``png`` from the training log at validation ends (when cheap) and at
+    the end of training, including a stop by an exception. Never raises: a failure to draw is logged as a warning.
 
-    ``time_before`` returns the seconds trained before this run started (a resumed run continues the time axis).
+    ``clock`` returns the seconds trained so far, read at each step's end: ``asr train`` gives RunControl's, which
+    a checkpoint stores, so a resumed run's axis goes on from the value its checkpoint holds, and the steps it
+    re-does get times after the ones before it. Without one, the seconds since this run's training started.
     """
 
-    def __init__(self, png: str | os.PathLike, time_before: Callable[[], float] | None = None,
-                 max_share: float = 0.02):
+    def __init__(self, png: str | os.PathLike, clock: Callable[[], float] | None = None, max_share: float = 0.02):
         self.png = Path(png)
-        self.time_before = time_before
+        self.clock = clock
         self.max_share = max_share
         self._t0 = time.monotonic()
-        self._offset = 0.0
         self._last_drawn: float | None = None
         self._last_cost = 1.0  # a first guess (matplotlib's import included): no drawing in the first 50 s
         self._disabled = False  # after a failure at a validation end; the end of training still tries once
 
     def _elapsed(self) -> float:
-        return self._offset + time.monotonic() - self._t0
+        return float(self.clock()) if self.clock else time.monotonic() - self._t0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._t0 = time.monotonic()
-        self._offset = float(self.time_before()) if self.time_before else 0.0
-        self._last_drawn = self._t0
+        self._t0 = self._last_drawn = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
@@ -253,7 +278,7 @@ class TrainingCurves(L.Callback):
     def _draw(self, trainer: L.Trainer, at_end: bool) -> None:
         started = time.monotonic()
         try:
-            metrics = self._flush_csv_log(trainer)
+            metrics = self._flush_log(trainer)
             plot_training_curves(metrics, self.png, title=f"{self.png.parent.name}: step {trainer.global_step}, "
                                                           f"epoch {trainer.current_epoch}")
         except Exception as e:  # noqa: BLE001 - a picture must never cost a training run
@@ -269,15 +294,15 @@ class TrainingCurves(L.Callback):
             log.info("wrote %s (%.1f s)", self.png, self._last_cost)
 
     @staticmethod
-    def _flush_csv_log(trainer: L.Trainer) -> str:
-        """Write Lightning's buffered CSV rows (it flushes every 100 steps) and return the file's path."""
-        from lightning.pytorch.loggers import CSVLogger
+    def _flush_log(trainer: L.Trainer) -> Path:
+        """Write the training log's pending rows and return its path."""
+        from asr.training_log import MetricsLog
 
         for logger in trainer.loggers:
-            if isinstance(logger, CSVLogger):
+            if isinstance(logger, MetricsLog):
                 logger.save()
-                return logger.experiment.metrics_file_path
-        raise ValueError("no CSV logger: nothing to plot from")
+                return logger.path
+        raise ValueError("no training log (asr.training_log.MetricsLog): nothing to plot from")
 
 
 def main(argv: list[str] | None = None) -> int:

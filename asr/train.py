@@ -17,7 +17,6 @@ from typing import Sequence
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from asr.audio import load_audio
@@ -31,6 +30,7 @@ from asr.dataset import Skipped
 from asr.manifest import Utterance, read_manifest
 from asr.model_file import save_model
 from asr.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
+from asr.training_log import MetricsLog, TensorBoardLog
 
 log = logging.getLogger("asr")
 
@@ -324,7 +324,7 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     # Reports: curves.png from the CSV log at validation ends (when cheap) and at the end; never fails training.
     from asr.curves import TrainingCurves
 
-    all_callbacks.append(TrainingCurves(out / "curves.png", time_before=lambda: control.elapsed))
+    all_callbacks.append(TrainingCurves(out / "curves.png", clock=lambda: control.elapsed))
     precision = resolve_precision(t.precision, t.accelerator)
     log.info("precision %s%s", precision, " (trainer.precision: auto)" if t.precision == "auto" else "")
     trainer = L.Trainer(
@@ -336,8 +336,8 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         val_check_interval=timedelta(minutes=t.val_check_minutes) if t.val_check_minutes else 1.0,
         callbacks=all_callbacks, enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
         use_distributed_sampler=False,
-        logger=[TensorBoardLogger(out / "logs", name="tensorboard", version=""),
-                CSVLogger(out / "logs", name="csv", version="")],
+        logger=[TensorBoardLog(out / "logs", resume=checkpoint is not None),
+                MetricsLog(out / "logs" / "csv" / "metrics.csv", resume=checkpoint is not None)],
         num_sanity_val_steps=0,
     )
     started = time.time()

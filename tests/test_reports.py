@@ -73,6 +73,22 @@ def test_an_older_log_takes_its_clock_from_the_tensorboard_events_beside_it(tmp_
     assert [p[1] for p in read_metrics(metrics)["val_wer"]] == [15.0, 35.0, 55.0]
 
 
+def test_an_older_resumed_log_takes_a_clock_without_the_pause_before_the_resume(tmp_path):
+    """One event file per run: a crash after step 7, a resume an hour later from the checkpoint of step 5 (so
+    steps 6-7 are done again); Lightning logs its hp_metric placeholder at step 0 in every run."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    (tmp_path / "logs" / "csv").mkdir(parents=True)
+    metrics = write_metrics(tmp_path / "logs" / "csv" / "metrics.csv", timed=False)
+    for start, steps in ((1000.0, range(0, 8)), (9000.0, range(6, 12))):
+        writer = SummaryWriter(str(tmp_path / "logs" / "tensorboard"))
+        writer.add_scalar("hp_metric", -1, walltime=start - 10)
+        for step in steps:
+            writer.add_scalar("train_loss_step", 1.0, step, walltime=start + 5 * (step - steps[0]))
+        writer.close()
+    assert [p[1] for p in read_metrics(metrics)["val_wer"]] == [15.0, 30.0, 50.0]
+
+
 def test_a_log_with_nothing_to_plot_is_a_clear_error(tmp_path):
     (tmp_path / "m.csv").write_text("epoch,step,lr-AdamW/pg1\n0,0,0.001\n")
     with pytest.raises(ValueError, match="no loss or error-rate column"):
@@ -83,14 +99,9 @@ class FakeTrainer:
     is_global_zero, sanity_checking, global_step, current_epoch = True, False, 7, 1
 
     def __init__(self, metrics_file=None):
-        self.loggers = []
-        if metrics_file is not None:
-            from lightning.pytorch.loggers import CSVLogger
+        from asr.training_log import MetricsLog
 
-            logger = CSVLogger(metrics_file.parent / "logs", name="", version="")
-            logger.experiment.metrics_file_path = str(metrics_file)
-            logger.experiment.metrics = []
-            self.loggers.append(logger)
+        self.loggers = [] if metrics_file is None else [MetricsLog(metrics_file)]
 
 
 def test_a_failure_to_plot_is_a_warning_never_an_exception(tmp_path, caplog):
@@ -99,7 +110,7 @@ def test_a_failure_to_plot_is_a_warning_never_an_exception(tmp_path, caplog):
         callback.on_fit_end(FakeTrainer(), None)  # no CSV log at all
         callback.on_exception(FakeTrainer(tmp_path / "missing.csv"), None, RuntimeError("boom"))
     assert not (tmp_path / "curves.png").exists()
-    assert "curves.png not written" in caplog.text and "no CSV logger" in caplog.text
+    assert "curves.png not written" in caplog.text and "no training log" in caplog.text
 
     write_metrics(tmp_path / "metrics.csv")
     callback.on_fit_end(FakeTrainer(tmp_path / "metrics.csv"), None)

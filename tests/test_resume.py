@@ -4,6 +4,7 @@ The runs use the tiny model with every augmentation that needs no noise files an
 ``num_workers=0``; a run is stopped mid-epoch by a real SIGINT (Ctrl-C) or SIGTERM sent to this process.
 """
 
+import csv
 import os
 import signal
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from asr.config import ConfigError, load_config
+from asr.curves import read_metrics
 from asr.train import TrainingStopped, train
 
 from conftest import TINY_MODEL
@@ -113,3 +115,51 @@ def test_resuming_a_finished_run_says_so(tiny_corpus, tmp_path):
     run(tiny_corpus, tmp_path, "trainer.max_epochs=1")
     with pytest.raises(ConfigError, match="already trained 1 epochs .*; nothing to do.*pass a larger --max-epochs"):
         run(tiny_corpus, tmp_path, "trainer.max_epochs=1", resume=True)
+
+
+class CrashAt(L.Callback):
+    """Raises as batch ``batch_idx`` of epoch ``epoch`` starts: a crash, with no checkpoint written for it."""
+
+    def __init__(self, epoch: int, batch_idx: int):
+        self.epoch, self.batch_idx = epoch, batch_idx
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch_idx:
+            raise RuntimeError("simulated crash")
+
+
+def test_the_log_and_curves_of_a_stopped_crashed_and_resumed_run_cover_it_whole(tiny_corpus, tmp_path):
+    """Stopped by Ctrl-C mid-epoch, resumed, crashed in its second epoch (last.ckpt is then the first epoch's end,
+    so the steps logged since are done again), resumed to the end: the log curves.png is drawn from holds every
+    step once, from the first to the last, with the re-done steps' values, and a clock that never goes back."""
+    with pytest.raises(TrainingStopped):
+        run(tiny_corpus, tmp_path, callbacks=[SendSignal(signal.SIGINT, 2)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tiny_corpus, tmp_path, resume=True, callbacks=[CrashAt(epoch=1, batch_idx=2)])
+    crashed_at = last_state(tmp_path)["global_step"]  # the first epoch's end
+    run(tiny_corpus, tmp_path, resume=True)
+    steps = last_state(tmp_path)["global_step"]
+    assert steps > crashed_at + 2
+
+    with open(tmp_path / "logs" / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    train = [r for r in rows if r["train_loss_step"]]
+    assert [int(r["step"]) for r in train] == list(range(steps))
+    lr_key = next(k for k in rows[0] if k.startswith("lr-"))
+    assert [int(r["step"]) for r in rows if r[lr_key]] == list(range(steps))
+    validations = [int(r["step"]) for r in rows if r["val_wer"]]  # the stop validates too, at step 2
+    assert validations == sorted(set(validations)) and len(validations) >= 3 and validations[-1] == steps - 1
+    clock = [float(r["elapsed_s"]) for r in train]
+    assert clock[0] >= 0 and all(a < b for a, b in zip(clock, clock[1:]))
+    assert [int(r["step"]) for r in rows] == sorted(int(r["step"]) for r in rows)  # in order, as logged
+
+    series = read_metrics(tmp_path / "logs" / "csv" / "metrics.csv")
+    assert [p[0] for p in series["train_loss_step"]] == list(range(steps))
+    assert (tmp_path / "curves.png").exists()
+
+    # TensorBoard keeps each run's event file; the restarts it is told of hide the steps that were done again
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "logs" / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train_loss_step")] == list(range(steps))
