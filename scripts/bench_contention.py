@@ -72,7 +72,8 @@ def measure(args: argparse.Namespace, spincount: str, competitor: bool) -> dict[
         env["GOMP_SPINCOUNT"] = spincount
     rival = None
     if competitor:
-        rival = subprocess.Popen([sys.executable, "-c", COMPETITOR, str(args.threads)], env=env)
+        rival = subprocess.Popen(["nice", "-n", str(args.competitor_nice), sys.executable, "-c", COMPETITOR,
+                                  str(args.threads)], env=env)
         time.sleep(2.0)  # let it start spinning
     try:
         done = subprocess.run([sys.executable, "-c", MEASURE, args.config, str(args.threads), str(args.seconds),
@@ -98,9 +99,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement before giving up")
+    p.add_argument("--competitor-nice", type=int, default=0, help="niceness of the other process (0-19)")
     args = p.parse_args()
     print(f"# {' '.join(sys.argv)}")
-    print(f"# torch threads {args.threads}, batch {args.batch} x {args.seconds:g} s of noise, {args.config}; "
+    print(f"# torch threads {args.threads}, batch {args.batch} x {args.seconds:g} s of noise, {args.config}, "
+          f"other process at nice {args.competitor_nice}; "
           "audio-seconds per second, median of the repeats (first repeat included: it pays the warm-up)")
     print("| GOMP_SPINCOUNT | other process | inference | training |")
     print("|---|---|---|---|")
