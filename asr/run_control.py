@@ -165,6 +165,18 @@ class RunControl(L.Callback):
             trainer.should_stop = True
 
     @staticmethod
+    def _validation_due(trainer: L.Trainer) -> bool:
+        """Whether Lightning's clock-based validation would run after this batch on this rank."""
+        interval = getattr(trainer, "_val_check_time_interval", None)
+        if interval is None:
+            return False
+        last = getattr(trainer, "_last_val_time", None)
+        if last is None:
+            raise RuntimeError("this Lightning version validates on a clock without the trainer attributes asr "
+                               "reads to keep ranks in step: leave trainer.val_check_minutes unset")
+        return time.monotonic() - last >= interval
+
+    @staticmethod
     def _last_batch_of_run(trainer: L.Trainer, batch_idx: int) -> bool:
         if 0 <= trainer.max_steps <= trainer.global_step:
             return True
@@ -181,11 +193,17 @@ class RunControl(L.Callback):
         """Agree with the other ranks on the time trained and on any stop request; stop if either says so."""
         assert self._started is not None
         request = max(self._request, SIGTERM if trainer.received_sigterm else 0)
-        state = torch.tensor([self._elapsed_at_start + time.monotonic() - self._started, float(request)],
+        state = torch.tensor([self._elapsed_at_start + time.monotonic() - self._started, float(request),
+                              float(self._validation_due(trainer))],
                              dtype=torch.float64, device=trainer.strategy.root_device)
         if trainer.world_size > 1:
             state = trainer.strategy.reduce(state, reduce_op="max")
-        elapsed, request = state.tolist()
+        elapsed, request, due = state.tolist()
+        if due:
+            # Lightning's clock-based validation (trainer.val_check_minutes) asks each rank's own clock; ranks
+            # that disagreed would wait forever in each other's collectives. Whenever one rank's clock says so,
+            # every rank validates after this batch.
+            trainer._last_val_time = float("-inf")
         self.elapsed = elapsed
         if request and self.stop_reason is None:
             self.stop_reason = STOP_REASONS[int(request)]

@@ -215,3 +215,25 @@ def test_the_last_step_of_a_run_is_always_validated(tiny_corpus, tmp_path, stop)
     meta = load_model(tmp_path / "model.pt").metadata
     assert [v["step"] for v in meta["validations"]] == [meta["steps"]]
     assert meta["best_val_wer"] == pytest.approx(meta["validations"][0]["val_wer"])
+
+
+def test_ranks_validate_on_the_clock_together():
+    # Lightning's clock-based validation asks each rank's own clock; RunControl's per-batch agreement makes every
+    # rank validate when any rank's clock says so (ranks that disagreed would hang in each other's collectives)
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    def rank(last_val_age: float, other_rank_due: float) -> SimpleNamespace:
+        other = torch.tensor([0.0, 0.0, other_rank_due], dtype=torch.float64)
+        strategy = SimpleNamespace(root_device=torch.device("cpu"),
+                                   reduce=lambda t, reduce_op: torch.maximum(t, other))
+        return SimpleNamespace(received_sigterm=False, strategy=strategy, world_size=2, should_stop=False,
+                               _val_check_time_interval=60.0, _last_val_time=time.monotonic() - last_val_age)
+
+    for age, other_due, validates in ((10.0, 1.0, True), (10.0, 0.0, False), (61.0, 0.0, True)):
+        trainer, control = rank(age, other_due), RunControl()
+        control._started = time.monotonic()
+        control._check(trainer)
+        assert (trainer._last_val_time == float("-inf")) == validates
