@@ -387,3 +387,31 @@ def test_word_pieces_take_a_word_lm_and_refuse_a_char_lm(word_lm, char_lm):
     assert BeamSearchDecoder(bpe, word_lm).mode == "lexicon"  # the lexicon is spelled in pieces
     with pytest.raises(LMError, match="character LM needs a character model"):
         BeamSearchDecoder(bpe, char_lm)
+
+
+@pytest.mark.parametrize("blanks_between_words", [1, 2])
+def test_word_pieces_through_the_lexicon_keep_a_word_whose_last_piece_is_held(tmp_path, blanks_between_words):
+    # Word pieces have no space label: a word must still end after its last piece however long it is held, and
+    # not run on into a longer lexicon word ("six" -> "sixty") to pay for the held frames.
+    from asr.tokenizer import BPETokenizer
+
+    lines = ["six eight", "eight six", "sixty eighty", "eighty sixty", "six six", "eighty six"]
+    bpe = BPETokenizer.train(lines * 5, vocab_size=24)
+    path = tmp_path / "numbers.arpa"
+    write_arpa(build_kneser_ney([s.split() for s in lines * 3], 3), path)
+    rows = []
+    for n, word in enumerate("six eight six".split()):
+        if n:
+            rows += [bpe.blank_id] * blanks_between_words
+        for piece in bpe.word_ids(word):
+            rows += [piece] * 3  # each piece held for three frames, no blank inside the word
+    x = np.full((len(rows), len(bpe)), np.log(1e-3 / len(bpe)), dtype=np.float32)
+    x[np.arange(len(rows)), rows] = np.log(0.95)
+    from asr.decoding import greedy_decode
+
+    assert greedy_decode(torch.from_numpy(x)[None], torch.tensor([len(x)]), bpe)[0] == "six eight six"
+    decoder = BeamSearchDecoder(bpe, path, options=BeamSearchOptions(lm_weight=0.0, beam_size=16))
+    for weight in (0.0, 1.0):
+        hyp = decoder.with_options(lm_weight=weight).decode_one(x)
+        assert hyp.text == "six eight six"
+        assert bpe.decode(hyp.tokens).strip() == "six eight six" and len(hyp.frames) == len(hyp.tokens)
