@@ -30,6 +30,9 @@ from torch import nn
 
 log = logging.getLogger("asr")
 
+# The largest batch (padded seconds) the probe tries, cap or no cap.
+MAX_PROBE_SECONDS = 40_000.0
+
 
 @dataclass
 class ProbeResult:
@@ -121,8 +124,8 @@ def _step(model: nn.Module, n: int, samples: int, target_len: int, vocab: int, b
 
 def probe_batch_seconds(model: nn.Module, longest_seconds: float, sample_rate: int, vocab_size: int,
                         device: torch.device | str = "cuda", amp_dtype: torch.dtype | None = torch.float16,
-                        memory_fraction: float = 0.6, max_batch_seconds: float = 40_000.0, min_gain: float = 0.0,
-                        blank: int = 0, chars_per_second: float = 15.0) -> ProbeResult:
+                        memory_fraction: float = 0.6, max_batch_seconds: float = MAX_PROBE_SECONDS,
+                        min_gain: float = 0.0, blank: int = 0, chars_per_second: float = 15.0) -> ProbeResult:
     """The padded-seconds budget to train with on ``device`` (a CUDA device): see :func:`choose_batch`.
 
     ``model`` maps (audio, lengths) to (log-probs, frame lengths), as :class:`asr.model.ASRModel` does; it is
@@ -211,7 +214,7 @@ def choose_auto_batch(on_gpu: bool, probe: Callable[[float], float], reference_s
         log.info("data.max_batch_seconds: auto on a CPU: training with data.reference_batch_seconds = %g s and "
                  "optim.lr = %g (the probe measures GPU memory)", reference_seconds, lr)
         return BatchChoice(reference_seconds, lr, "CPU fallback")
-    limit = cap_seconds if cap_seconds is not None else 40_000.0
+    limit = cap_seconds if cap_seconds is not None else MAX_PROBE_SECONDS
     seconds = agree(probe(limit))
     scaled = scale_lr(lr, seconds, reference_seconds)
     # The probe stops within one utterance of the limit when memory is not what binds.

@@ -438,7 +438,9 @@ async def _stream_session(ws: WebSocket, recognizer: Recognizer, pool: Inference
         note = recognizer.streaming_note()
         session = await pool.compute(recognizer.open_stream)
         dtype = np.dtype(STREAM_ENCODINGS[encoding])
-        converter = _RateConverter(rate, recognizer.sample_rate)
+        from asr.streaming import StreamResampler
+
+        converter = StreamResampler(rate, recognizer.sample_rate)
         decoder = recognizer.decoder_info()
         await ws.send_json({"type": "ready", "mode": mode, "note": note, "sample_rate": rate, "encoding": encoding,
                             "model_sample_rate": recognizer.sample_rate, "decoder": decoder["name"],
@@ -467,7 +469,9 @@ async def _stream_session(ws: WebSocket, recognizer: Recognizer, pool: Inference
                 samples = samples[: max(0, int(limits.max_duration * rate) - received)]
                 stopped = f"the stream reached this server's limit of {limits.max_duration:g} s"
             received += samples.shape[0]
-            audio = converter(samples.astype(np.float32) / 32768.0 if dtype.kind == "i" else samples)
+            # a copy either way: the message's buffer is read-only
+            audio = converter(samples.astype(np.float32) / 32768.0 if dtype.kind == "i"
+                              else np.array(samples, dtype=np.float32))
             partial = await pool.compute(session.accept, audio)
             if partial.text != text:
                 text = partial.text
@@ -497,23 +501,6 @@ def _is_end(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(message, dict) and message.get("type") == "end"
-
-
-class _RateConverter:
-    """Streams PCM from the client's rate to the model's (soxr keeps its filter state across chunks)."""
-
-    def __init__(self, in_rate: int, out_rate: int):
-        self.stream = None
-        if in_rate != out_rate:
-            import soxr
-
-            self.stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
-
-    def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
-        audio = np.array(audio, dtype=np.float32)  # a copy: the message's buffer is read-only
-        if self.stream is None:
-            return audio
-        return self.stream.resample_chunk(audio, last=last)
 
 
 def is_loopback(host: str) -> bool:

@@ -412,7 +412,7 @@ def file_chunks(path: str | os.PathLike, sample_rate: int, chunk_samples: int) -
 
     info = audio_info(path)  # AudioError naming the file when it is missing, empty or not audio
     block = max(1, int(round(chunk_samples * info.sample_rate / sample_rate)))
-    resampler = _Resampler(info.sample_rate, sample_rate)
+    resampler = StreamResampler(info.sample_rate, sample_rate)
     try:
         for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
             out = resampler(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
@@ -434,7 +434,7 @@ def pcm_chunks(stream: BinaryIO, rate: int, sample_rate: int, chunk_samples: int
     """
     want = max(2, 2 * int(round(chunk_samples * rate / sample_rate)))
     read = getattr(stream, "read1", stream.read)
-    resampler = _Resampler(rate, sample_rate)
+    resampler = StreamResampler(rate, sample_rate)
     carry = b""
     while True:
         data = read(want)
@@ -485,7 +485,7 @@ def paced(chunks: Iterable[np.ndarray], sample_rate: int) -> Iterator[np.ndarray
         yield chunk
 
 
-class _Resampler:
+class StreamResampler:
     """soxr's streaming resampler, or nothing at all when the rates agree (so samples pass through untouched)."""
 
     def __init__(self, in_rate: int, out_rate: int):
