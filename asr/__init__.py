@@ -6,8 +6,8 @@ manifest -> dataset -> batch -> features -> model -> log-probs -> decoding -> te
 From Python (as whisper does it)::
 
     import asr
-    from asr.evaluate import evaluate
-    from asr.transcribe import transcribe
+    from asr.evaluation.evaluate import evaluate
+    from asr.inference.transcribe import transcribe
 
     model = asr.load_model("exp/synth/model.pt")
     for t in transcribe(model, ["a.wav", "long_recording.flac"], word_timestamps=True):
@@ -15,9 +15,9 @@ From Python (as whisper does it)::
     print(evaluate(model, "data/synth/test.jsonl").summary()["wer"])
 
 ``asr.load_model`` is imported on first use (PEP 562), so ``import asr`` and ``asr --help`` stay fast. Unlike
-whisper, ``asr.transcribe`` and ``asr.evaluate`` name the modules, not the functions: importing a submodule sets
+whisper, ``asr.inference.transcribe`` and ``asr.evaluation.evaluate`` name the modules, not the functions: importing a submodule sets
 the package attribute of the same name, so a lazy function there would be replaced by its module as soon as
-anything imported ``asr.transcribe``.
+anything imported ``asr.inference.transcribe``.
 """
 
 import os
@@ -35,7 +35,7 @@ if "torch" not in sys.modules:
 
 __version__ = "0.1.0"
 
-_LAZY = {"load_model": "asr.model_file"}
+_LAZY = {"load_model": "asr.model.file"}
 __all__ = ["__version__", *_LAZY]
 
 

@@ -28,10 +28,10 @@ import time
 MEASURE = r"""
 import json, sys, time, dataclasses
 import torch
-from asr.config import load_config
-from asr.features import FeatureConfig
-from asr.model import ASRModel
-from asr.tokenizer import CharTokenizer
+from asr.training.config import load_config
+from asr.model.features import FeatureConfig
+from asr.model.network import ASRModel
+from asr.data.tokenizer import CharTokenizer
 config_path, threads, seconds, batch, repeats = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 torch.manual_seed(0)

@@ -3,7 +3,7 @@
 
 Why: an export is only worth shipping if it says the same thing as the model it came from, and int8 only if
 it is faster for a WER cost that is known. This script exports ``--model`` to ONNX (fp32 and int8, through
-:mod:`asr.export`), quantises a copy in PyTorch as well, and runs four engines on the utterances of
+:mod:`asr.model.export`), quantises a copy in PyTorch as well, and runs four engines on the utterances of
 ``--manifest``, one utterance at a time (batch 1, the latency case):
 
 * parity of onnxruntime fp32 with PyTorch fp32: the largest absolute log-prob difference within each
@@ -36,7 +36,7 @@ from typing import Callable
 
 # Before torch loads OpenMP: waiting threads sleep instead of spinning. On a CPU shared with other jobs a
 # spinning OpenMP barrier waits for a descheduled peer, and PyTorch's batch-1 LSTM became 10-100x slower and
-# erratic here (onnxruntime's threads are told not to spin either, see asr.export.OnnxModel).
+# erratic here (onnxruntime's threads are told not to spin either, see asr.model.export.OnnxModel).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
@@ -63,7 +63,7 @@ def pad(audios: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode(log_probs: np.ndarray, lengths: np.ndarray, tokenizer) -> list[str]:
-    from asr.decoding import greedy_decode
+    from asr.decoding.greedy import greedy_decode
 
     return greedy_decode(torch.from_numpy(log_probs), torch.from_numpy(lengths), tokenizer)
 
@@ -85,12 +85,12 @@ def main() -> int:
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
 
-    from asr.audio import load_audio
-    from asr.export import OnnxModel, export_onnx, quantize_torch
-    from asr.manifest import read_manifest
-    from asr.metrics import ErrorRates
-    from asr.model_file import load_model
-    from asr.tokenizer import normalize_text
+    from asr.data.audio import load_audio
+    from asr.model.export import OnnxModel, export_onnx, quantize_torch
+    from asr.data.manifest import read_manifest
+    from asr.evaluation.metrics import ErrorRates
+    from asr.model.file import load_model
+    from asr.data.tokenizer import normalize_text
 
     torch.set_num_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)

@@ -35,7 +35,7 @@ import torch
 LOAD_SNIPPET = """
 import json, sys, time
 t0 = time.perf_counter()
-from asr.model_file import load_model
+from asr.model.file import load_model
 t1 = time.perf_counter()
 load_model(sys.argv[1], sys.argv[2])
 t2 = time.perf_counter()
@@ -64,14 +64,14 @@ def sync(device: torch.device) -> None:
 
 def build_model(args: argparse.Namespace, device: torch.device) -> tuple[Any, str, str]:
     """(LoadedModel, path of a model file, where it came from); a config's model is saved to a temp file."""
-    from asr.model_file import LoadedModel, load_model, save_model
+    from asr.model.file import LoadedModel, load_model, save_model
 
     if args.model:
         return load_model(args.model, device), args.model, args.model
-    from asr.config import load_config
-    from asr.features import FeatureConfig
-    from asr.model import ASRModel
-    from asr.tokenizer import CharTokenizer
+    from asr.training.config import load_config
+    from asr.model.features import FeatureConfig
+    from asr.model.network import ASRModel
+    from asr.data.tokenizer import CharTokenizer
 
     config = load_config(args.config, args.overrides)
     tokenizer = CharTokenizer(config.tokenizer.alphabet)
@@ -92,7 +92,7 @@ def time_rtf(loaded: Any, batch_size: int, duration: float, device: torch.device
     Two untimed runs first (cuDNN plans, allocator, oneDNN primitives), then as many timed runs as fit in
     ``min_seconds`` (at least 3, at most ``max_reps``).
     """
-    from asr.decoding import greedy_decode
+    from asr.decoding.greedy import greedy_decode
 
     model, tokenizer = loaded.model, loaded.tokenizer
     n = int(round(duration * model.sample_rate))
@@ -220,7 +220,7 @@ def fmt_table(r: dict[str, Any]) -> str:
             lines.append(f"model load (cold subprocess) failed: {load['error']}")
         else:
             lines.append(f"model load {load['file_mb']:.1f} MiB file, cold process {load['process_s']:.2f} s: "
-                         f"import asr.model_file {load['import_s']:.2f} s, first load_model "
+                         f"import asr.model.file {load['import_s']:.2f} s, first load_model "
                          f"{load['first_load_s']:.2f} s (incl. librosa import), second {load['second_load_s']:.3f} s")
     tr = r.get("transcribe")
     if tr:

@@ -38,12 +38,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from asr.audio import load_audio
-    from asr.decoding import GreedyDecoder
-    from asr.lm import read_arpa_info
-    from asr.lm_decoding import BeamSearchDecoder, BeamSearchOptions
-    from asr.manifest import read_manifest
-    from asr.model_file import load_model
+    from asr.data.audio import load_audio
+    from asr.decoding.greedy import GreedyDecoder
+    from asr.decoding.ngram import read_arpa_info
+    from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions
+    from asr.data.manifest import read_manifest
+    from asr.model.file import load_model
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from asr.manifest import read_manifest
-from asr.metrics import word_errors
-from asr.tokenizer import normalize_text
+from asr.data.manifest import read_manifest
+from asr.evaluation.metrics import word_errors
+from asr.data.tokenizer import normalize_text
 
 RATE = 16000
 

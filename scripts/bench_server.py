@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     files, refs = audio_files(args.manifest, args.files)
     import soundfile as sf
 
-    from asr.metrics import ErrorRates
-    from asr.tokenizer import normalize_text
+    from asr.evaluation.metrics import ErrorRates
+    from asr.data.tokenizer import normalize_text
 
     seconds = [sf.info(f).duration for f in files]
     audio_seconds = sum(seconds[i % len(files)] for i in range(args.requests))

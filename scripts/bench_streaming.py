@@ -26,12 +26,12 @@ import time
 import numpy as np
 import torch
 
-from asr.audio import load_audio
-from asr.decoding import greedy_decode
-from asr.manifest import read_manifest
-from asr.model_file import load_model
-from asr.streaming import StreamingRecognizer
-from asr.tokenizer import normalize_text
+from asr.data.audio import load_audio
+from asr.decoding.greedy import greedy_decode
+from asr.data.manifest import read_manifest
+from asr.model.file import load_model
+from asr.inference.streaming import StreamingRecognizer
+from asr.data.tokenizer import normalize_text
 
 
 def forced_align(log_probs: torch.Tensor, ids: list[int], blank: int = 0) -> list[tuple[int, int]]:

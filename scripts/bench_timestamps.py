@@ -36,7 +36,7 @@ def build_test_set(out_dir: Path, n_train: int, n_dev: int, n_test: int, seed: i
     """Render the test split that ``asr synth`` with these sizes draws (same texts, voices, conditions), with
     word times, without rendering train and dev."""
     from asr.corpora.synthetic import _render_to_file, draw_specs
-    from asr.manifest import Utterance, write_manifest
+    from asr.data.manifest import Utterance, write_manifest
 
     specs = draw_specs(out_dir, {"train": n_train, "dev": n_dev, "test": n_test}, seed, noise_prob)["test"]
     (out_dir / "test").mkdir(parents=True, exist_ok=True)
@@ -72,11 +72,11 @@ def describe(errors: Sequence[float]) -> str:
 def measure(model_path: str, manifest: str, limit: int | None) -> list[dict]:
     """Per reference word: voice, rate, reference times, reference-aligned times, and (when the hypothesis has
     the word) hypothesis-aligned times; plus one row per hypothesis word with its correctness and confidences."""
-    from asr.audio import load_audio
-    from asr.decoding import greedy_decode
-    from asr.manifest import read_manifest
-    from asr.model_file import load_model
-    from asr.timestamps import align_words
+    from asr.data.audio import load_audio
+    from asr.decoding.greedy import greedy_decode
+    from asr.data.manifest import read_manifest
+    from asr.model.file import load_model
+    from asr.decoding.alignment import align_words
 
     loaded = load_model(model_path)
     model, tok = loaded.model, loaded.tokenizer

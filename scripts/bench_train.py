@@ -7,8 +7,8 @@ how well the fused cuDNN / oneDNN kernels use the hardware. To tune any of these
 config that is comparable across machines (audio-seconds trained per wall-second) and a breakdown that says
 where the time goes (step time, padding, recurrent GFLOP/s next to the machine's own matmul peak).
 
-What is run is what ``asr train`` runs: a :class:`asr.ctc_module.CTCModule` built from the config, fed by a
-``DataLoader`` over :class:`asr.sampler.DynamicBucketingSampler` batches and :func:`asr.dataset.collate`, inside
+What is run is what ``asr train`` runs: a :class:`asr.training.ctc_module.CTCModule` built from the config, fed by a
+``DataLoader`` over :class:`asr.data.sampler.DynamicBucketingSampler` batches and :func:`asr.data.dataset.collate`, inside
 a Lightning ``Trainer`` with the config's precision, gradient clipping and AdamW. Only the audio is fake:
 random noise of realistic durations, held in memory, so disk and decoding do not enter the figure (augmentation
 such as speed perturbation does, as in training). The targets are random characters at a speaking rate of about
@@ -76,27 +76,27 @@ def synth_durations(kind: str, n: int, seed: int) -> np.ndarray:
 
 def manifest_durations(path: str) -> np.ndarray:
     """Durations of a real manifest (bad lines are ignored: only the distribution matters here)."""
-    from asr.manifest import read_manifest
+    from asr.data.manifest import read_manifest
 
     errors: list[str] = []
     return np.array([u.duration for u in read_manifest(path, strict=False, errors=errors)], dtype=np.float64)
 
 
 def manifest_texts(path: str) -> list[str]:
-    from asr.manifest import read_manifest
+    from asr.data.manifest import read_manifest
 
     return [u.text for u in read_manifest(path, strict=False, errors=[])]
 
 
 def pieces_per_char(tokenizer: Any, texts: Sequence[str]) -> float:
-    from asr.tokenizer import normalize_text
+    from asr.data.tokenizer import normalize_text
 
     sample = texts[:2000]
     return sum(len(tokenizer.encode(t)) for t in sample) / max(1, sum(len(normalize_text(t)) for t in sample))
 
 
 class NoiseDataset(torch.utils.data.Dataset):
-    """In-memory stand-in for :class:`asr.dataset.AudioDataset`: same item layout, audio cut from one noise buffer.
+    """In-memory stand-in for :class:`asr.data.dataset.AudioDataset`: same item layout, audio cut from one noise buffer.
 
     Slicing a shared buffer costs nothing, so the benchmark measures training rather than audio generation;
     the collate copy into the padded batch still happens, as in training.
@@ -298,11 +298,11 @@ def time_recurrent_stack(encoder: torch.nn.Module, batch_size: int, lengths: Seq
                          device: torch.device, amp_dtype: torch.dtype | None, reps: int) -> tuple[float, torch.dtype]:
     """Seconds per forward+backward of ``encoder.layers`` alone, on a batch of the given shape.
 
-    Run exactly as :class:`asr.model.Encoder` runs them (reverse index, dropout between layers, input that needs
+    Run exactly as :class:`asr.model.network.Encoder` runs them (reverse index, dropout between layers, input that needs
     a gradient as the conv front-end's output does), so the figure is the stack's share of a training step
     without the features, augmentation, CTC and optimizer around it. Returns (seconds, output dtype).
     """
-    from asr.model import reverse_index
+    from asr.model.network import reverse_index
 
     encoder.to(device).train()  # Lightning's teardown moved the module back to the CPU after fit()
     params = [p for p in encoder.layers.parameters()]
@@ -380,10 +380,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     """Config -> (config, CTCModule, DataLoader, sampler, durations), exactly as ``asr train`` builds them."""
-    from asr.config import load_config
-    from asr.ctc_module import CTCModule
-    from asr.dataset import collate
-    from asr.sampler import DynamicBucketingSampler
+    from asr.training.config import load_config
+    from asr.training.ctc_module import CTCModule
+    from asr.data.dataset import collate
+    from asr.data.sampler import DynamicBucketingSampler
 
     config = load_config(args.config, args.overrides)
     # Word pieces (tokenizer.type: bpe) are learned from the manifest's transcripts, as `asr train` does.
@@ -434,7 +434,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import lightning as L
 
-    from asr.sampler import padding_fraction
+    from asr.data.sampler import padding_fraction
 
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning").setLevel(logging.ERROR)

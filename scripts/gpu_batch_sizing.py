@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
 
-    from asr.batch_sizing import probe_batch_seconds, scale_lr
-    from asr.config import load_config
-    from asr.ctc_module import CTCModule
+    from asr.training.batch_sizing import probe_batch_seconds, scale_lr
+    from asr.training.config import load_config
+    from asr.training.ctc_module import CTCModule
 
     tiny = ["model.hidden_size=32", "model.num_layers=1"] if args.tiny else []
     config = load_config(args.config, tiny)

@@ -131,8 +131,8 @@ budget 40
 part f_padding_invariance_gpu 15 "$PY" - "$DEVICE" <<'EOF'
 import sys
 import torch
-from asr.features import FeatureConfig
-from asr.model import ASRModel, ModelDimensions
+from asr.model.features import FeatureConfig
+from asr.model.network import ASRModel, ModelDimensions
 
 device = torch.device(sys.argv[1])
 torch.manual_seed(0)

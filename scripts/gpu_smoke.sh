@@ -6,8 +6,8 @@ set -u; export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
 python3 - <<'PY'
 import torch
-from asr.model import ModelDimensions, ASRModel
-from asr.features import FeatureConfig
+from asr.model.network import ModelDimensions, ASRModel
+from asr.model.features import FeatureConfig
 m = ASRModel(ModelDimensions(vocab_size=29, hidden_size=64, num_layers=2), FeatureConfig()).cuda()
 x = torch.randn(2, 16000, device="cuda"); l = torch.tensor([16000, 9000], device="cuda")
 with torch.autocast("cuda", dtype=torch.bfloat16):

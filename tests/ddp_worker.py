@@ -1,6 +1,6 @@
 """One rank of the DDP test, started by torchrun: ``torchrun --nproc_per_node 2 ddp_worker.py TRAIN VAL OUT``.
 
-Trains the tiny model through :func:`asr.train.train` exactly as ``asr train`` would, and records what this rank
+Trains the tiny model through :func:`asr.training.train.train` exactly as ``asr train`` would, and records what this rank
 saw: the dataset indices of every training batch, the sampler's drop count per epoch, the learning rate after
 every step, and the final weights. Rank 1's second batch is made undecodable (as if every file in it were
 missing), and the run has a time budget (large enough never to stop it), so each rank reads its own clock. Early
@@ -15,11 +15,11 @@ import sys
 import lightning as L
 import torch
 
-from asr.dataset import Skipped
+from asr.data.dataset import Skipped
 
-from asr.averaging import EMACallback
-from asr.config import load_config
-from asr.train import train
+from asr.training.averaging import EMACallback
+from asr.training.config import load_config
+from asr.training.train import train
 
 from conftest import TINY_MODEL  # tests/ is sys.path[0] when this file runs as a script
 

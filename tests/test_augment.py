@@ -5,9 +5,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.augment import VTLP, AddNoise, SpecAugment, SpeedPerturb, warp_frequencies
-from asr.features import FeatureConfig, LogMel
-from asr.manifest import write_manifest
+from asr.training.augment import VTLP, AddNoise, SpecAugment, SpeedPerturb, warp_frequencies
+from asr.model.features import FeatureConfig, LogMel
+from asr.data.manifest import write_manifest
 
 SR = 16000
 
@@ -162,7 +162,7 @@ def test_add_noise_rejects_silent_clips():
 
 def test_speed_perturb_under_bf16_autocast_stays_float32():
     """Mixed-precision training must not break (or degrade) the resampler."""
-    from asr.augment import SpeedPerturb
+    from asr.training.augment import SpeedPerturb
 
     sp = SpeedPerturb((0.9, 1.1), generator=0).train()
     audio = torch.randn(4, 16000)

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from asr.batch_sizing import choose_auto_batch, longest_training_seconds, steps_cap
+from asr.training.batch_sizing import choose_auto_batch, longest_training_seconds, steps_cap
 from asr.cli import main
-from asr.config import ConfigError, load_config
-from asr.model_file import load_model
+from asr.training.config import ConfigError, load_config
+from asr.model.file import load_model
 
 from conftest import TINY_MODEL
 

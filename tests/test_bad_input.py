@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
-from asr.audio import AudioError, load_audio
+from asr.data.audio import AudioError, load_audio
 from asr.cli import main
-from asr.config import ConfigError, load_config
-from asr.manifest import ManifestError, read_manifest
-from asr.model_file import ModelFileError, load_model
+from asr.training.config import ConfigError, load_config
+from asr.data.manifest import ManifestError, read_manifest
+from asr.model.file import ModelFileError, load_model
 
 from conftest import TINY_MODEL
 

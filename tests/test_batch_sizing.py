@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from asr.batch_sizing import choose_batch, probe_batch_seconds, scale_lr
+from asr.training.batch_sizing import choose_batch, probe_batch_seconds, scale_lr
 
 
 def memory_bound(limit):

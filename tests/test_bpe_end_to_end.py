@@ -6,10 +6,10 @@ import json
 import torch
 
 from asr.cli import main
-from asr.manifest import read_manifest
-from asr.model_file import load_model
-from asr.timestamps import align_words
-from asr.tokenizer import BPETokenizer, CharTokenizer
+from asr.data.manifest import read_manifest
+from asr.model.file import load_model
+from asr.decoding.alignment import align_words
+from asr.data.tokenizer import BPETokenizer, CharTokenizer
 
 from conftest import TINY_MODEL
 
@@ -59,9 +59,9 @@ def test_char_model_files_load_as_before(trained_model):
 def test_damaged_word_piece_model_in_a_model_file(tmp_path):
     import pytest
 
-    from asr.features import FeatureConfig
-    from asr.model import ASRModel, ModelDimensions
-    from asr.model_file import ModelFileError, save_model
+    from asr.model.features import FeatureConfig
+    from asr.model.network import ASRModel, ModelDimensions
+    from asr.model.file import ModelFileError, save_model
 
     tok = BPETokenizer.train(["go back six steps", "put the ball back"] * 5, vocab_size=20)
     model = ASRModel(ModelDimensions(vocab_size=len(tok), hidden_size=8, num_layers=1, conv_channels=2,

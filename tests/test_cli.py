@@ -7,8 +7,8 @@ import soundfile as sf
 import torch
 
 from asr.cli import main
-from asr.manifest import read_manifest
-from asr.model_file import FORMAT_VERSION, load_model
+from asr.data.manifest import read_manifest
+from asr.model.file import FORMAT_VERSION, load_model
 
 from conftest import TINY_MODEL
 

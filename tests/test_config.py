@@ -2,7 +2,7 @@
 
 import pytest
 
-from asr.config import ConfigError, load_config
+from asr.training.config import ConfigError, load_config
 
 
 def test_exponent_notation_without_a_dot_is_a_number(tmp_path):

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from asr.cli import main as asr_main
 from asr.corpora import corpus_check as cc
-from asr.manifest import read_manifest
+from asr.data.manifest import read_manifest
 from test_manifest import DATA_DIR_KINDS, assert_every_manifest_path_opens, data_dir_as
 
 SR = 16000

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.distributed
 
-from asr.model_file import load_model
+from asr.model.file import load_model
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

@@ -8,12 +8,12 @@ import soundfile as sf
 import torch
 
 from asr.cli import main
-from asr.evaluate import evaluate, write_report
-from asr.features import FeatureConfig
-from asr.metrics import NoReferenceError
-from asr.model import ASRModel, ModelDimensions
-from asr.model_file import load_model, save_model
-from asr.tokenizer import CharTokenizer
+from asr.evaluation.evaluate import evaluate, write_report
+from asr.model.features import FeatureConfig
+from asr.evaluation.metrics import NoReferenceError
+from asr.model.network import ASRModel, ModelDimensions
+from asr.model.file import load_model, save_model
+from asr.data.tokenizer import CharTokenizer
 
 REF = "hello there world"  # three words, seventeen characters
 
@@ -149,7 +149,7 @@ def test_a_failed_report_write_keeps_the_previous_report(corpus, tmp_path, monke
     def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("asr.evaluate.os.replace", disk_full)
+    monkeypatch.setattr("asr.evaluation.evaluate.os.replace", disk_full)
     with pytest.raises(OSError, match="No space left"):
         write_report(result, report)
     assert json.loads(report.read_text()) == {"previous": True}

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from asr.cli import main
-from asr.features import FeatureConfig, LogMel
-from asr.model import ASRModel, ModelDimensions
-from asr.model_file import LoadedModel, load_model, save_model
-from asr.tokenizer import CharTokenizer
+from asr.model.features import FeatureConfig, LogMel
+from asr.model.network import ASRModel, ModelDimensions
+from asr.model.file import LoadedModel, load_model, save_model
+from asr.data.tokenizer import CharTokenizer
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from asr import export  # noqa: E402
+from asr.model import export  # noqa: E402
 
 
 def random_model(cell: str = "lstm", bidirectional: bool = True, subsampling: int = 3, seed: int = 0) -> LoadedModel:
@@ -51,9 +51,9 @@ def test_dft_log_mel_equals_torch_stft():
 
 def test_trained_model_onnx_parity_on_test_set(trained_model, tiny_corpus, tmp_path):
     """The CLI's export of a trained model: log-probs within 1e-4 and the same transcripts, alone and padded."""
-    from asr.audio import load_audio
-    from asr.decoding import greedy_decode
-    from asr.manifest import read_manifest
+    from asr.data.audio import load_audio
+    from asr.decoding.greedy import greedy_decode
+    from asr.data.manifest import read_manifest
 
     out = tmp_path / "m.onnx"
     assert main(["export", "--model", str(trained_model / "model.pt"), "-o", str(out)]) == 0

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from asr.features import FeatureConfig, LogMel
+from asr.model.features import FeatureConfig, LogMel
 
 
 def test_log_mel_matches_librosa():

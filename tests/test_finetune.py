@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from asr.cli import main
-from asr.config import ConfigError, load_config
-from asr.ctc_module import CTCModule
-from asr.finetune import frozen_parameters, init_from
-from asr.model_file import load_model
-from asr.train import train
+from asr.training.config import ConfigError, load_config
+from asr.training.ctc_module import CTCModule
+from asr.training.finetune import frozen_parameters, init_from
+from asr.model.file import load_model
+from asr.training.train import train
 
 from conftest import TINY_MODEL
 

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from asr.cli import main
-from asr.lm import (BOS, EOS, UNK, LMError, build_kneser_ney, load_arpa, read_arpa_info, units, write_arpa)
-from asr.tokenizer import CharTokenizer
+from asr.decoding.ngram import (BOS, EOS, UNK, LMError, build_kneser_ney, load_arpa, read_arpa_info, units, write_arpa)
+from asr.data.tokenizer import CharTokenizer
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "she", "he"]
 VERBS = ["sat on", "looked at", "ran to", "found", "likes"]
@@ -71,7 +71,7 @@ def test_cli_build_from_text_and_manifest(tmp_path, capsys):
 
 
 def test_build_refuses_text_the_model_cannot_emit(tmp_path, capsys):
-    from asr.lm import read_sentences
+    from asr.decoding.ngram import read_sentences
 
     text = tmp_path / "t.txt"
     text.write_text("fine line\nun café noir\n")

@@ -16,10 +16,10 @@ import torch
 pytest.importorskip("flashlight.lib.text.decoder")
 
 from asr.cli import main  # noqa: E402
-from asr.lm import LMError, build_kneser_ney, units, write_arpa  # noqa: E402
-from asr.lm_decoding import (BeamSearchDecoder, BeamSearchOptions, CapturingDecoder, corpus_wer,  # noqa: E402
-                             read_lexicon, tune)
-from asr.tokenizer import CharTokenizer  # noqa: E402
+from asr.decoding.ngram import LMError, build_kneser_ney, units, write_arpa  # noqa: E402
+from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions, read_lexicon  # noqa: E402
+from asr.evaluation.lm_tuning import CapturingDecoder, corpus_wer, tune  # noqa: E402
+from asr.data.tokenizer import CharTokenizer  # noqa: E402
 
 TOK = CharTokenizer()
 SENTENCES = ["the cat sat on the mat", "the cat ran", "a dog sat on the mat", "the dog ran to the cat",
@@ -62,7 +62,7 @@ def char_lm(tmp_path_factory):
 
 
 def greedy(x: np.ndarray) -> str:
-    from asr.decoding import greedy_decode
+    from asr.decoding.greedy import greedy_decode
 
     return greedy_decode(torch.from_numpy(x)[None], torch.tensor([len(x)]), TOK)[0]
 
@@ -275,10 +275,10 @@ def test_char_lm_with_a_character_the_model_cannot_emit_and_orders_kenlm_cannot_
 @pytest.fixture(scope="module")
 def fresh_model(tmp_path_factory):
     """An untrained tiny model file: the CLI paths need a model, not a good one."""
-    from asr.config import load_config
-    from asr.features import FeatureConfig
-    from asr.model import ASRModel
-    from asr.model_file import save_model
+    from asr.training.config import load_config
+    from asr.model.features import FeatureConfig
+    from asr.model.network import ASRModel
+    from asr.model.file import save_model
 
     from conftest import TINY_MODEL
 
@@ -381,7 +381,7 @@ def test_librispeech_lm_download_verifies_sha256_and_gzip(tmp_path, word_lm, mon
 
 
 def test_word_pieces_take_a_word_lm_and_refuse_a_char_lm(word_lm, char_lm):
-    from asr.tokenizer import BPETokenizer
+    from asr.data.tokenizer import BPETokenizer
 
     bpe = BPETokenizer.train(SENTENCES, vocab_size=20)
     assert BeamSearchDecoder(bpe, word_lm).mode == "lexicon"  # the lexicon is spelled in pieces
@@ -393,7 +393,7 @@ def test_word_pieces_take_a_word_lm_and_refuse_a_char_lm(word_lm, char_lm):
 def test_word_pieces_through_the_lexicon_keep_a_word_whose_last_piece_is_held(tmp_path, blanks_between_words):
     # Word pieces have no space label: a word must still end after its last piece however long it is held, and
     # not run on into a longer lexicon word ("six" -> "sixty") to pay for the held frames.
-    from asr.tokenizer import BPETokenizer
+    from asr.data.tokenizer import BPETokenizer
 
     lines = ["six eight", "eight six", "sixty eighty", "eighty sixty", "six six", "eighty six"]
     bpe = BPETokenizer.train(lines * 5, vocab_size=24)
@@ -407,7 +407,7 @@ def test_word_pieces_through_the_lexicon_keep_a_word_whose_last_piece_is_held(tm
             rows += [piece] * 3  # each piece held for three frames, no blank inside the word
     x = np.full((len(rows), len(bpe)), np.log(1e-3 / len(bpe)), dtype=np.float32)
     x[np.arange(len(rows)), rows] = np.log(0.95)
-    from asr.decoding import greedy_decode
+    from asr.decoding.greedy import greedy_decode
 
     assert greedy_decode(torch.from_numpy(x)[None], torch.tensor([len(x)]), bpe)[0] == "six eight six"
     decoder = BeamSearchDecoder(bpe, path, options=BeamSearchOptions(lm_weight=0.0, beam_size=16))

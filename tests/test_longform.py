@@ -14,11 +14,11 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from asr.features import FeatureConfig, LogMel
-from asr.model_file import LoadedModel
-from asr.segmentation import SegmentationConfig, Window, plan_windows
-from asr.tokenizer import CharTokenizer
-from asr.transcribe import Transcriber
+from asr.model.features import FeatureConfig, LogMel
+from asr.model.file import LoadedModel
+from asr.inference.segmentation import SegmentationConfig, Window, plan_windows
+from asr.data.tokenizer import CharTokenizer
+from asr.inference.transcribe import Transcriber
 
 SR = 16000
 FRAME = 480  # samples per output frame: 10-ms hop x subsampling 3

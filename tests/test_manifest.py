@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.manifest import ManifestError, manifest_path, read_manifest, write_manifest
+from asr.data.manifest import ManifestError, manifest_path, read_manifest, write_manifest
 
 
 DATA_DIR_KINDS = ["relative", "dotdot", "symlink", "absolute"]

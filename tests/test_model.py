@@ -3,10 +3,10 @@ import itertools
 import pytest
 import torch
 
-from asr.decoding import greedy_decode, greedy_ids
-from asr.features import FeatureConfig
-from asr.model import ASRModel, ModelDimensions
-from asr.tokenizer import CharTokenizer
+from asr.decoding.greedy import greedy_decode, greedy_ids
+from asr.model.features import FeatureConfig
+from asr.model.network import ASRModel, ModelDimensions
+from asr.data.tokenizer import CharTokenizer
 
 
 def make(cell="lstm", bidirectional=True, subsampling=2, hidden=32, layers=2):
@@ -104,7 +104,7 @@ def test_overfits_a_tiny_batch():
 
 
 def test_lr_schedule_follows_steps_or_time_whichever_is_further():
-    from asr.ctc_module import lr_lambda
+    from asr.training.ctc_module import lr_lambda
 
     assert lr_lambda(0, 10, 100, "cosine", 0.05) == pytest.approx(0.1)
     assert lr_lambda(10, 10, 100, "cosine", 0.05) == pytest.approx(1.0)

@@ -12,12 +12,12 @@ import soundfile as sf
 import torch
 
 from asr import __version__
-from asr.features import FeatureConfig
-from asr.model import ASRModel, ModelDimensions
-from asr.model_file import (FORMAT_VERSION, MIGRATIONS, ModelFileError, UnknownFieldsWarning, load_model,
+from asr.model.features import FeatureConfig
+from asr.model.network import ASRModel, ModelDimensions
+from asr.model.file import (FORMAT_VERSION, MIGRATIONS, ModelFileError, UnknownFieldsWarning, load_model,
                             save_model)
-from asr.tokenizer import CharTokenizer
-from asr.transcribe import transcribe
+from asr.data.tokenizer import CharTokenizer
+from asr.inference.transcribe import transcribe
 
 
 def save_model_v1(path, model, tokenizer, metadata=None):

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from asr.output_formats import (MAX_CUE_SECONDS, MAX_LINE_CHARS, MAX_LINES, subtitle_cues, wrap_lines,
+from asr.inference.formats import (MAX_CUE_SECONDS, MAX_LINE_CHARS, MAX_LINES, subtitle_cues, wrap_lines,
                                 write_result)
 
 

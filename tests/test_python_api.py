@@ -1,4 +1,4 @@
-"""The Python front door: ``asr.load_model`` (lazy), ``asr.transcribe.transcribe``, ``asr.evaluate.evaluate``."""
+"""The Python front door: ``asr.load_model`` (lazy), ``asr.inference.transcribe.transcribe``, ``asr.evaluation.evaluate.evaluate``."""
 
 import subprocess
 import sys
@@ -13,7 +13,7 @@ def test_import_asr_does_not_import_torch():
 
 
 def test_load_model_is_the_library_function():
-    from asr.model_file import load_model
+    from asr.model.file import load_model
 
     assert asr.load_model is load_model
 
@@ -28,9 +28,9 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 def test_transcribe_and_evaluate_from_python(trained_model, tiny_corpus):
-    from asr.evaluate import evaluate
-    from asr.manifest import read_manifest
-    from asr.transcribe import transcribe
+    from asr.evaluation.evaluate import evaluate
+    from asr.data.manifest import read_manifest
+    from asr.inference.transcribe import transcribe
 
     model = asr.load_model(trained_model / "model.pt")
     utts = read_manifest(tiny_corpus["test"])

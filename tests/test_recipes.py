@@ -18,8 +18,8 @@ import soundfile as sf
 
 from asr.cli import main as asr_main
 from asr.corpora import librispeech, speech_commands
-from asr.config import load_config
-from asr.manifest import read_manifest
+from asr.training.config import load_config
+from asr.data.manifest import read_manifest
 from test_download import serve_directory
 from test_manifest import DATA_DIR_KINDS, assert_every_manifest_path_opens, data_dir_as
 

@@ -12,13 +12,13 @@ import soundfile as sf
 import torch
 
 from asr.cli import main
-from asr.curves import TrainingCurves, plot_training_curves, read_metrics
-from asr.features import FeatureConfig
-from asr.model import ASRModel, ModelDimensions
-from asr.model_file import save_model
-from asr.report_html import (aligned_words, duration_buckets, grouping_fields, groups_by_field, html_path_for,
+from asr.training.curves import TrainingCurves, plot_training_curves, read_metrics
+from asr.model.features import FeatureConfig
+from asr.model.network import ASRModel, ModelDimensions
+from asr.model.file import save_model
+from asr.evaluation.report_html import (aligned_words, duration_buckets, grouping_fields, groups_by_field, html_path_for,
                              render_html)
-from asr.tokenizer import CharTokenizer
+from asr.data.tokenizer import CharTokenizer
 
 pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402  (matplotlib's dependency)
@@ -99,7 +99,7 @@ class FakeTrainer:
     is_global_zero, sanity_checking, global_step, current_epoch = True, False, 7, 1
 
     def __init__(self, metrics_file=None):
-        from asr.training_log import MetricsLog
+        from asr.training.training_log import MetricsLog
 
         self.loggers = [] if metrics_file is None else [MetricsLog(metrics_file)]
 
@@ -188,7 +188,7 @@ def test_without_matplotlib_the_json_and_a_plotless_page_are_still_written(model
 
 def test_unreadable_audio_is_listed_on_the_page_and_never_plotted(model_and_audio, tmp_path, monkeypatch):
     plotted = []
-    monkeypatch.setattr("asr.report_html.posterior_png", lambda loaded, path: plotted.append(path) or b"png")
+    monkeypatch.setattr("asr.evaluation.report_html.posterior_png", lambda loaded, path: plotted.append(path) or b"png")
     missing = {"audio_filepath": str(tmp_path / "gone.wav"), "duration": 1.0, "text": "lost words"}
     rc, _ = evaluate_with_report(model_and_audio, tmp_path, [missing], ["--allow-unreadable"])
     assert rc == 0
@@ -202,7 +202,7 @@ def test_a_failed_posterior_plot_leaves_the_tables_and_says_why(model_and_audio,
     def fail(loaded, path):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("asr.report_html.posterior_png", fail)
+    monkeypatch.setattr("asr.evaluation.report_html.posterior_png", fail)
     with caplog.at_level(logging.WARNING, logger="asr"):
         rc, report = evaluate_with_report(model_and_audio, tmp_path)
     assert rc == 0 and json.loads(report.read_text())["num_utterances"] == 6

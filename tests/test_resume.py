@@ -12,9 +12,9 @@ import lightning as L
 import pytest
 import torch
 
-from asr.config import ConfigError, load_config
-from asr.curves import read_metrics
-from asr.train import TrainingStopped, train
+from asr.training.config import ConfigError, load_config
+from asr.training.curves import read_metrics
+from asr.training.train import TrainingStopped, train
 
 from conftest import TINY_MODEL
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from asr.sampler import DynamicBucketingSampler, padding_fraction
+from asr.data.sampler import DynamicBucketingSampler, padding_fraction
 
 
 def librispeech_like(n: int = 28000, seed: int = 0) -> np.ndarray:
@@ -180,7 +180,7 @@ def test_resumable_loader_counts_only_delivered_batches(durations):
     import torch
     from torch.utils.data import Dataset
 
-    from asr.datamodule import ResumableDataLoader
+    from asr.training.datamodule import ResumableDataLoader
 
     class Indices(Dataset):
         def __len__(self):

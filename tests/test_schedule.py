@@ -10,11 +10,11 @@ import lightning as L
 import pytest
 
 from asr.cli import main
-from asr.config import ConfigError, OptimConfig, load_config
-from asr.ctc_module import LRSchedule
-from asr.model_file import load_model
-from asr.run_control import RunControl, still_improving
-from asr.train import train
+from asr.training.config import ConfigError, OptimConfig, load_config
+from asr.training.ctc_module import LRSchedule
+from asr.model.file import load_model
+from asr.training.run_control import RunControl, still_improving
+from asr.training.train import train
 
 from conftest import TINY_MODEL
 
@@ -158,7 +158,7 @@ def test_max_minutes_alone_lifts_the_epoch_cap_and_ends_at_the_budget(tiny_corpu
 
 def test_max_minutes_with_max_epochs_keeps_the_cap(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("asr.train.train", lambda config, *a, **k: seen.setdefault("config", config) and "m.pt")
+    monkeypatch.setattr("asr.training.train.train", lambda config, *a, **k: seen.setdefault("config", config) and "m.pt")
     main(["train", "--train-manifest", "t", "--val-manifest", "v", "--output-dir", str(tmp_path),
           "--max-minutes", "5", "--max-epochs", "3"])
     assert seen["config"].trainer.max_epochs == 3 and seen["config"].trainer.max_minutes == 5

@@ -19,11 +19,11 @@ pytest.importorskip("httpx")
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from asr.features import FeatureConfig  # noqa: E402
-from asr.model import ASRModel, ModelDimensions  # noqa: E402
-from asr.model_file import load_model, save_model  # noqa: E402
-from asr.server import Limits, Recognizer, create_app, display_name  # noqa: E402
-from asr.tokenizer import CharTokenizer  # noqa: E402
+from asr.model.features import FeatureConfig  # noqa: E402
+from asr.model.network import ASRModel, ModelDimensions  # noqa: E402
+from asr.model.file import load_model, save_model  # noqa: E402
+from asr.serving.server import Limits, Recognizer, create_app, display_name  # noqa: E402
+from asr.data.tokenizer import CharTokenizer  # noqa: E402
 
 
 def random_model(path, bidirectional: bool = True) -> str:
@@ -100,7 +100,7 @@ def test_transcribe_returns_the_json_of_asr_transcribe(recognizer, model_path, t
 
 
 def test_formats_srt_vtt_text(recognizer):
-    from asr.output_formats import write_result
+    from asr.inference.formats import write_result
 
     client = TestClient(create_app(recognizer))
     data = wav_bytes(1.0)
@@ -269,12 +269,12 @@ def test_nothing_a_client_sends_reads_or_writes_files(recognizer, tmp_path, monk
 def test_cli_serve_loads_the_model_once_and_shares_it(model_path, monkeypatch):
     import uvicorn
 
-    import asr.model_file
+    import asr.model.file
     from asr.cli import main
 
     loads, served = [], {}
-    real_load = asr.model_file.load_model
-    monkeypatch.setattr(asr.model_file, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    real_load = asr.model.file.load_model
+    monkeypatch.setattr(asr.model.file, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the test process's threads alone
     assert main(["serve", "--model", model_path, "--port", "8123", "--max-concurrent", "3"]) == 0
@@ -414,7 +414,7 @@ LM_FLAGS = ["--beam-size", "8", "--lm-weight", "1.0"]
 def char_lm(tmp_path_factory):
     """A character 4-gram of a few sentences: it steers the random model's noise towards their words."""
     pytest.importorskip("flashlight.lib.text.decoder")
-    from asr.lm import build_kneser_ney, units, write_arpa
+    from asr.decoding.ngram import build_kneser_ney, units, write_arpa
 
     sentences = ["the cat sat on the mat", "the cat ran", "a dog sat on the mat", "the dog ran to the cat"] * 5
     path = tmp_path_factory.mktemp("lm") / "char.arpa"
@@ -494,8 +494,8 @@ def test_cli_serve_lm_options_without_lm_are_refused(model_path, monkeypatch, ca
 def test_stream_with_lm_partials_greedy_final_with_the_lm(tmp_path, char_lm, bidirectional):
     """An exact stream's partials stay best path (those of a greedy server) and its final text is the LM's
     decoding of the whole stream; a segmented stream decodes every segment with the LM."""
-    from asr.lm_decoding import BeamSearchDecoder, BeamSearchOptions
-    from asr.streaming import open_stream
+    from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions
+    from asr.inference.streaming import open_stream
 
     loaded = load_model(random_model(tmp_path / "m.pt", bidirectional=bidirectional))
     decoder = BeamSearchDecoder(loaded.tokenizer, char_lm, options=BeamSearchOptions(beam_size=8))

@@ -15,12 +15,12 @@ import soundfile as sf
 import torch
 
 from asr.cli import main
-from asr.decoding import greedy_decode
-from asr.features import FeatureConfig
-from asr.model import ASRModel, ModelDimensions
-from asr.model_file import LoadedModel, save_model
-from asr.streaming import EnergyEndpointer, SegmentedRecognizer, StreamingError, StreamingRecognizer, open_stream
-from asr.tokenizer import CharTokenizer
+from asr.decoding.greedy import greedy_decode
+from asr.model.features import FeatureConfig
+from asr.model.network import ASRModel, ModelDimensions
+from asr.model.file import LoadedModel, save_model
+from asr.inference.streaming import EnergyEndpointer, SegmentedRecognizer, StreamingError, StreamingRecognizer, open_stream
+from asr.data.tokenizer import CharTokenizer
 
 SR = 16000
 
@@ -194,8 +194,8 @@ def test_cli_stream_file_prints_partials_then_final(model_file, tmp_path, capsys
 
 def test_cli_stream_with_lm_decodes_the_final_text_with_it(model_file, tmp_path, capsys):
     pytest.importorskip("flashlight.lib.text.decoder")
-    from asr.lm import build_kneser_ney, write_arpa
-    from asr.lm_decoding import BeamSearchDecoder, BeamSearchOptions
+    from asr.decoding.ngram import build_kneser_ney, write_arpa
+    from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions
 
     lm = tmp_path / "word.arpa"  # searched through its lexicon: only its words can come out
     write_arpa(build_kneser_ney([s.split() for s in ["the cat sat", "a dog ran"] * 5], 2), lm)

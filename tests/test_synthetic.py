@@ -5,12 +5,12 @@ import pytest
 
 pytest.importorskip("espeakng_loader")
 
-from asr.audio import load_audio
+from asr.data.audio import load_audio
 from asr.corpora.espeak import synthesize, trim_silence
-from asr.manifest import read_manifest
+from asr.data.manifest import read_manifest
 from asr.corpora.synthetic import (DEV_VARIANTS, TEST_VARIANTS, TINY_SIZES, build_corpus, draw_specs, main,
                            number_to_words, random_sentence, split_voices, vocabulary)
-from asr.tokenizer import CharTokenizer, normalize_text
+from asr.data.tokenizer import CharTokenizer, normalize_text
 
 SENTENCE = "turn on the kitchen lights"
 

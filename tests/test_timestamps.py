@@ -1,13 +1,12 @@
 """Word alignment on CTC posteriors: synthetic spikes with known times, edge cases, and a real forward pass."""
 
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from asr.timestamps import AlignmentError, align_words, ctc_viterbi
-from asr.tokenizer import CharTokenizer
+from asr.decoding.alignment import AlignmentError, align_words, ctc_viterbi
+from asr.data.tokenizer import CharTokenizer
 
 TOK = CharTokenizer()
 
@@ -80,10 +79,10 @@ def test_characters_outside_the_vocabulary_are_skipped_not_lost():
 
 
 def test_real_forward_pass_gives_monotonic_in_range_times():
-    from asr.decoding import greedy_decode
-    from asr.features import FeatureConfig
-    from asr.model import ASRModel, ModelDimensions
-    from asr.output_formats import subtitle_cues
+    from asr.decoding.greedy import greedy_decode
+    from asr.model.features import FeatureConfig
+    from asr.model.network import ASRModel, ModelDimensions
+    from asr.inference.formats import subtitle_cues
 
     torch.manual_seed(0)
     model = ASRModel(ModelDimensions(vocab_size=len(TOK), hidden_size=16, num_layers=1, subsampling=3,
@@ -130,7 +129,7 @@ def test_long_segment_aligns_every_word_at_its_spikes():
 
 def test_word_pieces_align_to_their_words():
     """BPE: no space label; each word is its own pieces, the first marked as a word start."""
-    from asr.tokenizer import BPETokenizer
+    from asr.data.tokenizer import BPETokenizer
 
     tok = BPETokenizer.train(["go back six steps", "put the ball back", "six balls"] * 10, vocab_size=24)
     pieces = [tok.word_ids(w) for w in ("six", "steps")]

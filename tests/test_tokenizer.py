@@ -1,6 +1,6 @@
 import pytest
 
-from asr.tokenizer import CharTokenizer, OutOfVocabularyError, normalize_text
+from asr.data.tokenizer import CharTokenizer, OutOfVocabularyError, normalize_text
 
 
 def test_round_trip():
@@ -32,8 +32,8 @@ def test_serialisation():
 # --- word pieces (tokenizer.type: bpe) ---------------------------------------------------------------------------
 import torch  # noqa: E402
 
-from asr.config import ConfigError, TokenizerConfig, load_config  # noqa: E402
-from asr.tokenizer import BPETokenizer, build_tokenizer, tokenizer_from_dict  # noqa: E402
+from asr.training.config import ConfigError, TokenizerConfig, load_config  # noqa: E402
+from asr.data.tokenizer import BPETokenizer, build_tokenizer, tokenizer_from_dict  # noqa: E402
 
 TEXTS = ["Go back six steps.", "put the brown ball next to the white chair", "how far is miami from lisbon",
          "navigate to one thousand eighty seven maple street", "turn the lights off in the kitchen"] * 20
@@ -102,7 +102,7 @@ def test_build_tokenizer_from_config(bpe, tmp_path):
     pytest.param({"vocab_size": 48}, ["", " . "], r"no training transcripts", id="no-transcripts"),
 ])
 def test_bad_bpe_settings_are_one_line_config_errors(tmp_path, setting, texts, message):
-    from asr.ctc_module import CTCModule
+    from asr.training.ctc_module import CTCModule
 
     (tmp_path / "garbage.model").write_bytes(b"not a sentencepiece model at all")
     setting = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in setting.items()}

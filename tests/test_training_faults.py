@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from asr.checkpointing import AtomicCheckpointIO, CheckpointWriteError
+from asr.training.checkpointing import AtomicCheckpointIO, CheckpointWriteError
 from asr.cli import main
-from asr.config import load_config
-from asr.ctc_module import CTCModule
-from asr.datamodule import load_split
-from asr.manifest import Utterance, read_manifest
-from asr.model_file import load_model
-from asr.run_control import RunControl
-from asr.tokenizer import CharTokenizer
+from asr.training.config import load_config
+from asr.training.ctc_module import CTCModule
+from asr.training.datamodule import load_split
+from asr.data.manifest import Utterance, read_manifest
+from asr.model.file import load_model
+from asr.training.run_control import RunControl
+from asr.data.tokenizer import CharTokenizer
 
 from conftest import TINY_MODEL
 
@@ -88,7 +88,7 @@ def test_disk_full_during_training_is_a_one_line_error(tiny_corpus, tmp_path, mo
         f.write(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("asr.checkpointing.torch.save", disk_full)
+    monkeypatch.setattr("asr.training.checkpointing.torch.save", disk_full)
     assert train_cli(tiny_corpus["train"], tiny_corpus["dev"], out, "--max-epochs", "2", "--resume") == 2
     assert "could not write the checkpoint (No space left on device)" in capsys.readouterr().err
     assert (out / "checkpoints" / "last.ckpt").read_bytes() == before
@@ -168,7 +168,7 @@ def test_an_infeasible_utterance_is_counted_not_silently_zeroed():
 
 
 def test_global_statistics_sample_the_whole_training_set(monkeypatch):
-    from asr import train as train_module
+    from asr.training import train as train_module
 
     # a sorted manifest: the first half one "speaker" (quiet), the second another (loud)
     utts = [Utterance(f"{'quiet' if i < 40 else 'loud'}{i}.wav", 0.1, "a") for i in range(80)]
@@ -187,7 +187,7 @@ def test_global_statistics_sample_the_whole_training_set(monkeypatch):
 def test_a_batch_with_no_readable_audio_is_skipped_without_touching_the_weights(tiny_corpus, tmp_path):
     import lightning as L
 
-    from asr.train import train
+    from asr.training.train import train
 
     lines = [json.loads(ln) for ln in open(tiny_corpus["train"])]
     for i, d in enumerate(lines):  # every other file missing: with batches of one, every other batch is empty

@@ -4,7 +4,7 @@ import csv
 
 import torch
 
-from asr.training_log import MetricsLog
+from asr.training.training_log import MetricsLog
 
 
 def rows_of(path):

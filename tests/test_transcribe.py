@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from asr.cli import main
-from asr.manifest import read_manifest
+from asr.data.manifest import read_manifest
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def speech(tmp_path_factory):
 def record_calls(recognizer) -> tuple[list, list]:
     """Wrap the server's recogniser: keep what each request gave it (as 16 kHz samples) and got back, and each
     stream's final text."""
-    from asr.server import decode_audio
+    from asr.serving.server import decode_audio
 
     calls, finals = [], []
     transcribe, open_stream = recognizer.transcribe, recognizer.open_stream
@@ -80,8 +80,8 @@ def server(tmp_path_factory):
     """A real server on a free loopback port, in a thread (the browser needs TCP)."""
     import uvicorn
 
-    from asr.model_file import load_model
-    from asr.server import Recognizer, create_app
+    from asr.model.file import load_model
+    from asr.serving.server import Recognizer, create_app
 
     trained = os.path.exists(TRAINED)
     if trained:

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("espeakng_loader")
 
 from asr.corpora.espeak import synthesize  # noqa: E402
-from asr.tokenizer import normalize_text  # noqa: E402
+from asr.data.tokenizer import normalize_text  # noqa: E402
 
 SR = 16000
 

@@ -18,20 +18,20 @@ Rejected entries go to a rejects file with their reason, and the manifest lists 
 
 from __future__ import annotations
 
+from asr.errors import CorpusError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
+
 import argparse
 import csv
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asr.audio import AudioError, AudioInfo
-from asr.cli import UserError
+from asr.data.audio import AudioError, AudioInfo
 from asr.corpora.inventory import probe_headers, read_trans_txt
-from asr.manifest import Utterance, write_manifest
-from asr.tokenizer import DEFAULT_ALPHABET, CharTokenizer, normalize_text
+from asr.data.manifest import Utterance, write_manifest
+from asr.data.tokenizer import DEFAULT_ALPHABET, CharTokenizer, normalize_text
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".sph")
 LAYOUTS = ("auto", "folder", "librispeech", "table")
@@ -49,10 +49,6 @@ NO_TRANSCRIPT = "no transcript"
 EMPTY_TEXT = "empty transcript"
 OOV = "out-of-vocabulary characters"
 DUPLICATE = "duplicate audio path"
-
-
-class CorpusError(ValueError):
-    """The source itself cannot be read (no such folder, a table without a path column, ...)."""
 
 
 @dataclass
@@ -294,10 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """``asr manifest``; errors go up to :func:`asr.cli.main` (``asr: error: ...``, status 2)."""
     args = build_parser().parse_args(argv)
-    try:
-        candidates = find_candidates(args.source, args.layout)
-    except (CorpusError, OSError) as e:
-        raise UserError(str(e)) from None
+    candidates = find_candidates(args.source, args.layout)
     result = check_corpus(candidates, args.alphabet, args.workers, args.allow_empty_text, args.max_duration,
                           args.min_sample_rate)
     print(result.summary())
@@ -310,17 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rejects.unlink(missing_ok=True)
     if not result.kept:
-        raise UserError(f"no usable utterance in {args.source}; {output} not written"
+        raise CorpusError(f"no usable utterance in {args.source}; {output} not written"
                         + (f" (rejects: {rejects})" if result.rejected else ""))
     write_manifest(output, result.kept)
     print(f"manifest: {output}")
     if args.strict and result.rejected:
-        raise UserError(f"{len(result.rejected)} entr{'y' if len(result.rejected) == 1 else 'ies'} rejected "
+        raise CorpusError(f"{len(result.rejected)} entr{'y' if len(result.rejected) == 1 else 'ies'} rejected "
                         f"(--strict); {output} holds the {len(result.kept)} that passed, see {rejects}")
     return 0
 
-
-if __name__ == "__main__":
-    from asr.cli import main as asr_main
-
-    raise SystemExit(asr_main(["manifest", *sys.argv[1:]]))

@@ -11,6 +11,8 @@ the file done.
 
 from __future__ import annotations
 
+from asr.errors import DownloadError, ChecksumError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
+
 import copy
 import hashlib
 import http.client
@@ -39,14 +41,6 @@ DEFAULT_OPENSLR_MIRROR = "https://www.openslr.org/resources"
 
 _CHUNK = 1 << 20
 _USER_AGENT = "asr-download/0.1 (+https://github.com/; python-urllib)"
-
-
-class DownloadError(RuntimeError):
-    """A download that could not be completed; the message names the URL."""
-
-
-class ChecksumError(DownloadError):
-    """Downloaded bytes do not match the published MD5."""
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:

@@ -11,6 +11,8 @@ process, created on first use and guarded by a lock. Worker processes each creat
 
 from __future__ import annotations
 
+from asr.errors import EspeakError, UsageError  # noqa: F401  (EspeakError re-exported)
+
 import ctypes
 import re
 import threading
@@ -20,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from asr.audio import resample
-from asr.tokenizer import normalize_text
+from asr.data.audio import resample
+from asr.data.tokenizer import normalize_text
 
 ENGLISH_ACCENTS = (
     "en", "en-us", "en-us-nyc", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp",
@@ -70,10 +72,6 @@ class Phoneme:
     def sounding(self) -> bool:
         # "_", "_:", "_!" are pauses; ";" a short break before a word.
         return not self.name.startswith("_") and self.name != ";"
-
-
-class EspeakError(RuntimeError):
-    """The eSpeak NG library could not be loaded, initialised, or failed to synthesise."""
 
 
 class _Engine:
@@ -147,7 +145,7 @@ class _Engine:
         """Audio at the engine's rate, its phoneme events, and the phoneme count of each of ``count_words``."""
         with self.lock:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise ValueError(f"unknown espeak voice {voice!r} (e.g. 'en-us+m3'; "
+                raise UsageError(f"unknown espeak voice {voice!r} (e.g. 'en-us+m3'; "
                                  f"accents: {', '.join(ENGLISH_ACCENTS)})")
             # Set after the voice: selecting a voice may reset them.
             self.lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)

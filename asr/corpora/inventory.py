@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from asr.audio import AudioError, AudioInfo, audio_info
-from asr.manifest import Utterance
+from asr.data.audio import AudioError, AudioInfo, audio_info
+from asr.data.manifest import Utterance
 
 
 def probe_headers(paths: Sequence[str | os.PathLike], workers: int = 16) -> list[AudioInfo | AudioError]:

@@ -11,19 +11,20 @@ same ``<data-dir>/LibriSpeech`` tree. A split's manifest is written beside its f
 
 from __future__ import annotations
 
+from asr.errors import UsageError
+
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Iterable
 
-from asr.audio import AudioError
-from asr.cli import UserError
-from asr.corpora.download import DownloadError, data_dir, download, extract, openslr_url
+from asr.data.audio import AudioError
+from asr.errors import CorpusError
+from asr.corpora.download import data_dir, download, extract, openslr_url
 from asr.corpora.inventory import format_summary, probe_headers, read_trans_txt, summarize
-from asr.manifest import Utterance, write_manifest
-from asr.tokenizer import CharTokenizer, normalize_text
+from asr.data.manifest import Utterance, write_manifest
+from asr.data.tokenizer import CharTokenizer, normalize_text
 
 RESOURCE = 12
 # Published checksums (https://www.openslr.org/12/, also listed by torchaudio and lhotse).
@@ -52,7 +53,7 @@ def expand_parts(names: Iterable[str]) -> list[str]:
     out: list[str] = []
     for name in names:
         if name not in PARTS and name not in GROUPS:
-            raise ValueError(f"unknown LibriSpeech part {name!r}; choose from {', '.join([*PARTS, *GROUPS])}")
+            raise UsageError(f"unknown LibriSpeech part {name!r}; choose from {', '.join([*PARTS, *GROUPS])}")
         for part in GROUPS.get(name, (name,)):
             if part not in out:
                 out.append(part)
@@ -137,8 +138,8 @@ def prepare_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_
         problems: list[str] = []
         utterances = read_split(split_dir, workers=workers, problems=problems)
         if not utterances:
-            raise ValueError(f"{split_dir}: no usable utterances found"
-                             + (f" (first problem: {problems[0]})" if problems else ""))
+            raise CorpusError(f"{split_dir}: no usable utterances found"
+                              + (f" (first problem: {problems[0]})" if problems else ""))
         manifest = out_dir / f"{part}.jsonl"
         write_manifest(manifest, utterances)
         summary = summarize(part, manifest, utterances, problems)
@@ -170,23 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     """``asr librispeech``; errors go up to :func:`asr.cli.main` (``asr: error: ...``, status 2)."""
     args = build_parser().parse_args(argv)
     root = data_dir(args.data_dir)
-    try:
-        parts = expand_parts(args.parts)
-        if args.command in ("download", "all"):
-            for part, archive in zip(parts, download_librispeech(root, parts, args.mirror, not args.no_progress)):
-                print(f"{part}: {archive}")
-        if args.command in ("extract", "all"):
-            for part, split_dir in zip(parts, extract_librispeech(root, parts)):
-                print(f"{part}: {split_dir}")
-        if args.command in ("prepare", "all"):
-            manifests = prepare_librispeech(root, parts, args.manifest_dir, args.workers)
-            print(format_summary([json.loads(summary_path(m).read_text()) for m in manifests.values()]))
-    except (OSError, ValueError, DownloadError) as e:
-        raise UserError(str(e)) from None
+    parts = expand_parts(args.parts)
+    if args.command in ("download", "all"):
+        for part, archive in zip(parts, download_librispeech(root, parts, args.mirror, not args.no_progress)):
+            print(f"{part}: {archive}")
+    if args.command in ("extract", "all"):
+        for part, split_dir in zip(parts, extract_librispeech(root, parts)):
+            print(f"{part}: {split_dir}")
+    if args.command in ("prepare", "all"):
+        manifests = prepare_librispeech(root, parts, args.manifest_dir, args.workers)
+        print(format_summary([json.loads(summary_path(m).read_text()) for m in manifests.values()]))
     return 0
 
-
-if __name__ == "__main__":
-    from asr.cli import main as asr_main
-
-    raise SystemExit(asr_main(["librispeech", *sys.argv[1:]]))

@@ -20,11 +20,12 @@ file that somehow passed is caught before KenLM spends a minute on it.
 
 from __future__ import annotations
 
+from asr.errors import UsageError
+
 import argparse
 import gzip
 import json
 import os
-import sys
 import zlib
 from pathlib import Path
 from typing import Sequence
@@ -93,7 +94,7 @@ def download_librispeech_lm(root: str | os.PathLike, files: Sequence[str] = DEFA
     out = []
     for name in files:
         if name not in sums:
-            raise ValueError(f"unknown OpenSLR 11 file {name!r}; choose from {', '.join(sums)}")
+            raise UsageError(f"unknown OpenSLR 11 file {name!r}; choose from {', '.join(sums)}")
         url = openslr_url(RESOURCE, name, mirror)
         dest = download(url, lm_dir(root) / name, md5=None, progress=progress)
         _check(dest, sums[name], url)
@@ -109,14 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--files", nargs="+", default=list(DEFAULT_FILES), choices=list(FILES))
     d.add_argument("--mirror", help="OpenSLR mirror (default: $ASR_OPENSLR_MIRROR or www.openslr.org)")
     args = p.parse_args(argv)
-    try:
-        for path in download_librispeech_lm(data_dir(args.data_dir), args.files, args.mirror):
-            print(path)
-    except (DownloadError, OSError, ValueError) as e:
-        print(f"asr: error: {e}", file=sys.stderr)
-        return 2
+    for path in download_librispeech_lm(data_dir(args.data_dir), args.files, args.mirror):
+        print(path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,6 +20,8 @@ The archive unpacks (without a top folder) into ``<data-dir>/speech_commands_v0.
 
 from __future__ import annotations
 
+from asr.errors import UsageError
+
 import argparse
 import json
 import math
@@ -31,11 +33,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asr.audio import AudioError
-from asr.cli import UserError
-from asr.corpora.download import DownloadError, data_dir, download, extract
+from asr.data.audio import AudioError
+from asr.corpora.download import data_dir, download, extract
 from asr.corpora.inventory import format_summary, probe_headers, summarize
-from asr.manifest import Utterance, write_manifest
+from asr.data.manifest import Utterance, write_manifest
 
 ARCHIVE = "speech_commands_v0.02.tar.gz"
 MD5 = "6b74f3901214cb2c2934e98196829835"  # as published with torchaudio's SPEECHCOMMANDS
@@ -149,7 +150,7 @@ def prepare_speech_commands(root: str | os.PathLike, protocol: str = "35", unkno
                             silence_percentage: float = 10.0, seed: int = 0, workers: int = 16) -> dict[str, Path]:
     """Write the manifests of ``protocol`` ("35" or "12") and ``noise.jsonl``; returns them by split (and "noise")."""
     if protocol not in ("35", "12"):
-        raise ValueError(f"protocol must be '35' or '12', got {protocol!r}")
+        raise UsageError(f"protocol must be '35' or '12', got {protocol!r}")
     corpus = corpus_root(root)
     if not corpus.is_dir():
         raise FileNotFoundError(f"{corpus}: not found (run the download and extract steps first)")
@@ -210,21 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     """``asr speech-commands``; errors go up to :func:`asr.cli.main` (``asr: error: ...``, status 2)."""
     args = build_parser().parse_args(argv)
     root = data_dir(args.data_dir)
-    try:
-        if args.command in ("download", "all"):
-            print(download_speech_commands(root, args.mirror, progress=not args.no_progress))
-        if args.command in ("extract", "all"):
-            print(extract_speech_commands(root))
-        if args.command in ("prepare", "all"):
-            prepare_speech_commands(root, args.protocol, args.unknown_percentage, args.silence_percentage,
-                                    args.seed, args.workers)
-            print(format_summary(json.loads(summary_path(root, args.protocol).read_text())))
-    except (OSError, ValueError, DownloadError) as e:
-        raise UserError(str(e)) from None
+    if args.command in ("download", "all"):
+        print(download_speech_commands(root, args.mirror, progress=not args.no_progress))
+    if args.command in ("extract", "all"):
+        print(extract_speech_commands(root))
+    if args.command in ("prepare", "all"):
+        prepare_speech_commands(root, args.protocol, args.unknown_percentage, args.silence_percentage,
+                                args.seed, args.workers)
+        print(format_summary(json.loads(summary_path(root, args.protocol).read_text())))
     return 0
 
-
-if __name__ == "__main__":
-    from asr.cli import main as asr_main
-
-    raise SystemExit(asr_main(["speech-commands", *sys.argv[1:]]))

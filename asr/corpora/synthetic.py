@@ -27,7 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from asr.corpora.espeak import ENGLISH_ACCENTS, ENGLISH_VARIANTS
-from asr.manifest import Utterance, read_manifest, write_manifest
+from asr.errors import EspeakError
+from asr.data.manifest import Utterance, read_manifest, write_manifest
 
 SPLITS = ("train", "dev", "test")
 PARAMS_FILE = "corpus.json"
@@ -422,18 +423,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         build_corpus(args.out, seed=args.seed, noise_prob=args.noise_prob, jobs=args.jobs, force=args.force,
                      verbose=True, **sizes)
-    except (FileExistsError, ImportError) as e:
-        from asr.cli import UserError
-
-        raise UserError(str(e)) from None
+    except ImportError as e:  # the synth extra (espeakng-loader) is missing
+        raise EspeakError(str(e)) from None
     print(f"synthetic corpus: {args.out} ({time.time() - start:.1f}s)")
     for split, s in corpus_summary(args.out).items():
         print(f"  {split:5s} {s['utterances']:6d} utterances  {s['hours']:6.2f} h  "
               f"{s['mean_seconds']:4.1f} s/utt  {s['voices']:3d} voices")
     return 0
 
-
-if __name__ == "__main__":
-    from asr.cli import main as asr_main
-
-    raise SystemExit(asr_main(["synth", *sys.argv[1:]]))

@@ -52,7 +52,7 @@ parts=($train_parts $EVAL_SETS)
 log() { echo "$(date '+%H:%M:%S') [stage $1] $2"; }
 # A manifest counts as done only if its first audio path opens (one written by an older release may not).
 manifest_ok() {
-  [ -f "$1" ] && "$PYTHON" -c 'import os, sys; from asr.manifest import iter_manifest
+  [ -f "$1" ] && "$PYTHON" -c 'import os, sys; from asr.data.manifest import iter_manifest
 u = next(iter_manifest(sys.argv[1], strict=False), None); sys.exit(0 if u and os.path.isfile(u.audio_filepath) else 1)' "$1"
 }
 

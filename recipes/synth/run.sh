@@ -68,7 +68,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # First test utterance; manifest paths are relative to the manifest's folder.
   read -r wav ref < <("$PYTHON" -c '
 import sys
-from asr.manifest import read_manifest
+from asr.data.manifest import read_manifest
 u = read_manifest(sys.argv[1])[0]
 print(u.audio_filepath, u.text)' "$D/test.jsonl")
   log 3 "transcribing $wav"

@@ -1,0 +1,427 @@
+"""The `asr` command: train, transcribe, evaluate, and data preparation.
+
+Heavy imports (Lightning, librosa) happen inside each subcommand, so `asr --help` and `asr transcribe` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from asr import __version__
+from asr.errors import ASRError, UsageError
+
+
+def device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from asr.model.export import export_model
+
+    paths = export_model(args.model, args.format, args.output, int8=args.int8)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from asr.training.config import load_config
+    from asr.training.train import TrainingStopped, train
+
+    overrides = list(args.overrides)
+    epochs_given = args.max_epochs is not None or any(o.split("=", 1)[0].strip() == "trainer.max_epochs"
+                                                      for o in args.overrides)
+    if args.max_epochs is not None:
+        overrides.append(f"trainer.max_epochs={args.max_epochs}")
+    if args.max_minutes is not None:
+        overrides.append(f"trainer.max_minutes={args.max_minutes}")
+        if not epochs_given:  # a time budget given on the command line is the run's length
+            overrides.append("trainer.max_epochs=-1")
+    config = load_config(args.config, overrides)
+    if args.max_minutes is not None and not epochs_given:
+        capped = load_config(args.config, list(args.overrides)).trainer.max_epochs
+        if capped != -1:
+            logging.getLogger("asr").info("--max-minutes %g without --max-epochs: the config's epoch cap "
+                                          "(trainer.max_epochs=%d) is lifted; training runs to the time budget",
+                                          args.max_minutes, capped)
+    resume = args.resume_from or args.resume
+    try:
+        path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume,
+                     init_from=args.init_from)
+    except TrainingStopped as e:  # Ctrl-C (130) or SIGTERM (143), after saving last.ckpt
+        print(f"asr: {e}", file=sys.stderr)
+        return e.exit_code
+    print(path)
+    return 0
+
+
+def _decoder_from_args(args: argparse.Namespace, loaded):  # -> asr.decoding.greedy.Decoder | None
+    """Beam search with an LM when ``--lm`` is given (:mod:`asr.decoding.beam_search`), else None: greedy decoding."""
+    from asr.cli.lm import decoder_from_args
+
+    return decoder_from_args(args, loaded.tokenizer)
+
+
+def _transcribe_inputs(args: argparse.Namespace) -> tuple[list[str], dict[str, str], list[str]]:
+    """The files to transcribe (arguments, then --input-list lines; directories searched recursively), the
+    output name of each (relative to --output-dir), and one line per non-audio file skipped in a directory."""
+    import os
+
+    from asr.data.audio import find_audio_files
+
+    items = list(args.files)
+    if args.input_list:
+        try:
+            with open(args.input_list, encoding="utf-8") as f:
+                items += [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError as e:
+            raise UsageError(f"{args.input_list}: cannot read the input list ({e.strerror})") from None
+    if not items:
+        raise UsageError("no input files: give audio files or directories, or --input-list FILE")
+    paths, names, skipped = [], {}, []
+    for item in items:
+        if os.path.isdir(item):
+            audio, other = find_audio_files(item)
+            skipped += [f"{p}: not an audio file (by its extension); skipped" for p in other]
+            for p in audio:
+                paths.append(p)
+                names.setdefault(p, os.path.splitext(os.path.relpath(p, item))[0])
+        else:
+            paths.append(item)
+            names.setdefault(item, os.path.splitext(os.path.basename(item))[0])
+    return paths, names, skipped
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    import os
+
+    from asr.model.file import load_model
+    from asr.inference.formats import write_result
+    from asr.inference.segmentation import SegmentationConfig
+    from asr.inference.transcribe import Transcriber
+
+    if args.stream or args.mic:
+        return cmd_transcribe_stream(args)
+    paths, names, skipped = _transcribe_inputs(args)
+    for line in skipped:
+        print(f"asr: {line}", file=sys.stderr)
+    extension = {"text": "txt"}.get(args.format, args.format)
+    outputs: dict[str, str] = {}
+    if args.output_dir:
+        clash: dict[str, str] = {}
+        for p in paths:
+            out = os.path.join(args.output_dir, f"{names[p]}.{extension}")
+            if out in clash and clash[out] != p:
+                raise UsageError(f"{clash[out]} and {p} would both be written to {out}; transcribe them separately")
+            clash[out], outputs[p] = p, out
+    elif args.format in ("srt", "vtt", "tsv") and len(paths) > 1:
+        raise UsageError(f"--format {args.format} with several inputs needs --output-dir (one file per input)")
+    segmentation = SegmentationConfig(max_segment_seconds=args.max_segment_seconds)
+    loaded = load_model(args.model, device(args.device))
+    transcriber = Transcriber(loaded, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
+                              decoder=_decoder_from_args(args, loaded), segmentation=segmentation, vad=args.vad,
+                              word_timestamps=args.format != "text")
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    failures = 0
+    for t in transcriber.run(paths, progress=progress):
+        for w in t.warnings:
+            print(f"asr: warning: {w}", file=sys.stderr)
+        if t.error is not None:
+            failures += 1
+            print(f"asr: error: {t.error}", file=sys.stderr)
+            if args.format == "json" and not args.output_dir:
+                print(json.dumps({"path": t.path, "error": t.error}, ensure_ascii=False))
+            continue
+        if args.output_dir:
+            os.makedirs(os.path.dirname(outputs[t.path]) or ".", exist_ok=True)
+            with open(outputs[t.path], "w", encoding="utf-8") as f:
+                f.write(write_result(t.to_dict(), args.format))
+        elif args.format == "text":
+            print(f"{t.path}\t{t.text}")
+        else:
+            sys.stdout.write(write_result(t.to_dict(), args.format))
+        sys.stdout.flush()
+    if len(paths) > 1 or skipped:
+        logging.getLogger("asr").info("transcribed %d of %d files (%d failed, %d non-audio skipped)",
+                                      len(paths) - failures, len(paths), failures, len(skipped))
+    return 1 if failures else 0
+
+
+def add_stream_options(s: argparse.ArgumentParser) -> None:
+    g = s.add_argument_group("streaming (see docs/streaming.md)")
+    g.add_argument("--stream", action="store_true",
+                   help="recognise one FILE, or raw s16le mono PCM from standard input (-), as it arrives, "
+                        "printing partial results as they change; the last line is the final text")
+    g.add_argument("--mic", action="store_true", help="stream from the default microphone (pip install 'asr[mic]')")
+    g.add_argument("--realtime", action="store_true", help="feed the input no faster than real time")
+    g.add_argument("--rate", type=int, help="sample rate of raw PCM on standard input (default: the model's)")
+    g.add_argument("--chunk-ms", type=float, default=100.0, help="audio per step (default 100 ms)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="torch threads for streaming (default 1: steps of a few frames gain nothing from more, "
+                        "and on a busy CPU two threads were 20x slower)")
+
+
+def cmd_transcribe_stream(args: argparse.Namespace) -> int:
+    """``asr transcribe --stream FILE|-`` and ``--mic``: partial results while the audio arrives."""
+    from asr.inference import streaming
+    from asr.model.file import load_model
+
+    if args.mic == bool(args.files) or len(args.files) > 1:
+        raise UsageError("--stream takes exactly one FILE or - (standard input); --mic takes none")
+    if args.rate is not None and not 1000 <= args.rate <= 384000:
+        raise UsageError(f"--rate {args.rate}: not a usable sample rate (1000-384000 Hz)")
+    if args.chunk_ms <= 0:
+        raise UsageError(f"--chunk-ms {args.chunk_ms}: must be positive")
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    loaded = load_model(args.model, device(args.device))
+    sr = loaded.model.sample_rate
+    chunk = max(1, int(round(sr * args.chunk_ms / 1000)))
+    recognizer, note = streaming.open_stream(loaded, _decoder_from_args(args, loaded))
+    if note:
+        print(f"asr: {note}", file=sys.stderr)
+    if args.mic:
+        source = streaming.mic_chunks(sr, chunk)
+    elif args.files[0] == "-":
+        source = streaming.pcm_chunks(sys.stdin.buffer, args.rate or sr, sr, chunk,
+                                      warn=lambda m: print(f"asr: warning: {m}", file=sys.stderr))
+    else:
+        source = streaming.file_chunks(args.files[0], sr, chunk)
+    if args.realtime:
+        source = streaming.paced(source, sr)
+    show = _partial_printer(args.format)
+    try:
+        for chunk_audio in source:
+            show(recognizer.accept(chunk_audio))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends a live stream: what was heard still gets its final result
+    show(recognizer.finish())
+    return 0
+
+
+def _partial_printer(fmt: str):
+    """Prints a result when its text changes (on a terminal, rewriting one line) and the final one always."""
+    import shutil
+
+    from asr.inference.streaming import Final
+
+    tty = sys.stdout.isatty()
+    last = [""]  # an empty partial is not worth a line
+
+    def show(result) -> None:
+        final = isinstance(result, Final)
+        if result.text == last[0] and not final:
+            return
+        last[0] = result.text
+        if fmt == "json":
+            print(json.dumps({"final" if final else "partial": result.text, "time": round(result.seconds, 3)},
+                             ensure_ascii=False), flush=True)
+        elif tty:  # the line's tail, so that it never wraps and \r can rewrite it
+            width = max(10, shutil.get_terminal_size().columns - 1)
+            text = result.text if final else result.text[-width:]
+            print(f"\r{text}\x1b[K", end="\n" if final else "", flush=True)
+        else:
+            print(result.text, flush=True)
+
+    return show
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from asr.evaluation.evaluate import evaluate, write_report
+    from asr.model.file import load_model
+
+    loaded = load_model(args.model, device(args.device))
+    result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
+                      decoder=_decoder_from_args(args, loaded))
+    for line in result.summary_lines():
+        print(line)
+    for line in result.broken_lines[:10]:
+        print(f"broken line: {line}", file=sys.stderr)
+    for u in result.unreadable[:10]:
+        print(f"unreadable: {u['source']}: {u['error']}", file=sys.stderr)
+    if len(result.broken_lines) > 10 or len(result.unreadable) > 10:
+        print(f"... {len(result.skipped)} in all; --report lists every one", file=sys.stderr)
+    if args.report:
+        from asr.evaluation.evaluate import report_data
+        from asr.evaluation.report_html import write_html_report
+
+        write_report(result, args.report, model=str(args.model), manifest=str(args.manifest))
+        print(f"report: {args.report}")
+        data = report_data(result, model=str(args.model), manifest=str(args.manifest))
+        print(f"report: {write_html_report(data, args.report, loaded)}")
+    if result.broken_lines:
+        print(f"asr: error: {args.manifest}: {len(result.broken_lines)} broken lines were not scored",
+              file=sys.stderr)
+        return 1
+    if result.unreadable and not args.allow_unreadable:
+        print(f"asr: error: {len(result.unreadable)} audio files could not be read (counted as deletions; "
+              "--allow-unreadable to accept that)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from asr.serving.server import Limits, Recognizer, serve
+    except ImportError as e:
+        raise UsageError(f"asr serve needs the serve extra: pip install 'asr[serve]' ({e})") from None
+    from asr.model.file import load_model
+
+    limits = Limits(args.max_upload_mb, args.max_duration, args.max_concurrent, args.max_queue, args.timeout)
+    loaded = load_model(args.model, device(args.device))
+    # Built before listening: a bad LM file is a one-line error at start-up, not a failure of the first request.
+    recognizer = Recognizer(loaded, _decoder_from_args(args, loaded))
+    serve(recognizer, args.host, args.port, limits, label=str(args.model))
+    return 0
+
+
+EVALUATE_EPILOG = (
+    "Audio that cannot be read counts as all deletions in WER/CER (the summary says how many, the report lists "
+    "them) and makes the exit status 1 unless --allow-unreadable. Broken manifest lines are not scored and make "
+    "it 1 always. A manifest with no reference word at all (empty, all lines broken, all references empty) is an "
+    "error (exit status 2), never 0 %.")
+
+
+# Subcommands whose arguments are parsed by their own module's ``main(argv)``.
+DELEGATED = {
+    "synth": ("asr.corpora.synthetic", "build the offline synthetic-speech corpus (espeak-ng)"),
+    "manifest": ("asr.corpora.corpus_check", "build a validated manifest from your own audio and transcripts"),
+    "librispeech": ("asr.corpora.librispeech", "download and prepare LibriSpeech"),
+    "speech-commands": ("asr.corpora.speech_commands", "download and prepare Speech Commands v2"),
+    "lm": ("asr.cli.lm", "build an n-gram language model, tune its decoding weights"),
+    "librispeech-lm": ("asr.corpora.librispeech_lm", "download LibriSpeech's official n-gram LM (OpenSLR 11)"),
+    "curves": ("asr.training.curves", "draw a run's training curves from its logs/csv/metrics.csv"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from asr.cli.lm import add_lm_arguments  # one definition of the --lm options for transcribe/evaluate/serve
+
+    p = argparse.ArgumentParser(prog="asr", description="Recurrent-network CTC speech recognition.")
+    p.add_argument("--version", action="version", version=f"asr {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model from manifests")
+    t.add_argument("--config", help="YAML config (sections: features, model, tokenizer, data, augment, optim, trainer)")
+    t.add_argument("--train-manifest", required=True)
+    t.add_argument("--val-manifest", required=True)
+    t.add_argument("--output-dir", required=True, help="model.pt, checkpoints/ and logs/ are written here")
+    t.add_argument("--max-epochs", type=int, help="epochs in all, a resumed run included (-1: no cap; then "
+                   "--max-minutes is needed)")
+    t.add_argument("--max-minutes", type=float,
+                   help="TOTAL training-time budget in minutes, summed over resumes (the time trained is kept in "
+                        "the checkpoints); the learning-rate schedule ends at it. Given without --max-epochs it "
+                        "lifts the config's epoch cap (trainer.max_epochs), so the run uses the whole budget "
+                        "whatever the dataset's size; give --max-epochs too to keep a cap. Resuming with a larger "
+                        "value spreads the rest of the schedule over the extra time without raising the "
+                        "learning rate")
+    t.add_argument("--init-from", metavar="MODEL.pt",
+                   help="start from the weights of a trained model (fine-tuning): tensors whose names and shapes "
+                        "match are loaded, the output layer is re-initialised if the vocabulary differs, and the "
+                        "config's feature settings must be the model's. The config's optim.lr (usually lower) "
+                        "applies; optim.freeze_layers/freeze_steps freeze the lowest layers for a while")
+    t.add_argument("--resume", action="store_true",
+                   help="resume from OUTPUT_DIR/checkpoints/last.ckpt (written at every epoch end and whenever "
+                        "training stops: time budget, Ctrl-C, SIGTERM), with the next batch of the same epoch")
+    t.add_argument("--resume-from", metavar="CKPT", help="resume from this Lightning checkpoint")
+    t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export a model to ONNX (optionally int8) or TorchScript")
+    e.add_argument("--model", required=True, help="a model.pt written by `asr train`")
+    e.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    e.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the recurrent and linear layers")
+    e.add_argument("-o", "--output", help="output file (default: beside the model, e.g. model.onnx); a "
+                   "unidirectional model's streaming graph goes beside it as NAME.step.onnx")
+    e.set_defaults(func=cmd_export)
+
+    for name, func, helptext in (("transcribe", cmd_transcribe, "transcribe audio files"),
+                                 ("evaluate", cmd_evaluate, "WER/CER of a model on a manifest")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--model", required=True, help="a model.pt written by `asr train`")
+        s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        s.add_argument("--max-batch-seconds", type=float, default=300.0, help="padded audio seconds per batch")
+        s.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs; CPUs with bf16 units)")
+        s.set_defaults(func=func)
+        add_lm_arguments(s)
+        if name == "transcribe":
+            s.add_argument("files", nargs="*", metavar="FILE_OR_DIR",
+                           help="audio files, or directories searched recursively for audio by extension")
+            s.add_argument("--input-list", metavar="FILE", help="a text file naming one input per line")
+            s.add_argument("--format", choices=("text", "json", "srt", "vtt", "tsv"), default="text",
+                           help="text: PATH<tab>TEXT lines on stdout (one .txt per input with --output-dir); json: "
+                                "one object per input with segments and word times; srt/vtt: subtitles; tsv")
+            s.add_argument("--output-dir", metavar="DIR", help="write one NAME.<format> file per input here")
+            s.add_argument("--max-segment-seconds", type=float, default=20.0,
+                           help="longest piece of audio the model takes at once; longer speech is cut at pauses")
+            s.add_argument("--vad", choices=("energy", "silero", "webrtc", "none"), default="energy",
+                           help="voice-activity detector that finds the pauses (none: cut by length only)")
+            s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                           help="progress bar on stderr (default: when stderr is a terminal)")
+            add_stream_options(s)
+        else:
+            s.add_argument("--manifest", required=True)
+            s.add_argument("--report", metavar="R.json",
+                           help="write a JSON report with per-utterance results, and R.html beside it: WER by "
+                                "duration and speaker, aligned worst utterances, CTC posterior plots")
+            s.add_argument("--allow-unreadable", action="store_true",
+                           help="exit 0 even if some audio could not be read (it still counts as deletions)")
+            s.epilog = EVALUATE_EPILOG
+
+    s = sub.add_parser("serve", help="serve a model over HTTP, with a page to record or drop audio",
+                       epilog="See docs/serve.md for the API. Binds to 127.0.0.1 unless --host says otherwise; "
+                              "the server has no authentication.")
+    s.add_argument("--model", required=True, help="a model.pt written by `asr train`")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    s.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload, MB (default: %(default)s)")
+    s.add_argument("--max-duration", type=float, default=600.0,
+                   help="longest audio per request or stream, seconds (default: %(default)s)")
+    s.add_argument("--max-concurrent", type=int, default=2, help="inferences at once (default: %(default)s)")
+    s.add_argument("--max-queue", type=int, default=32,
+                   help="requests waiting beyond those; more get 503 + Retry-After (default: %(default)s)")
+    s.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds for an upload to arrive and for its result (default: %(default)s)")
+    add_lm_arguments(s)
+    s.set_defaults(func=cmd_serve)
+
+    for name, (_, helptext) in DELEGATED.items():
+        sub.add_parser(name, help=f"{helptext} (see `asr {name} --help`)", add_help=False)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet = bool(argv) and argv[0] in ("-q", "--quiet")
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler
+    rest = argv[1:] if quiet else argv
+    try:
+        if rest and rest[0] in DELEGATED:
+            import importlib
+
+            return int(importlib.import_module(DELEGATED[rest[0]][0]).main(rest[1:]) or 0)
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except ASRError as e:
+        print(f"asr: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file or folder the user named: missing, unreadable, read-only, a full disk
+        print(f"asr: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

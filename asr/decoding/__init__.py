@@ -1,0 +1,1 @@
+"""From log-probabilities to text: greedy CTC, n-gram LM beam search, ARPA building, word alignment."""

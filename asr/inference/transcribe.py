@@ -1,0 +1,296 @@
+"""Transcribing audio files of any length with a trained model: cut at pauses, batched, stitched back in file time.
+
+Each file is read twice in blocks, never whole: once for the voice-activity detector, once to cut out the windows
+:func:`asr.inference.segmentation.plan_windows` chose. Windows from all files share batches (sorted by length, so little is
+padding) up to ``max_batch_seconds`` of audio; memory is bounded by that and the window length, not by any file.
+Each window's log-probs are decoded (greedy, or any :class:`asr.decoding.greedy.Decoder`) and aligned to word times
+(:func:`asr.decoding.alignment.align_words`) with the window's start as offset, so segments and words carry times from the
+start of the file. Results come back in input order, one per file, with ``error`` set for files that failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from asr.data.audio import AudioError, audio_info, read_blocks
+from asr.decoding.greedy import Decoder, GreedyDecoder
+from asr.model.file import LoadedModel
+from asr.inference.segmentation import SegmentationConfig, VoiceActivityDetector, Window, make_vad, plan_windows, speech_regions
+
+DEFAULT_VAD = "energy"  # chosen by measurement: docs/transcription.md
+
+
+@dataclass
+class Transcript:
+    path: str
+    text: str | None
+    duration: float | None
+    error: str | None = None
+    segments: list[Any] = field(default_factory=list)  # asr.decoding.alignment.Segment, in file time
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able result (whisper's shape) that :func:`asr.inference.formats.write_result` renders."""
+        return {"path": self.path, "text": self.text, "duration": round(self.duration or 0.0, 3),
+                "segments": [s.to_dict() for s in self.segments]}
+
+
+@dataclass
+class _File:
+    """One input on its way through: its windows, and their log-probs as batches deliver them."""
+
+    index: int
+    path: str
+    windows: list[Window] = field(default_factory=list)
+    log_probs: dict[int, torch.Tensor] = field(default_factory=dict)
+    num_samples: int = 0
+    speech: np.ndarray | None = None  # the detector's speech/non-speech flag per frame of ``speech_frame_s``
+    speech_frame_s: float = 1.0
+    progress_s: float = 0.0  # audio seconds of this file shown on the progress bar so far
+    cut_done: bool = False
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.error is not None or (self.cut_done and len(self.log_probs) == len(self.windows))
+
+
+class Transcriber:
+    """A loaded model with its segmentation, decoder and batch size: call :meth:`run` on a list of paths."""
+
+    def __init__(self, loaded: LoadedModel, max_batch_seconds: float = 300.0, bf16: bool = False,
+                 decoder: Decoder | None = None, segmentation: SegmentationConfig | None = None,
+                 vad: str = DEFAULT_VAD, word_timestamps: bool = True, block_seconds: float = 30.0):
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        self.decoder = decoder or GreedyDecoder(self.tokenizer)
+        self.config = segmentation or SegmentationConfig()
+        self.vad: VoiceActivityDetector | None = make_vad(vad, self.model)
+        self.max_batch_seconds = max(max_batch_seconds, self.config.max_segment_seconds)
+        self.bf16, self.word_timestamps, self.block_seconds = bf16, word_timestamps, block_seconds
+        self.sample_rate = self.model.sample_rate
+        f = self.model.feature_config
+        self.frame_samples = f.hop_length * self.model.dims.subsampling  # samples per CTC output frame
+        self.frame_seconds = self.frame_samples / self.sample_rate
+        self.hop = f.hop_length
+        self._pool: list[tuple[_File, int, np.ndarray]] = []
+        self._pool_samples = 0
+        self._progress = None
+
+    def run(self, paths: Sequence[str | os.PathLike], progress: bool = False) -> Iterator[Transcript]:
+        """Transcripts of ``paths`` in input order, each as soon as it and all before it are done."""
+        files = [_File(i, str(p)) for i, p in enumerate(paths)]
+        if progress:
+            from tqdm import tqdm
+
+            total = sum(_header_seconds(f.path) for f in files)
+            self._progress = tqdm(total=round(total, 1), unit="s", desc="transcribing", file=sys.stderr,
+                                  dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} audio s "
+                                                                 "[{elapsed}<{remaining}]")
+        emitted = 0
+        try:
+            for f in files:
+                self._cut(f)
+                while emitted < len(files) and files[emitted].complete:
+                    yield self._finish(files[emitted])
+                    emitted += 1
+            self._flush()
+            for f in files[emitted:]:
+                yield self._finish(f)
+        finally:
+            if self._progress is not None:
+                self._progress.close()
+                self._progress = None
+
+    def _blocks(self, f: _File) -> Iterator[np.ndarray]:
+        return read_blocks(f.path, self.sample_rate, self.block_seconds, f.warnings)
+
+    def _cut(self, f: _File) -> None:
+        """Plan ``f``'s windows (first read) and queue their audio for the model (second read)."""
+        try:
+            audio_info(f.path)  # missing/empty/unreadable files fail here, before any work
+            if self.vad is None:
+                f.num_samples = sum(b.shape[0] for b in self._blocks(f))
+                probs, frame_s = None, 1.0
+            else:
+                counted = _Counted(self._blocks(f))
+                probs, frame_s = self.vad.speech_probabilities(counted), self.vad.frame_seconds
+                f.num_samples = counted.samples
+            f.windows = plan_windows(probs, frame_s, f.num_samples, self.sample_rate, self.config,
+                                     self.frame_samples)
+            whole = f.windows == [Window(0, f.num_samples)]  # a short file: normalised as training did
+            if probs is not None and not whole:  # speech regions (short pauses bridged), as the detector frames them
+                f.speech, f.speech_frame_s = np.zeros(len(probs), dtype=bool), frame_s
+                for s, e in speech_regions(probs, frame_s, self.config):
+                    f.speech[int(round(s / frame_s)):int(round(e / frame_s))] = True
+            f.warnings[:] = list(dict.fromkeys(f.warnings))  # the second read repeats the first's warnings
+            self._queue_windows(f)
+            f.warnings[:] = list(dict.fromkeys(f.warnings))
+        except AudioError as e:
+            f.error = str(e)
+        f.cut_done = True
+
+    def _queue_windows(self, f: _File) -> None:
+        """Cut the planned windows out of a second block-wise read and hand them to the batcher."""
+        pending = list(enumerate(f.windows))
+        buf, buf_start = np.zeros(0, dtype=np.float32), 0
+        blocks = self._blocks(f)
+        while pending:
+            k, w = pending[0]
+            while buf_start + buf.shape[0] < w.end:
+                block = next(blocks, None)
+                if block is None:
+                    break
+                buf = np.concatenate([buf, block])
+            start, end = w.start - buf_start, min(w.end - buf_start, buf.shape[0])
+            self._add(f, k, buf[start:end].copy())
+            pending.pop(0)
+            keep_from = pending[0][1].start - buf_start if pending else buf.shape[0]
+            keep_from = max(0, min(keep_from, buf.shape[0]))
+            buf, buf_start = buf[keep_from:], buf_start + keep_from
+        for _ in blocks:  # read to the end, so a break-off after the last window is still reported
+            pass
+
+    def _add(self, f: _File, k: int, audio: np.ndarray) -> None:
+        self._pool.append((f, k, audio))
+        self._pool_samples += audio.shape[0]
+        if self._pool_samples >= self.max_batch_seconds * self.sample_rate:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Run the model on everything queued, in length-sorted batches of at most ``max_batch_seconds`` padded."""
+        items = sorted(self._pool, key=lambda x: x[2].shape[0])
+        self._pool, self._pool_samples = [], 0
+        budget = self.max_batch_seconds * self.sample_rate
+        batch: list[tuple[_File, int, np.ndarray]] = []
+        for item in items:
+            if batch and (len(batch) + 1) * item[2].shape[0] > budget:
+                self._run_batch(batch)
+                batch = []
+            batch.append(item)
+        if batch:
+            self._run_batch(batch)
+
+    @torch.inference_mode()
+    def _run_batch(self, batch: list[tuple[_File, int, np.ndarray]]) -> None:
+        lengths = torch.tensor([max(1, a.shape[0]) for _, _, a in batch], dtype=torch.long)
+        padded = torch.zeros(len(batch), int(lengths.max()))
+        for row, (_, _, a) in enumerate(batch):
+            padded[row, : a.shape[0]] = torch.from_numpy(a)
+        stats = self._speech_masks(batch, int(lengths.max()) // self.hop + 1)
+        device = self.model.device
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            feats, feat_lens = self.model.features(padded.to(device), lengths.to(device),
+                                                   stats_mask=None if stats is None else stats.to(device))
+            log_probs, out_lens = self.model.encoder(feats, feat_lens)
+        log_probs = log_probs.float().cpu()
+        for row, ((f, k, a), n) in enumerate(zip(batch, out_lens.tolist())):
+            f.log_probs[k] = log_probs[row, :n].clone()
+            self._advance(f, a.shape[0] / self.sample_rate)
+
+    def _advance(self, f: _File, seconds: float) -> None:
+        if self._progress is not None and seconds > 0:
+            f.progress_s += seconds
+            self._progress.update(seconds)
+
+    def _speech_masks(self, batch: list[tuple[_File, int, np.ndarray]], n_frames: int) -> torch.Tensor | None:
+        """(B, n_frames) speech flags at the feature rate, so that a segment is normalised by its speech alone:
+        a model trained on trimmed utterances mistakes the statistics of a segment padded with pause for
+        different speech (measured in docs/transcription.md)."""
+        if all(f.speech is None for f, _, _ in batch):
+            return None
+        out = torch.ones(len(batch), n_frames, dtype=torch.bool)
+        for row, (f, k, _) in enumerate(batch):
+            if f.speech is None:
+                continue
+            centres = (f.windows[k].start + np.arange(n_frames) * self.hop) / self.sample_rate
+            idx = np.minimum((centres / f.speech_frame_s).astype(np.int64), len(f.speech) - 1)
+            out[row] = torch.from_numpy(f.speech[idx]) if len(f.speech) else False
+        return out
+
+    def _finish(self, f: _File) -> Transcript:
+        """Splice, decode and time-align ``f``'s windows into segments (log-probs are freed as they are used)."""
+        if self._progress is not None:  # the pauses, and files that failed, count as done too
+            self._advance(f, _header_seconds(f.path) - f.progress_s)
+        if f.error is not None:
+            return Transcript(f.path, None, None, f.error, warnings=f.warnings)
+        groups: list[list[int]] = []
+        for k, w in enumerate(f.windows):
+            if groups and f.windows[groups[-1][-1]].joins_next:
+                groups[-1].append(k)
+            else:
+                groups.append([k])
+        segments = []
+        for group in groups:
+            lp = self._splice(f, group)
+            start = f.windows[group[0]].start / self.sample_rate
+            end = min(f.windows[group[-1]].end, f.num_samples) / self.sample_rate
+            segment = self._segment(lp, start, end)
+            if segment.text:
+                segments.append(segment)
+        f.log_probs.clear()
+        text = " ".join(s.text for s in segments)
+        return Transcript(f.path, text, f.num_samples / self.sample_rate, segments=segments, warnings=f.warnings)
+
+    def _splice(self, f: _File, group: list[int]) -> torch.Tensor:
+        """One (T, V) log-prob sequence for windows that overlap: each pair meets in the middle of its overlap."""
+        parts, take_from = [], 0
+        for a, b in zip(group, group[1:]):
+            wa, wb = f.windows[a], f.windows[b]
+            mid = (wb.start + min(wa.end, f.num_samples)) // 2
+            split = (mid - wa.start) // self.frame_samples  # frames of ``a`` before the splice
+            parts.append(f.log_probs[a][take_from:split])
+            take_from = split - (wb.start - wa.start) // self.frame_samples
+        parts.append(f.log_probs[group[-1]][max(0, take_from):])
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _segment(self, log_probs: torch.Tensor, start: float, end: float):
+        from asr.decoding.alignment import AlignmentError, Segment, align_words
+
+        text = self.decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))[0].strip()
+        words = []
+        if text and self.word_timestamps:
+            try:
+                words = align_words(log_probs, text, self.tokenizer, self.frame_seconds, offset=start)
+            except AlignmentError:
+                words = []
+        if words:
+            start, end = max(start, words[0].start), min(end, max(words[-1].end, words[0].start))
+        return Segment(round(start, 3), round(end, 3), text, words)
+
+
+class _Counted:
+    """Passes blocks through and counts their samples (the true length: headers can be wrong)."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]):
+        self.blocks, self.samples = blocks, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for b in self.blocks:
+            self.samples += b.shape[0]
+            yield b
+
+
+def _header_seconds(path: str) -> float:
+    try:
+        return audio_info(path).duration
+    except AudioError:
+        return 0.0
+
+
+def transcribe(loaded: LoadedModel, paths: Sequence[str | os.PathLike], max_batch_seconds: float = 300.0,
+               num_threads: int = 2, bf16: bool = False, decoder: Decoder | None = None,
+               segmentation: SegmentationConfig | None = None, vad: str = DEFAULT_VAD,
+               word_timestamps: bool = False, progress: bool = False) -> list[Transcript]:
+    """Transcribe ``paths`` (any length, rate and channel count); results in input order, ``error`` set for
+    files that cannot be read. ``bf16`` runs the encoder under bfloat16 autocast (features stay float32).
+    ``decoder`` turns log-probs into text (default: greedy). ``num_threads`` is kept for callers of the old
+    signature; torch's own thread setting governs."""
+    t = Transcriber(loaded, max_batch_seconds, bf16, decoder, segmentation, vad, word_timestamps)
+    return list(t.run(paths, progress=progress))

@@ -1,0 +1,188 @@
+"""The self-contained model file (``model.pt``): feature settings, tokenizer, dimensions and weights.
+
+It holds only plain Python values and tensors, so it loads with ``torch.load(..., weights_only=True)``: opening
+a model file can never execute code.
+
+Compatibility rules, so that files outlive the release that wrote them:
+
+* A release may *add* a field that an older reader can safely ignore (top level, or inside ``features``,
+  ``model``, ``tokenizer``) without changing ``format_version``; an older release loads such a file and warns,
+  naming the fields it ignored.
+* A change that an older reader would get wrong (a field renamed, a meaning changed, weights laid out anew) bumps
+  ``format_version``. A release refuses a file newer than it knows with a message saying to upgrade asr, and
+  migrates an older one in memory through :data:`MIGRATIONS`, one small function per version step, so every file
+  ever written stays loadable.
+
+Format history:
+
+1. features, model dimensions, tokenizer (a plain dict with a ``type``), metadata, state dict, asr_version.
+   (Tokenizer ``type: bpe``, a sentencepiece model as ``model_proto`` bytes, is an addition, not a version step:
+   an older release refuses such a file naming the unknown tokenizer type, and every char file reads as before.)
+2. adds ``created`` (UTC time of writing, ISO 8601: which of two copies is newer without trusting file times,
+   which copying resets; ``None`` for migrated v1 files) and ``frame_seconds`` (seconds of audio per output
+   frame: what timestamps, alignment and streaming need, readable by any tool without building the model; it is
+   checked against the dimensions on load, so an edited file cannot disagree with itself).
+"""
+
+from __future__ import annotations
+
+from asr.errors import ModelFileError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
+
+import dataclasses
+import datetime
+import logging
+import math
+import os
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from asr import __version__
+from asr.model.features import FeatureConfig
+from asr.model.network import ASRModel, ModelDimensions
+from asr.data.tokenizer import Tokenizer, tokenizer_from_dict
+
+log = logging.getLogger(__name__)
+
+FORMAT = "asr-rnn-ctc"
+FORMAT_VERSION = 2
+TOP_LEVEL_FIELDS = ("format", "format_version", "asr_version", "created", "frame_seconds", "features", "model",
+                    "tokenizer", "metadata", "state_dict")
+
+
+class UnknownFieldsWarning(UserWarning):
+    """A model file has fields this release does not know (written by a newer release); they were ignored."""
+
+
+@dataclass
+class LoadedModel:
+    model: ASRModel
+    tokenizer: Tokenizer
+    metadata: dict[str, Any]
+    created: str | None = None
+    format_version: int = FORMAT_VERSION  # as stored in the file, before any migration
+
+    @property
+    def frame_seconds(self) -> float:
+        return frame_seconds(self.model.feature_config, self.model.dims)
+
+
+def frame_seconds(features: FeatureConfig, dims: ModelDimensions) -> float:
+    """Seconds of audio per output (log-prob) frame: the feature hop times the encoder's time subsampling."""
+    return features.hop_length * dims.subsampling / features.sample_rate
+
+
+def save_model(path: str | os.PathLike, model: ASRModel, tokenizer: Tokenizer,
+               metadata: dict[str, Any] | None = None) -> None:
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    obj = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "asr_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "frame_seconds": frame_seconds(model.feature_config, model.dims),
+        "features": dataclasses.asdict(model.feature_config),
+        "model": dataclasses.asdict(model.dims),
+        "tokenizer": tokenizer.to_dict(),
+        "metadata": metadata or {},
+        "state_dict": state,
+    }
+    tmp = f"{path}.tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
+    features = FeatureConfig(**_known(obj["features"], FeatureConfig))
+    dims = ModelDimensions(**_known(obj["model"], ModelDimensions))
+    return {**obj, "format_version": 2, "created": None, "frame_seconds": frame_seconds(features, dims)}
+
+
+# MIGRATIONS[v] turns a file of format version v into version v + 1 (in memory; the file is never rewritten).
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+
+
+def _known(d: dict[str, Any], cls: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+def _warn_unknown(path: str, where: str, unknown: set[str], written_by: str) -> None:
+    if unknown:
+        msg = (f"{path}: ignored {where} field(s) unknown to asr {__version__}: {', '.join(sorted(unknown))} "
+               f"(written by asr {written_by}; a newer release may use them)")
+        warnings.warn(msg, UnknownFieldsWarning, stacklevel=3)
+
+
+def _migrate(path: str, obj: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    version = obj.get("format_version")
+    written_by = obj.get("asr_version", "?")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"{path}: model file is damaged (format version {version!r} is not a version number)")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model file format version {version} was written by asr {written_by}, newer than this asr "
+            f"{__version__} (reads format versions up to {FORMAT_VERSION}); upgrade asr to load it")
+    stored = version
+    try:
+        while version < FORMAT_VERSION:
+            obj = MIGRATIONS[version](obj)
+            version += 1
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: model file format version {stored} is damaged: cannot migrate it to "
+                             f"version {FORMAT_VERSION} ({str(e).splitlines()[0][:300]})") from None
+    if stored != FORMAT_VERSION:
+        log.debug("%s: migrated model file format %d -> %d", path, stored, FORMAT_VERSION)
+    return obj, stored
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model file of this or any older format version (migrated in memory; see the module docstring)."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, KeyError,
+            IndexError, TypeError, AttributeError) as e:  # what the legacy unpickler raises on arbitrary bytes
+        if isinstance(e, (KeyError, IndexError, TypeError, AttributeError)):
+            first = "not a PyTorch file"  # the legacy unpickler's errors on arbitrary bytes say nothing useful
+        else:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: not an asr model file (cannot be loaded safely: {first})") from None
+    except PermissionError as e:
+        raise ModelFileError(f"{path}: cannot read the model file ({e.strerror})") from None
+    except OSError as e:  # a truncated zip archive surfaces as EINVAL from torch's reader
+        raise ModelFileError(f"{path}: cannot read the model file: truncated or not a model file ({e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        hint = ""
+        if isinstance(obj, dict) and "pytorch-lightning_version" in obj:
+            hint = " (this is a Lightning training checkpoint; pass the exported DIR/model.pt instead)"
+        raise ModelFileError(f"{path}: not an asr model file{hint}")
+    obj, stored_version = _migrate(path, obj)
+    written_by = str(obj.get("asr_version", "?"))
+    newer = "" if written_by == __version__ else f"; written by asr {written_by}, this is asr {__version__}"
+    try:
+        _warn_unknown(path, "top-level", set(obj) - set(TOP_LEVEL_FIELDS), written_by)
+        for key, cls in (("features", FeatureConfig), ("model", ModelDimensions)):
+            _warn_unknown(path, key, set(obj[key]) - {f.name for f in dataclasses.fields(cls)}, written_by)
+        features = FeatureConfig(**_known(obj["features"], FeatureConfig))
+        dims = ModelDimensions(**_known(obj["model"], ModelDimensions))
+        tokenizer = tokenizer_from_dict(obj["tokenizer"])
+        _warn_unknown(path, "tokenizer", set(obj["tokenizer"]) - set(tokenizer.to_dict()), written_by)
+        expected = frame_seconds(features, dims)
+        if not math.isclose(float(obj["frame_seconds"]), expected, rel_tol=1e-9):
+            raise ValueError(f"frame_seconds {obj['frame_seconds']} but the dimensions give {expected}")
+        model = ASRModel(dims, features, compute_filterbank=False)  # the saved filterbank is loaded below
+        model.load_state_dict(obj["state_dict"])
+        metadata = dict(obj.get("metadata") or {})
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        why = f"missing field {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:300]
+        raise ModelFileError(f"{path}: model file is damaged or inconsistent ({why}{newer})") from None
+    model.to(device).eval()
+    created = obj.get("created")
+    return LoadedModel(model, tokenizer, metadata, created if isinstance(created, str) else None, stored_version)
