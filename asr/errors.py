@@ -24,6 +24,7 @@ class UsageError(ASRError, ValueError):
 
 # ---------------------------------------------------------------------------------------------------- data
 
+
 class AudioError(ASRError, ValueError):
     """An audio file that cannot be used; the message names the file and the reason."""
 
@@ -41,6 +42,7 @@ class ConfigError(ASRError, ValueError):
 
 
 # ------------------------------------------------------------------------------------------- model, decoding
+
 
 class ModelFileError(ASRError, ValueError):
     """A file that is not a usable asr model; the message names the file and the reason."""
@@ -60,6 +62,7 @@ class AlignmentError(ASRError, ValueError):
 
 # ----------------------------------------------------------------------------------------- inference, scoring
 
+
 class StreamingError(ASRError, ValueError):
     """A model or input that the chosen streaming mode cannot handle; the message says why."""
 
@@ -73,6 +76,7 @@ class PlottingUnavailable(ASRError, ImportError):
 
 
 # ------------------------------------------------------------------------------------------ training, corpora
+
 
 class CheckpointWriteError(ASRError, OSError):
     """A checkpoint could not be written (disk full, permissions); the previous file at that path is intact."""

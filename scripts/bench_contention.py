@@ -72,13 +72,27 @@ def measure(args: argparse.Namespace, spincount: str, competitor: bool) -> dict[
         env["GOMP_SPINCOUNT"] = spincount
     rival = None
     if competitor:
-        rival = subprocess.Popen(["nice", "-n", str(args.competitor_nice), sys.executable, "-c", COMPETITOR,
-                                  str(args.threads)], env=env)
+        rival = subprocess.Popen(
+            ["nice", "-n", str(args.competitor_nice), sys.executable, "-c", COMPETITOR, str(args.threads)], env=env
+        )
         time.sleep(2.0)  # let it start spinning
     try:
-        done = subprocess.run([sys.executable, "-c", MEASURE, args.config, str(args.threads), str(args.seconds),
-                               str(args.batch), str(args.repeats)], env=env, capture_output=True, text=True,
-                              timeout=args.timeout)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                MEASURE,
+                args.config,
+                str(args.threads),
+                str(args.seconds),
+                str(args.batch),
+                str(args.repeats),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
+        )
     except subprocess.TimeoutExpired:
         return {"inference": [], "training": [], "timeout": [args.timeout]}
     finally:
@@ -102,16 +116,20 @@ def main() -> None:
     p.add_argument("--competitor-nice", type=int, default=0, help="niceness of the other process (0-19)")
     args = p.parse_args()
     print(f"# {' '.join(sys.argv)}")
-    print(f"# torch threads {args.threads}, batch {args.batch} x {args.seconds:g} s of noise, {args.config}, "
-          f"other process at nice {args.competitor_nice}; "
-          "audio-seconds per second, median of the repeats (first repeat included: it pays the warm-up)")
+    print(
+        f"# torch threads {args.threads}, batch {args.batch} x {args.seconds:g} s of noise, {args.config}, "
+        f"other process at nice {args.competitor_nice}; "
+        "audio-seconds per second, median of the repeats (first repeat included: it pays the warm-up)"
+    )
     print("| GOMP_SPINCOUNT | other process | inference | training |")
     print("|---|---|---|---|")
     for spin in args.spincounts.split(","):
         for competitor in (False, True):
             r = measure(args, spin, competitor)
-            cells = [f"{sorted(v)[len(v) // 2]:.1f}" if v else f"> {args.timeout:g} s" for v in
-                     (r["inference"], r["training"])]
+            cells = [
+                f"{sorted(v)[len(v) // 2]:.1f}" if v else f"> {args.timeout:g} s"
+                for v in (r["inference"], r["training"])
+            ]
             print(f"| {spin} | {'yes' if competitor else 'no'} | {cells[0]} | {cells[1]} |", flush=True)
 
 

@@ -86,11 +86,11 @@ def main() -> int:
     args = p.parse_args()
 
     from asr.data.audio import load_audio
-    from asr.model.export import OnnxModel, export_onnx, quantize_torch
     from asr.data.manifest import read_manifest
-    from asr.evaluation.metrics import ErrorRates
-    from asr.model.file import load_model
     from asr.data.tokenizer import normalize_text
+    from asr.evaluation.metrics import ErrorRates
+    from asr.model.export import OnnxModel, export_onnx, quantize_torch
+    from asr.model.file import load_model
 
     torch.set_num_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -131,20 +131,29 @@ def main() -> int:
         same_len = all(np.array_equal(o[1], r[1]) for o, r in zip(outputs[name], outputs[reference]))
         agree = sum(a == b for a, b in zip(results[name]["texts"], results[reference]["texts"]))
         parity[name] = {"max_abs_log_prob_diff": diff, "same_lengths": same_len, "identical_transcripts": agree}
-        print(f"{name:38s} vs torch fp32, batch 1: max |dlogp| {diff:.2e}, lengths equal {same_len}, "
-              f"transcripts identical {agree}/{len(utts)}", flush=True)
+        print(
+            f"{name:38s} vs torch fp32, batch 1: max |dlogp| {diff:.2e}, lengths equal {same_len}, "
+            f"transcripts identical {agree}/{len(utts)}",
+            flush=True,
+        )
     # Padded batches: ONNX fp32 against torch fp32 on the same padded input.
     diffs, agree = [], 0
     for start in range(0, len(audios), args.parity_batch):
-        batch, lengths = pad(audios[start:start + args.parity_batch])
+        batch, lengths = pad(audios[start : start + args.parity_batch])
         (lp_o, n_o), (lp_t, n_t) = engines["onnxruntime fp32"](batch, lengths), engines[reference](batch, lengths)
         assert np.array_equal(n_o, n_t)
         diffs.append(max_diff(lp_o, lp_t, n_t))
         agree += sum(a == b for a, b in zip(decode(lp_o, n_o, loaded.tokenizer), decode(lp_t, n_t, loaded.tokenizer)))
-    parity["onnxruntime fp32, padded batches"] = {"batch": args.parity_batch, "max_abs_log_prob_diff": max(diffs),
-                                                  "identical_transcripts": agree}
-    print(f"onnxruntime fp32 vs torch fp32, padded batches of {args.parity_batch}: max |dlogp| {max(diffs):.2e}, "
-          f"transcripts identical {agree}/{len(utts)}", flush=True)
+    parity["onnxruntime fp32, padded batches"] = {
+        "batch": args.parity_batch,
+        "max_abs_log_prob_diff": max(diffs),
+        "identical_transcripts": agree,
+    }
+    print(
+        f"onnxruntime fp32 vs torch fp32, padded batches of {args.parity_batch}: max |dlogp| {max(diffs):.2e}, "
+        f"transcripts identical {agree}/{len(utts)}",
+        flush=True,
+    )
 
     timed = audios[: args.timing_utterances]
     timed_seconds = sum(a.shape[0] for a in timed) / sr
@@ -161,9 +170,11 @@ def main() -> int:
                 lp, n = engines[name](*pad([a]))
                 decode(lp, n, loaded.tokenizer)
                 wall[name][rep][j], cpu[name][rep][j] = time.perf_counter() - t0, time.process_time() - c0
-    print(f"\nbatch 1, {len(timed)} utterances ({timed_seconds:.1f} s), {args.repeats} repetitions, engines "
-          "interleaved per utterance. RTF = seconds per audio second: wall median over repetitions (min-max); "
-          "best = each utterance's fastest repetition, summed; CPU = process CPU time, median")
+    print(
+        f"\nbatch 1, {len(timed)} utterances ({timed_seconds:.1f} s), {args.repeats} repetitions, engines "
+        "interleaved per utterance. RTF = seconds per audio second: wall median over repetitions (min-max); "
+        "best = each utterance's fastest repetition, summed; CPU = process CPU time, median"
+    )
     figures = {}
     for name in names:
         totals = [sum(r) / timed_seconds for r in wall[name]]
@@ -175,19 +186,35 @@ def main() -> int:
     for name in names:
         f = figures[name]
         totals = results[name]["rtf_wall_reps"]
-        print(f"{name:38s} wall {f[0]:.4f} ({min(totals):.4f}-{max(totals):.4f}) x{base[0] / f[0]:.2f} | "
-              f"best {f[1]:.4f} x{base[1] / f[1]:.2f} | CPU {f[2]:.4f} x{base[2] / f[2]:.2f}")
-    print(f"\nfiles: {fp32_path} ({os.path.getsize(fp32_path) / 1e6:.1f} MB), "
-          f"{int8_path} ({os.path.getsize(int8_path) / 1e6:.1f} MB); model {os.path.getsize(args.model) / 1e6:.1f} MB")
+        print(
+            f"{name:38s} wall {f[0]:.4f} ({min(totals):.4f}-{max(totals):.4f}) x{base[0] / f[0]:.2f} | "
+            f"best {f[1]:.4f} x{base[1] / f[1]:.2f} | CPU {f[2]:.4f} x{base[2] / f[2]:.2f}"
+        )
+    print(
+        f"\nfiles: {fp32_path} ({os.path.getsize(fp32_path) / 1e6:.1f} MB), "
+        f"{int8_path} ({os.path.getsize(int8_path) / 1e6:.1f} MB); model {os.path.getsize(args.model) / 1e6:.1f} MB"
+    )
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
-          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load average {os.getloadavg()[0]:.1f} at the end")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load average {os.getloadavg()[0]:.1f} at the end"
+    )
     if args.json:
         for r in results.values():
             r.pop("texts")
         with open(args.json, "w") as f:
-            json.dump({"utterances": len(utts), "audio_seconds": seconds, "engines": results, "parity": parity,
-                       "threads": args.threads, "argv": sys.argv}, f, indent=2)
+            json.dump(
+                {
+                    "utterances": len(utts),
+                    "audio_seconds": seconds,
+                    "engines": results,
+                    "parity": parity,
+                    "threads": args.threads,
+                    "argv": sys.argv,
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

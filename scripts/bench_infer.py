@@ -68,10 +68,10 @@ def build_model(args: argparse.Namespace, device: torch.device) -> tuple[Any, st
 
     if args.model:
         return load_model(args.model, device), args.model, args.model
-    from asr.training.config import load_config
+    from asr.data.tokenizer import CharTokenizer
     from asr.model.features import FeatureConfig
     from asr.model.network import ASRModel
-    from asr.data.tokenizer import CharTokenizer
+    from asr.training.config import load_config
 
     config = load_config(args.config, args.overrides)
     tokenizer = CharTokenizer(config.tokenizer.alphabet)
@@ -85,8 +85,9 @@ def build_model(args: argparse.Namespace, device: torch.device) -> tuple[Any, st
 
 
 @torch.inference_mode()
-def time_rtf(loaded: Any, batch_size: int, duration: float, device: torch.device, bf16: bool,
-             min_seconds: float, max_reps: int) -> dict[str, float]:
+def time_rtf(
+    loaded: Any, batch_size: int, duration: float, device: torch.device, bf16: bool, min_seconds: float, max_reps: int
+) -> dict[str, float]:
     """Seconds per batch of ``batch_size`` utterances of ``duration`` s, and the RTF it gives.
 
     Two untimed runs first (cuDNN plans, allocator, oneDNN primitives), then as many timed runs as fit in
@@ -118,8 +119,7 @@ def time_rtf(loaded: Any, batch_size: int, duration: float, device: torch.device
             break
     per_batch = elapsed / reps
     rtf = per_batch / (batch_size * duration)
-    return {"batch_size": batch_size, "seconds_per_batch": per_batch, "rtf": rtf, "x_realtime": 1.0 / rtf,
-            "reps": reps}
+    return {"batch_size": batch_size, "seconds_per_batch": per_batch, "rtf": rtf, "x_realtime": 1.0 / rtf, "reps": reps}
 
 
 def time_cold_load(path: str, device: str) -> dict[str, float]:
@@ -130,8 +130,9 @@ def time_cold_load(path: str, device: str) -> dict[str, float]:
     """
     env = dict(os.environ)
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET, path, device], capture_output=True, text=True,
-                         env=env, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_SNIPPET, path, device], capture_output=True, text=True, env=env, check=False
+    )
     wall = time.perf_counter() - start
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1], "process_s": wall}
@@ -167,16 +168,22 @@ def time_transcribe(model_path: str, files: Sequence[str], device: str) -> dict[
     start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
-    result: dict[str, Any] = {"files": len(files), "audio_s": audio_s, "wall_s": wall, "returncode": out.returncode,
-                              "rtf": wall / audio_s if audio_s else None}
+    result: dict[str, Any] = {
+        "files": len(files),
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "returncode": out.returncode,
+        "rtf": wall / audio_s if audio_s else None,
+    }
     if out.returncode != 0:
         result["error"] = (out.stderr.strip().splitlines() or ["failed"])[-1]
     return result
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("overrides", nargs="*", help="config overrides, section.key=value (with --config)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="a model.pt written by asr train")
@@ -190,8 +197,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     p.add_argument("--no-load-time", action="store_true", help="skip the cold model-load subprocess")
     p.add_argument("--files", nargs="+", help="audio files to time `asr transcribe` on")
-    p.add_argument("--synth-files", type=int, default=0,
-                   help="write this many noise WAVs of --duration s and time `asr transcribe` on them")
+    p.add_argument(
+        "--synth-files",
+        type=int,
+        default=0,
+        help="write this many noise WAVs of --duration s and time `asr transcribe` on them",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write all figures to this JSON file")
     args = p.parse_args(argv)
@@ -205,27 +216,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def fmt_table(r: dict[str, Any]) -> str:
-    lines = [f"model      {r['source']}: {r['model']}, {r['parameters'] / 1e6:.1f} M parameters",
-             f"device     {r['device']} ({r['device_name']}), torch {r['torch']}, {r['threads']} threads",
-             f"audio      {r['duration_s']:g} s per utterance (features + encoder + greedy decoding)",
-             "",
-             f"{'precision':<10} {'batch':>5} {'ms/batch':>10} {'RTF':>9} {'x realtime':>11}"]
+    lines = [
+        f"model      {r['source']}: {r['model']}, {r['parameters'] / 1e6:.1f} M parameters",
+        f"device     {r['device']} ({r['device_name']}), torch {r['torch']}, {r['threads']} threads",
+        f"audio      {r['duration_s']:g} s per utterance (features + encoder + greedy decoding)",
+        "",
+        f"{'precision':<10} {'batch':>5} {'ms/batch':>10} {'RTF':>9} {'x realtime':>11}",
+    ]
     for row in r["rtf"]:
-        lines.append(f"{row['precision']:<10} {row['batch_size']:>5} {1e3 * row['seconds_per_batch']:>10.1f} "
-                     f"{row['rtf']:>9.5f} {row['x_realtime']:>11.1f}")
+        lines.append(
+            f"{row['precision']:<10} {row['batch_size']:>5} {1e3 * row['seconds_per_batch']:>10.1f} "
+            f"{row['rtf']:>9.5f} {row['x_realtime']:>11.1f}"
+        )
     load = r.get("load")
     if load:
         lines.append("")
         if "error" in load:
             lines.append(f"model load (cold subprocess) failed: {load['error']}")
         else:
-            lines.append(f"model load {load['file_mb']:.1f} MiB file, cold process {load['process_s']:.2f} s: "
-                         f"import asr.model.file {load['import_s']:.2f} s, first load_model "
-                         f"{load['first_load_s']:.2f} s (incl. librosa import), second {load['second_load_s']:.3f} s")
+            lines.append(
+                f"model load {load['file_mb']:.1f} MiB file, cold process {load['process_s']:.2f} s: "
+                f"import asr.model.file {load['import_s']:.2f} s, first load_model "
+                f"{load['first_load_s']:.2f} s (incl. librosa import), second {load['second_load_s']:.3f} s"
+            )
     tr = r.get("transcribe")
     if tr:
-        msg = (f"asr transcribe  {tr['files']} files, {tr['audio_s']:.1f} s of audio: {tr['wall_s']:.2f} s wall"
-               + (f", end-to-end RTF {tr['rtf']:.4f}" if tr["rtf"] else ""))
+        msg = f"asr transcribe  {tr['files']} files, {tr['audio_s']:.1f} s of audio: {tr['wall_s']:.2f} s wall" + (
+            f", end-to-end RTF {tr['rtf']:.4f}" if tr["rtf"] else ""
+        )
         lines.append(msg + (f"  FAILED: {tr['error']}" if "error" in tr else ""))
     return "\n".join(lines)
 
@@ -241,16 +259,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded, model_path, source = build_model(args, device)
         dims, sample_rate = loaded.model.dims, loaded.model.sample_rate
         result: dict[str, Any] = {
-            "source": source, "device": str(device), "threads": torch.get_num_threads(),
+            "source": source,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-            "torch": torch.__version__, "duration_s": args.duration,
+            "torch": torch.__version__,
+            "duration_s": args.duration,
             "model": f"{dims.num_layers}x{'Bi' if dims.bidirectional else ''}{dims.cell.upper()}-"
-                     f"{dims.hidden_size}, subsampling {dims.subsampling}",
-            "parameters": sum(p.numel() for p in loaded.model.parameters()), "rtf": []}
+            f"{dims.hidden_size}, subsampling {dims.subsampling}",
+            "parameters": sum(p.numel() for p in loaded.model.parameters()),
+            "rtf": [],
+        }
         for precision in ("fp32", "bf16") if args.bf16 else ("fp32",):
             for b in args.batch_sizes:
-                row = time_rtf(loaded, b, args.duration, device, precision == "bf16", args.min_seconds,
-                               args.max_reps)
+                row = time_rtf(loaded, b, args.duration, device, precision == "bf16", args.min_seconds, args.max_reps)
                 result["rtf"].append({"precision": precision, **row})
                 print(f"  {precision} batch {b}: RTF {row['rtf']:.5f}", file=sys.stderr, flush=True)
         del loaded

@@ -39,10 +39,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from asr.data.audio import load_audio
+    from asr.data.manifest import read_manifest
+    from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions
     from asr.decoding.greedy import GreedyDecoder
     from asr.decoding.ngram import read_arpa_info
-    from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions
-    from asr.data.manifest import read_manifest
     from asr.model.file import load_model
 
     args = parse_args(argv)
@@ -73,9 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.beam_size = args.beam_size
         lexicon = None if read_arpa_info(lm).is_char_level else args.lexicon
         decoder = BeamSearchDecoder(loaded.tokenizer, lm, lexicon, options)
-        rows.append({"decoder": f"beam {args.beam_size}, {decoder.mode}, {os.path.basename(lm)}",
-                     "seconds": time_decoder(decoder), "lm_weight": options.lm_weight,
-                     "word_score": options.word_score})
+        rows.append(
+            {
+                "decoder": f"beam {args.beam_size}, {decoder.mode}, {os.path.basename(lm)}",
+                "seconds": time_decoder(decoder),
+                "lm_weight": options.lm_weight,
+                "word_score": options.word_score,
+            }
+        )
     greedy_rtf = rows[0]["seconds"] / audio_s
     print(f"{len(utts)} utterances, {audio_s:.1f} s of audio, batch 1, torch threads {torch.get_num_threads()}")
     print(f"model alone (features + encoder): RTF {model_s / audio_s:.4f}")
@@ -86,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{r['decoder']:<45} {r['rtf']:>8.4f} {r['extra_rtf']:>20.4f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"utterances": len(utts), "audio_s": audio_s, "model_rtf": model_s / audio_s, "rows": rows},
-                      f, indent=1)
+            json.dump(
+                {"utterances": len(utts), "audio_s": audio_s, "model_rtf": model_s / audio_s, "rows": rows}, f, indent=1
+            )
     return 0
 
 

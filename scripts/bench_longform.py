@@ -37,8 +37,8 @@ import numpy as np
 import soundfile as sf
 
 from asr.data.manifest import read_manifest
-from asr.evaluation.metrics import word_errors
 from asr.data.tokenizer import normalize_text
+from asr.evaluation.metrics import word_errors
 
 RATE = 16000
 
@@ -55,13 +55,23 @@ def synth_flite(texts: list[str], voices: list[str], out_dir: str) -> str:
             path = os.path.join(out_dir, f"flite-{i:05d}.wav")
             if not os.path.exists(path):
                 subprocess.run(["flite", "-voice", voice, "-t", text, "-o", path], check=True)
-            m.write(json.dumps({"audio_filepath": path, "duration": sf.info(path).duration, "text": text,
-                                "speaker": f"flite-{voice}"}) + "\n")
+            m.write(
+                json.dumps(
+                    {
+                        "audio_filepath": path,
+                        "duration": sf.info(path).duration,
+                        "text": text,
+                        "speaker": f"flite-{voice}",
+                    }
+                )
+                + "\n"
+            )
     return manifest
 
 
-def build_material(utts: list[Any], minutes: float, snr: float | None, out_dir: str, seed: int,
-                   pause: tuple[float, float]) -> dict[str, Any]:
+def build_material(
+    utts: list[Any], minutes: float, snr: float | None, out_dir: str, seed: int, pause: tuple[float, float]
+) -> dict[str, Any]:
     """Write ``long.wav`` (utterances with pauses between) and ``pieces/*.wav`` (the same utterances alone).
 
     With ``snr``, white noise runs through the whole long file, and each piece carries exactly the noise that
@@ -110,22 +120,48 @@ def build_material(utts: list[Any], minutes: float, snr: float | None, out_dir: 
         total += gap.shape[0]
     with open(os.path.join(out_dir, "pieces.txt"), "w") as f:
         f.write("\n".join(pieces) + "\n")
-    return {"long": os.path.join(out_dir, "long.wav"), "pieces": os.path.join(out_dir, "pieces.txt"),
-            "refs": refs, "seconds": total / RATE, "utterances": len(refs)}
+    return {
+        "long": os.path.join(out_dir, "long.wav"),
+        "pieces": os.path.join(out_dir, "pieces.txt"),
+        "refs": refs,
+        "seconds": total / RATE,
+        "utterances": len(refs),
+    }
 
 
 def run_transcribe(model: str, inputs: list[str], extra: list[str]) -> dict[str, Any]:
     """``python -m asr transcribe --format json`` in a child: its JSON lines, wall time and peak RSS."""
-    cmd = ["/usr/bin/time", "-f", "MAXRSS_KB %M CPU_S %U %S", sys.executable, "-m", "asr", "-q", "transcribe",
-           "--model", model, "--device", "cpu", "--format", "json", "--no-progress", *extra, *inputs]
+    cmd = [
+        "/usr/bin/time",
+        "-f",
+        "MAXRSS_KB %M CPU_S %U %S",
+        sys.executable,
+        "-m",
+        "asr",
+        "-q",
+        "transcribe",
+        "--model",
+        model,
+        "--device",
+        "cpu",
+        "--format",
+        "json",
+        "--no-progress",
+        *extra,
+        *inputs,
+    ]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"transcribe failed ({p.returncode}): {p.stderr[-2000:]}")
     stats = [ln.split() for ln in p.stderr.splitlines() if ln.startswith("MAXRSS_KB")][-1]
-    return {"results": [json.loads(ln) for ln in p.stdout.splitlines() if ln.strip()], "wall_s": wall,
-            "cpu_s": float(stats[3]) + float(stats[4]), "peak_rss_mb": int(stats[1]) / 1024}
+    return {
+        "results": [json.loads(ln) for ln in p.stdout.splitlines() if ln.strip()],
+        "wall_s": wall,
+        "cpu_s": float(stats[3]) + float(stats[4]),
+        "peak_rss_mb": int(stats[1]) / 1024,
+    }
 
 
 def wer(refs: list[str], hyp: str) -> float:
@@ -161,31 +197,56 @@ def main() -> None:
                 snr_db = None if snr == "clean" else float(snr)
                 out = os.path.join(args.work, f"{source}-{minutes:g}min-{snr}")
                 m = build_material(utts, minutes, snr_db, out, seed=0, pause=tuple(args.pause))
-                base = {"source": source, "minutes": minutes, "snr": snr, "audio_s": round(m["seconds"], 1),
-                        "utterances": m["utterances"]}
+                base = {
+                    "source": source,
+                    "minutes": minutes,
+                    "snr": snr,
+                    "audio_s": round(m["seconds"], 1),
+                    "utterances": m["utterances"],
+                }
                 if not args.skip_one_by_one:
                     r = run_transcribe(args.model, ["--input-list", m["pieces"]], ["--vad", "none"])
                     hyp = " ".join(x["text"] for x in r["results"])
-                    rows.append({**base, "mode": "one-by-one", "wer": wer(m["refs"], hyp), "wall_s": r["wall_s"],
-                                 "cpu_s": r["cpu_s"], "rtf": r["wall_s"] / m["seconds"],
-                                 "peak_rss_mb": r["peak_rss_mb"]})
+                    rows.append(
+                        {
+                            **base,
+                            "mode": "one-by-one",
+                            "wer": wer(m["refs"], hyp),
+                            "wall_s": r["wall_s"],
+                            "cpu_s": r["cpu_s"],
+                            "rtf": r["wall_s"] / m["seconds"],
+                            "peak_rss_mb": r["peak_rss_mb"],
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
                 for vad in args.vad:
-                    r = run_transcribe(args.model, [m["long"]], ["--vad", vad, "--max-segment-seconds",
-                                                                 str(args.max_segment_seconds)])
+                    r = run_transcribe(
+                        args.model, [m["long"]], ["--vad", vad, "--max-segment-seconds", str(args.max_segment_seconds)]
+                    )
                     res = r["results"][0]
-                    rows.append({**base, "mode": f"long/{vad}", "wer": wer(m["refs"], res["text"]),
-                                 "wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "rtf": r["wall_s"] / m["seconds"],
-                                 "peak_rss_mb": r["peak_rss_mb"], "segments": len(res["segments"])})
+                    rows.append(
+                        {
+                            **base,
+                            "mode": f"long/{vad}",
+                            "wer": wer(m["refs"], res["text"]),
+                            "wall_s": r["wall_s"],
+                            "cpu_s": r["cpu_s"],
+                            "rtf": r["wall_s"] / m["seconds"],
+                            "peak_rss_mb": r["peak_rss_mb"],
+                            "segments": len(res["segments"]),
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
     # On a shared machine wall time includes waiting for the CPU; CPU seconds (user + system) per audio second
     # is the cost that does not depend on the neighbours.
     print("\n| source | minutes | SNR | mode | WER % | wall s | wall RTF | CPU s | CPU s per audio s | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['source']} | {r['minutes']:g} | {r['snr']} | {r['mode']} | {100 * r['wer']:.2f} | "
-              f"{r['wall_s']:.1f} | {r['rtf']:.3f} | {r['cpu_s']:.1f} | {r['cpu_s'] / r['audio_s']:.3f} | "
-              f"{r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {r['source']} | {r['minutes']:g} | {r['snr']} | {r['mode']} | {100 * r['wer']:.2f} | "
+            f"{r['wall_s']:.1f} | {r['rtf']:.3f} | {r['cpu_s']:.1f} | {r['cpu_s'] / r['audio_s']:.3f} | "
+            f"{r['peak_rss_mb']:.0f} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

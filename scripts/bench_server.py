@@ -55,9 +55,26 @@ def free_port() -> int:
 
 
 def start_server(args: argparse.Namespace, port: int, extra: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "asr", "-q", "serve", "--model", args.model, "--host", "127.0.0.1", "--port",
-           str(port), "--max-concurrent", str(args.max_concurrent), "--max-queue", str(args.max_queue),
-           "--device", "cpu", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "asr",
+        "-q",
+        "serve",
+        "--model",
+        args.model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-concurrent",
+        str(args.max_concurrent),
+        "--max-queue",
+        str(args.max_queue),
+        "--device",
+        "cpu",
+        *extra,
+    ]
     print("server:", " ".join(cmd[1:]))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(600):  # up to 60 s to load the model
@@ -83,8 +100,7 @@ async def transcribe(client: httpx.AsyncClient, name: str, data: bytes) -> tuple
 async def load(url: str, files: list[Path], clients: int, requests: int) -> dict:
     payloads = [(f.name, f.read_bytes()) for f in files]
     timeout = httpx.Timeout(300.0)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout,
-                                 limits=httpx.Limits(max_connections=clients)) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=httpx.Limits(max_connections=clients)) as client:
         reference = {}
         for name, data in payloads:  # sequential pass: each file's own result
             status, text, _ = await transcribe(client, name, data)
@@ -114,8 +130,15 @@ async def load(url: str, files: list[Path], clients: int, requests: int) -> dict
     statuses = Counter(a[0] for a in answers.values())
     wrong = sum(1 for i, a in answers.items() if a[0] == 200 and a[1] != reference[payloads[i % len(payloads)][0]])
     latencies = np.array([a[2] for a in answers.values() if a[0] == 200])
-    return {"requests": requests, "answered": len(answers), "statuses": dict(statuses), "wrong_text": wrong,
-            "wall_s": wall, "latencies": latencies, "texts": [reference[name] for name, _ in payloads]}
+    return {
+        "requests": requests,
+        "answered": len(answers),
+        "statuses": dict(statuses),
+        "wrong_text": wrong,
+        "wall_s": wall,
+        "latencies": latencies,
+        "texts": [reference[name] for name, _ in payloads],
+    }
 
 
 def run(args: argparse.Namespace, files: list[Path], audio_seconds: float, extra: list[str]) -> tuple[dict, int]:
@@ -132,13 +155,19 @@ def run(args: argparse.Namespace, files: list[Path], audio_seconds: float, extra
     ok = r["statuses"].get(200, 0)
     errors = args.requests - ok + r["wrong_text"]
     print(f"decoder: {json.dumps(health.get('decoder'))}")
-    print(f"answered {r['answered']}/{args.requests}; statuses {r['statuses']}; wrong text {r['wrong_text']}; "
-          f"errors {errors}")
+    print(
+        f"answered {r['answered']}/{args.requests}; statuses {r['statuses']}; wrong text {r['wrong_text']}; "
+        f"errors {errors}"
+    )
     if len(lat):
-        print(f"latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, p95 {np.percentile(lat, 95) * 1000:.0f} ms, "
-              f"max {lat.max() * 1000:.0f} ms")
-    print(f"throughput {ok / r['wall_s']:.1f} requests/s, {audio_seconds / r['wall_s']:.1f} audio-s/s "
-          f"(wall {r['wall_s']:.1f} s)")
+        print(
+            f"latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, p95 {np.percentile(lat, 95) * 1000:.0f} ms, "
+            f"max {lat.max() * 1000:.0f} ms"
+        )
+    print(
+        f"throughput {ok / r['wall_s']:.1f} requests/s, {audio_seconds / r['wall_s']:.1f} audio-s/s "
+        f"(wall {r['wall_s']:.1f} s)"
+    )
     return r, errors + (r["answered"] != args.requests)
 
 
@@ -157,14 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     files, refs = audio_files(args.manifest, args.files)
     import soundfile as sf
 
-    from asr.evaluation.metrics import ErrorRates
     from asr.data.tokenizer import normalize_text
+    from asr.evaluation.metrics import ErrorRates
 
     seconds = [sf.info(f).duration for f in files]
     audio_seconds = sum(seconds[i % len(files)] for i in range(args.requests))
     print(f"host: {platform.node()} {os.cpu_count()} cores; python {platform.python_version()}")
-    print(f"{len(files)} files ({np.mean(seconds):.2f} s mean), {args.clients} clients, {args.requests} requests, "
-          f"server --max-concurrent {args.max_concurrent} --max-queue {args.max_queue}")
+    print(
+        f"{len(files)} files ({np.mean(seconds):.2f} s mean), {args.clients} clients, {args.requests} requests, "
+        f"server --max-concurrent {args.max_concurrent} --max-queue {args.max_queue}"
+    )
     servers = [("greedy", [])]
     if args.lm:
         servers.append(("lm", ["--lm", args.lm] + (["--lm-params", args.lm_params] if args.lm_params else [])))

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from asr.data.audio import load_audio
-from asr.decoding.greedy import greedy_decode
 from asr.data.manifest import read_manifest
-from asr.model.file import load_model
-from asr.inference.streaming import StreamingRecognizer
 from asr.data.tokenizer import normalize_text
+from asr.decoding.greedy import greedy_decode
+from asr.inference.streaming import StreamingRecognizer
+from asr.model.file import load_model
 
 
 def forced_align(log_probs: torch.Tensor, ids: list[int], blank: int = 0) -> list[tuple[int, int]]:
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         partials = []
         for i in range(0, audio.shape[0], chunk):
             t0 = time.perf_counter()
-            part = recognizer.accept(audio[i:i + chunk])
+            part = recognizer.accept(audio[i : i + chunk])
             step_ms.append(1000 * (time.perf_counter() - t0))
             partials.append((part.seconds, part.text))
         t0 = time.perf_counter()
@@ -150,18 +150,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {' '.join(sys.argv)}")
     print(f"# torch {torch.__version__}, {args.threads} thread(s), {platform.processor() or platform.machine()}")
     print(f"utterances {len(utts)}, audio {audio_s:.1f} s, chunk {args.chunk_ms:g} ms")
-    print(f"compute per chunk: mean {steps.mean():.2f} ms, p95 {np.percentile(steps, 95):.2f} ms, "
-          f"max {steps.max():.2f} ms; RTF {steps.sum() / 1000 / audio_s:.3f}; "
-          f"finish mean {np.mean(finish_ms):.2f} ms")
+    print(
+        f"compute per chunk: mean {steps.mean():.2f} ms, p95 {np.percentile(steps, 95):.2f} ms, "
+        f"max {steps.max():.2f} ms; RTF {steps.sum() / 1000 / audio_s:.3f}; "
+        f"finish mean {np.mean(finish_ms):.2f} ms"
+    )
     print(f"stream == offline: {same_text}/{len(utts)} texts equal, max |log-prob difference| {max_diff:.2e}")
     if delays:
         d = np.array(delays)
-        print(f"word delay (end of word -> in the partial text, audio time, {', '.join(sorted(source))}): "
-              f"{d.size} words, median {np.median(d):.0f} ms, mean {d.mean():.0f} ms, "
-              f"p10 {np.percentile(d, 10):.0f} ms, p90 {np.percentile(d, 90):.0f} ms")
+        print(
+            f"word delay (end of word -> in the partial text, audio time, {', '.join(sorted(source))}): "
+            f"{d.size} words, median {np.median(d):.0f} ms, mean {d.mean():.0f} ms, "
+            f"p10 {np.percentile(d, 10):.0f} ms, p90 {np.percentile(d, 90):.0f} ms"
+        )
         d = np.array(inner)  # the last word's end is the least certain, and it may wait for finish()
-        print(f"  all but each utterance's last word: {d.size} words, median {np.median(d):.0f} ms, "
-              f"mean {d.mean():.0f} ms, p10 {np.percentile(d, 10):.0f} ms, p90 {np.percentile(d, 90):.0f} ms")
+        print(
+            f"  all but each utterance's last word: {d.size} words, median {np.median(d):.0f} ms, "
+            f"mean {d.mean():.0f} ms, p10 {np.percentile(d, 10):.0f} ms, p90 {np.percentile(d, 90):.0f} ms"
+        )
     return 0
 
 

@@ -43,8 +43,14 @@ def build_test_set(out_dir: Path, n_train: int, n_dev: int, n_test: int, seed: i
     utts = []
     for spec in specs:
         n, words = _render_to_file(spec)
-        utts.append(Utterance(spec.path, round(n / 16000, 4), spec.text,
-                              {"speaker": spec.voice, "rate": spec.rate, "pitch": spec.pitch, "words": words}))
+        utts.append(
+            Utterance(
+                spec.path,
+                round(n / 16000, 4),
+                spec.text,
+                {"speaker": spec.voice, "rate": spec.rate, "pitch": spec.pitch, "words": words},
+            )
+        )
     manifest = out_dir / "test.jsonl"
     write_manifest(manifest, utts)
     return manifest
@@ -64,8 +70,10 @@ def describe(errors: Sequence[float]) -> str:
     e = np.abs(np.asarray(errors)) * 1000
     if len(e) == 0:
         return "no words"
-    return (f"median {np.median(e):5.1f}  p90 {np.percentile(e, 90):5.1f}  p99 {np.percentile(e, 99):6.1f}  "
-            f"max {e.max():6.1f} ms  (n={len(e)})")
+    return (
+        f"median {np.median(e):5.1f}  p90 {np.percentile(e, 90):5.1f}  p99 {np.percentile(e, 99):6.1f}  "
+        f"max {e.max():6.1f} ms  (n={len(e)})"
+    )
 
 
 @torch.inference_mode()
@@ -73,10 +81,10 @@ def measure(model_path: str, manifest: str, limit: int | None) -> list[dict]:
     """Per reference word: voice, rate, reference times, reference-aligned times, and (when the hypothesis has
     the word) hypothesis-aligned times; plus one row per hypothesis word with its correctness and confidences."""
     from asr.data.audio import load_audio
-    from asr.decoding.greedy import greedy_decode
     from asr.data.manifest import read_manifest
-    from asr.model.file import load_model
     from asr.decoding.alignment import align_words
+    from asr.decoding.greedy import greedy_decode
+    from asr.model.file import load_model
 
     loaded = load_model(model_path)
     model, tok = loaded.model, loaded.tokenizer
@@ -107,13 +115,33 @@ def measure(model_path: str, manifest: str, limit: int | None) -> list[dict]:
             if w["start"] is None:
                 continue
             h = hyp_min[matched[i]] if i in matched else None
-            rows.append({"kind": "ref", "utt": utt.audio_filepath, "index": i, "variant": variant, "rate": utt.extra.get("rate"), "word": w["word"],
-                         "true_start": w["start"], "true_end": w["end"], "start": a.start, "end": a.end,
-                         "hyp_start": h.start if h else None, "hyp_end": h.end if h else None})
+            rows.append(
+                {
+                    "kind": "ref",
+                    "utt": utt.audio_filepath,
+                    "index": i,
+                    "variant": variant,
+                    "rate": utt.extra.get("rate"),
+                    "word": w["word"],
+                    "true_start": w["start"],
+                    "true_end": w["end"],
+                    "start": a.start,
+                    "end": a.end,
+                    "hyp_start": h.start if h else None,
+                    "hyp_end": h.end if h else None,
+                }
+            )
         hit = set(matched.values())
         for j, (a, b) in enumerate(zip(hyp_min, hyp_mean)):
-            rows.append({"kind": "hyp", "variant": variant, "correct": j in hit, "conf_min": a.confidence,
-                         "conf_mean": b.confidence})
+            rows.append(
+                {
+                    "kind": "hyp",
+                    "variant": variant,
+                    "correct": j in hit,
+                    "conf_min": a.confidence,
+                    "conf_mean": b.confidence,
+                }
+            )
     if skipped:
         print(f"skipped {skipped} utterances without word times", file=sys.stderr)
     return rows
@@ -124,50 +152,76 @@ def report(rows: list[dict], shift: float, fit_on: set[str]) -> None:
     signed = np.array([r["start"] - r["true_start"] for r in ref])
     end_signed = np.array([r["end"] - r["true_end"] for r in ref])
     first = np.array([r.get("index", 1) == 0 for r in ref])
-    print(f"reference words: {len(ref)}; signed start error (model - eSpeak): mean {1000 * signed.mean():+.1f} ms, "
-          f"median {1000 * np.median(signed):+.1f} ms")
+    print(
+        f"reference words: {len(ref)}; signed start error (model - eSpeak): mean {1000 * signed.mean():+.1f} ms, "
+        f"median {1000 * np.median(signed):+.1f} ms"
+    )
     print(f"start |error|, reference aligned:   {describe(signed - shift)}")
-    print(f"end   |error|, reference aligned:   {describe(end_signed - shift)}  "
-          f"(signed median {1000 * np.median(end_signed):+.1f} ms)")
+    print(
+        f"end   |error|, reference aligned:   {describe(end_signed - shift)}  "
+        f"(signed median {1000 * np.median(end_signed):+.1f} ms)"
+    )
     for name, sel in (("first word of an utterance", first), ("every later word", ~first)):
         if sel.any():
-            print(f"  {name}: start signed median {1000 * np.median(signed[sel]):+.1f} ms, |error| "
-                  f"{describe(signed[sel] - shift)}; end |error| {describe(end_signed[sel] - shift)}")
+            print(
+                f"  {name}: start signed median {1000 * np.median(signed[sel]):+.1f} ms, |error| "
+                f"{describe(signed[sel] - shift)}; end |error| {describe(end_signed[sel] - shift)}"
+            )
     hyp = [r for r in ref if r["hyp_start"] is not None]
-    print(f"start |error|, hypothesis aligned:  {describe([r['hyp_start'] - r['true_start'] - shift for r in hyp])}"
-          f"  ({len(hyp)}/{len(ref)} reference words recognised)")
+    print(
+        f"start |error|, hypothesis aligned:  {describe([r['hyp_start'] - r['true_start'] - shift for r in hyp])}"
+        f"  ({len(hyp)}/{len(ref)} reference words recognised)"
+    )
     print(f"end   |error|, hypothesis aligned:  {describe([r['hyp_end'] - r['true_end'] - shift for r in hyp])}")
     later = ~first
-    print("later words' signed median start error per voice variant:  " + ", ".join(
-        f"{v} {1000 * np.median(signed[later & np.array([r['variant'] == v for r in ref])]):+.0f} ms"
-        for v in sorted({r["variant"] for r in ref})))
+    print(
+        "later words' signed median start error per voice variant:  "
+        + ", ".join(
+            f"{v} {1000 * np.median(signed[later & np.array([r['variant'] == v for r in ref])]):+.0f} ms"
+            for v in sorted({r["variant"] for r in ref})
+        )
+    )
     rates = np.array([r["rate"] or 0 for r in ref])
     for lo, hi in ((0, 150), (150, 175), (175, 1000)):
         sel = later & (rates >= lo) & (rates < hi)
         if sel.any():
-            print(f"  rate {lo}-{hi} wpm, later words: signed median {1000 * np.median(signed[sel]):+.0f} ms, "
-                  f"|error| {describe(signed[sel] - shift)}")
+            print(
+                f"  rate {lo}-{hi} wpm, later words: signed median {1000 * np.median(signed[sel]):+.0f} ms, "
+                f"|error| {describe(signed[sel] - shift)}"
+            )
     if fit_on:
         # A constant lag is fitted on the later words only: the first word behaves differently (see above).
         fit = np.array([r["variant"] in fit_on for r in ref])
-        for name, a, b in ((f"variants {','.join(sorted(fit_on))}", later & fit, later & ~fit),
-                           ("rates < 165 wpm", later & (rates < 165), later & (rates >= 165)),
-                           ("rates >= 165 wpm", later & (rates >= 165), later & (rates < 165))):
+        for name, a, b in (
+            (f"variants {','.join(sorted(fit_on))}", later & fit, later & ~fit),
+            ("rates < 165 wpm", later & (rates < 165), later & (rates >= 165)),
+            ("rates >= 165 wpm", later & (rates >= 165), later & (rates < 165)),
+        ):
             picked = float(np.median(signed[a]))
-            print(f"lag fitted on {name} ({a.sum()} later words): {1000 * picked:+.1f} ms; on the other later words "
-                  f"uncorrected {describe(signed[b])}; corrected {describe(signed[b] - picked)}")
+            print(
+                f"lag fitted on {name} ({a.sum()} later words): {1000 * picked:+.1f} ms; on the other later words "
+                f"uncorrected {describe(signed[b])}; corrected {describe(signed[b] - picked)}"
+            )
     hw = [r for r in rows if r["kind"] == "hyp"]
     correct = [r["correct"] for r in hw]
-    print(f"hypothesis words: {len(hw)}, wrong {len(hw) - sum(correct)}; confidence AUROC (right vs wrong): "
-          f"min {auroc([r['conf_min'] for r in hw], correct):.3f}, mean {auroc([r['conf_mean'] for r in hw], correct):.3f}")
+    print(
+        f"hypothesis words: {len(hw)}, wrong {len(hw) - sum(correct)}; confidence AUROC (right vs wrong): "
+        f"min {auroc([r['conf_min'] for r in hw], correct):.3f}, mean {auroc([r['conf_mean'] for r in hw], correct):.3f}"
+    )
     for key in ("conf_min", "conf_mean"):
         conf = np.array([r[key] for r in hw])
         ok = np.array(correct, dtype=float)
         bins = np.clip((conf * 5).astype(int), 0, 4)
-        cells = [f"{b / 5:.1f}-{(b + 1) / 5:.1f}: {ok[bins == b].mean():.2f} of {int((bins == b).sum())}"
-                 for b in range(5) if (bins == b).any()]
-        ece = sum(abs(ok[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean() for b in range(5)
-                  if (bins == b).any())
+        cells = [
+            f"{b / 5:.1f}-{(b + 1) / 5:.1f}: {ok[bins == b].mean():.2f} of {int((bins == b).sum())}"
+            for b in range(5)
+            if (bins == b).any()
+        ]
+        ece = sum(
+            abs(ok[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
+            for b in range(5)
+            if (bins == b).any()
+        )
         print(f"  {key}: share correct per confidence bin  {'; '.join(cells)}  (ECE {ece:.3f})")
 
 
@@ -190,8 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.build_test_set:
         n_train, n_dev, n_test = (int(x) for x in args.sizes.split(","))
         start = time.time()
-        manifest = build_test_set(Path(args.build_test_set).resolve(), n_train, n_dev, n_test, args.seed,
-                                  args.noise_prob)
+        manifest = build_test_set(
+            Path(args.build_test_set).resolve(), n_train, n_dev, n_test, args.seed, args.noise_prob
+        )
         print(f"wrote {manifest} ({time.time() - start:.1f} s)")
         return 0
     if not (args.model and args.manifest) and not args.rows:

@@ -55,6 +55,7 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 # --- durations and fake data ----------------------------------------------------------------------------------
 
+
 def synth_durations(kind: str, n: int, seed: int) -> np.ndarray:
     """Utterance durations (s) that look like a corpus, without the corpus.
 
@@ -102,8 +103,14 @@ class NoiseDataset(torch.utils.data.Dataset):
     the collate copy into the padded batch still happens, as in training.
     """
 
-    def __init__(self, durations: Sequence[float], sample_rate: int, target_lengths: Sequence[int],
-                 vocab_size: int, seed: int = 0):
+    def __init__(
+        self,
+        durations: Sequence[float],
+        sample_rate: int,
+        target_lengths: Sequence[int],
+        vocab_size: int,
+        seed: int = 0,
+    ):
         self.durations = [float(d) for d in durations]
         self.sample_rate = sample_rate
         self.target_lengths = [int(t) for t in target_lengths]
@@ -121,8 +128,13 @@ class NoiseDataset(torch.utils.data.Dataset):
         n = max(1, int(round(self.durations[index] * self.sample_rate)))
         start = int(rng.integers(0, self.noise.numel() - n + 1))
         targets = torch.from_numpy(rng.integers(1, self.vocab_size, self.target_lengths[index])).long()
-        return {"audio": self.noise[start:start + n], "targets": targets, "text": "", "index": index,
-                "path": f"noise-{index}"}
+        return {
+            "audio": self.noise[start : start + n],
+            "targets": targets,
+            "text": "",
+            "index": index,
+            "path": f"noise-{index}",
+        }
 
 
 class RandomBatches(torch.utils.data.Sampler[list[int]]):
@@ -140,18 +152,20 @@ class RandomBatches(torch.utils.data.Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         for i in range(len(self)):
-            yield order[i * self.batch_size:(i + 1) * self.batch_size].tolist()
+            yield order[i * self.batch_size : (i + 1) * self.batch_size].tolist()
 
 
 # --- machine figures --------------------------------------------------------------------------------------------
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, min_seconds: float = 0.5,
-                  tf32: bool = False) -> float:
+def matmul_gflops(
+    device: torch.device, dtype: torch.dtype, n: int, min_seconds: float = 0.5, tf32: bool = False
+) -> float:
     """Measured GFLOP/s of one square ``n x n`` matmul: the practical ceiling the recurrent stack is judged by."""
     old = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -212,6 +226,7 @@ def recurrent_forward_flops_per_frame(dims: Any, input_size: int) -> float:
 
 # --- measuring ---------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class StepRecord:
     batch_size: int
@@ -265,8 +280,11 @@ class StepTimer:
         self._c_start = time.process_time()
         lengths = batch["audio_lengths"]
         b = int(lengths.numel())
-        self._batch = {"batch_size": b, "audio_s": float(lengths.sum()) / self.sr,
-                       "padded_s": b * float(lengths.max()) / self.sr if b else 0.0}
+        self._batch = {
+            "batch_size": b,
+            "audio_s": float(lengths.sum()) / self.sr,
+            "padded_s": b * float(lengths.max()) / self.sr if b else 0.0,
+        }
         self._enc = None
 
     def _end(self, trainer: Any, outputs: Any) -> None:
@@ -281,10 +299,17 @@ class StepTimer:
         else:
             b, t, lens = self._enc
             lens_list = lens.cpu().tolist()
-            self.records.append(StepRecord(wall_s=now - self._t_prev_end, compute_s=now - self._t_start,
-                                           cpu_s=time.process_time() - self._c_start,
-                                           frames=int(sum(lens_list)), padded_frames=b * t, lengths=lens_list,
-                                           **self._batch))
+            self.records.append(
+                StepRecord(
+                    wall_s=now - self._t_prev_end,
+                    compute_s=now - self._t_start,
+                    cpu_s=time.process_time() - self._c_start,
+                    frames=int(sum(lens_list)),
+                    padded_frames=b * t,
+                    lengths=lens_list,
+                    **self._batch,
+                )
+            )
         self._t_prev_end = now
         if self.max_seconds is not None and now - self._t_measure > self.max_seconds:
             trainer.should_stop = True
@@ -294,8 +319,15 @@ class StepTimer:
         return self._t_prev_end - self._t_measure if self.records or self.skipped else 0.0
 
 
-def time_recurrent_stack(encoder: torch.nn.Module, batch_size: int, lengths: Sequence[int], max_len: int,
-                         device: torch.device, amp_dtype: torch.dtype | None, reps: int) -> tuple[float, torch.dtype]:
+def time_recurrent_stack(
+    encoder: torch.nn.Module,
+    batch_size: int,
+    lengths: Sequence[int],
+    max_len: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    reps: int,
+) -> tuple[float, torch.dtype]:
     """Seconds per forward+backward of ``encoder.layers`` alone, on a batch of the given shape.
 
     Run exactly as :class:`asr.model.network.Encoder` runs them (reverse index, dropout between layers, input that needs
@@ -334,37 +366,63 @@ def time_recurrent_stack(encoder: torch.nn.Module, batch_size: int, lengths: Seq
 
 # --- main ----------------------------------------------------------------------------------------------------------
 
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("overrides", nargs="*", help="config overrides, section.key=value (e.g. model.hidden_size=512)")
     p.add_argument("--config", default="recipes/synth/conf.yaml", help="training config YAML")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--durations", choices=("librispeech", "synth"), default="librispeech",
-                     help="duration distribution of the fake corpus")
+    src.add_argument(
+        "--durations",
+        choices=("librispeech", "synth"),
+        default="librispeech",
+        help="duration distribution of the fake corpus",
+    )
     src.add_argument("--manifest", help="take the durations from this real manifest instead")
-    p.add_argument("--num-utterances", type=int,
-                   help="corpus size (default: 28539 for librispeech = train-clean-100, 5000 for synth, "
-                        "all of a manifest); padding depends on it")
-    p.add_argument("--no-bucketing", action="store_true",
-                   help="random fixed-count batches instead of DynamicBucketingSampler (for comparison)")
-    p.add_argument("--batch-size", type=int,
-                   help="utterances per batch with --no-bucketing (default: the bucketing sampler's mean, so "
-                        "both see the same audio per step on average)")
+    p.add_argument(
+        "--num-utterances",
+        type=int,
+        help="corpus size (default: 28539 for librispeech = train-clean-100, 5000 for synth, "
+        "all of a manifest); padding depends on it",
+    )
+    p.add_argument(
+        "--no-bucketing",
+        action="store_true",
+        help="random fixed-count batches instead of DynamicBucketingSampler (for comparison)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="utterances per batch with --no-bucketing (default: the bucketing sampler's mean, so "
+        "both see the same audio per step on average)",
+    )
     p.add_argument("--steps", type=int, default=20, help="measured optimizer steps")
     p.add_argument("--warmup", type=int, default=3, help="steps run before measuring (at least 1)")
-    p.add_argument("--max-seconds", type=float,
-                   help="stop measuring after this many seconds and report what was done (for time-boxed runs)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        help="stop measuring after this many seconds and report what was done (for time-boxed runs)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
-    p.add_argument("--precision", choices=("32", "bf16", "16"), default="32",
-                   help="32: fp32; bf16: bf16 autocast (Lightning's bf16-mixed) on CUDA or CPU; "
-                        "16: fp16 autocast with a gradient scaler (16-mixed; CUDA only)")
+    p.add_argument(
+        "--precision",
+        choices=("32", "bf16", "16"),
+        default="32",
+        help="32: fp32; bf16: bf16 autocast (Lightning's bf16-mixed) on CUDA or CPU; "
+        "16: fp16 autocast with a gradient scaler (16-mixed; CUDA only)",
+    )
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
-    p.add_argument("--num-workers", type=int,
-                   help="DataLoader workers (default: the config's on CUDA, 0 on CPU so workers don't steal the "
-                        "cores being measured)")
-    p.add_argument("--stack-reps", type=int, default=5,
-                   help="forward+backward passes of the recurrent stack alone (0: skip)")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        help="DataLoader workers (default: the config's on CUDA, 0 on CPU so workers don't steal the "
+        "cores being measured)",
+    )
+    p.add_argument(
+        "--stack-reps", type=int, default=5, help="forward+backward passes of the recurrent stack alone (0: skip)"
+    )
     p.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
     p.add_argument("--peak-size", type=int, help="matmul size for the peak (default 2048 CPU, 8192 CUDA)")
     p.add_argument("--seed", type=int, default=0)
@@ -380,10 +438,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     """Config -> (config, CTCModule, DataLoader, sampler, durations), exactly as ``asr train`` builds them."""
-    from asr.training.config import load_config
-    from asr.training.ctc_module import CTCModule
     from asr.data.dataset import collate
     from asr.data.sampler import DynamicBucketingSampler
+    from asr.training.config import load_config
+    from asr.training.ctc_module import CTCModule
 
     config = load_config(args.config, args.overrides)
     # Word pieces (tokenizer.type: bpe) are learned from the manifest's transcripts, as `asr train` does.
@@ -394,10 +452,11 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     if args.manifest:
         durations = manifest_durations(args.manifest)
         if args.num_utterances:
-            durations = np.random.default_rng(args.seed).permutation(durations)[:args.num_utterances]
+            durations = np.random.default_rng(args.seed).permutation(durations)[: args.num_utterances]
     else:
-        n = args.num_utterances or (LIBRISPEECH_100H_UTTERANCES if args.durations == "librispeech"
-                                    else SYNTH_UTTERANCES)
+        n = args.num_utterances or (
+            LIBRISPEECH_100H_UTTERANCES if args.durations == "librispeech" else SYNTH_UTTERANCES
+        )
         durations = synth_durations(args.durations, n, args.seed)
     if config.data.max_duration is not None:  # training skips these too
         durations = durations[durations <= config.data.max_duration]
@@ -415,9 +474,17 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
 
     c = config.data
     # SortaGrad is off: its ascending first epoch would measure only the shortest utterances.
-    bucketing = DynamicBucketingSampler(durations, max_batch_seconds=c.max_batch_seconds, shuffle=True,
-                                        seed=args.seed, num_replicas=1, rank=0, sortagrad=False,
-                                        max_batch_size=c.max_batch_size, shuffle_window=c.shuffle_window)
+    bucketing = DynamicBucketingSampler(
+        durations,
+        max_batch_seconds=c.max_batch_seconds,
+        shuffle=True,
+        seed=args.seed,
+        num_replicas=1,
+        rank=0,
+        sortagrad=False,
+        max_batch_size=c.max_batch_size,
+        shuffle_window=c.shuffle_window,
+    )
     sampler: Any = bucketing
     if args.no_bucketing:
         size = args.batch_size or max(1, round(len(durations) / len(bucketing)))
@@ -425,9 +492,14 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     device = torch.device(args.device)
     workers = args.num_workers if args.num_workers is not None else (c.num_workers if device.type == "cuda" else 0)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-        pin_memory=c.pin_memory and device.type == "cuda", persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None)
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=c.pin_memory and device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
     return config, module, loader, sampler, durations
 
 
@@ -439,8 +511,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|LeafSpec|"
-                                              "TreeSpec|bottleneck|precision|val_dataloader).*")
+    warnings.filterwarnings(
+        "ignore",
+        message=".*(num_workers|does not have many workers|LeafSpec|TreeSpec|bottleneck|precision|val_dataloader).*",
+    )
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch sees no GPU")
@@ -469,11 +543,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index or 0] if device.type == "cuda" else 1,
         precision={"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}[args.precision],
-        max_steps=args.warmup + args.steps, max_epochs=-1,
+        max_steps=args.warmup + args.steps,
+        max_epochs=-1,
         gradient_clip_val=config.optim.grad_clip or None,
         accumulate_grad_batches=config.trainer.accumulate_grad_batches,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
         callbacks=[timer.callback],
     )
     started = time.perf_counter()
@@ -502,8 +582,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         b, t = median_rec.batch_size, median_rec.padded_frames // max(1, median_rec.batch_size)
         secs, out_dtype = time_recurrent_stack(encoder, b, median_rec.lengths, t, device, amp_dtype, args.stack_reps)
         flops = 3.0 * fwd_per_frame * b * t
-        stack = {"batch_size": b, "time_steps": t, "seconds": secs, "gflops": flops / secs / 1e9,
-                 "dtype": str(out_dtype).replace("torch.", "")}
+        stack = {
+            "batch_size": b,
+            "time_steps": t,
+            "seconds": secs,
+            "gflops": flops / secs / 1e9,
+            "dtype": str(out_dtype).replace("torch.", ""),
+        }
     ran_bf16 = stack.get("dtype", str(amp_dtype).replace("torch.", "")) == "bfloat16"
     if ran_bf16:
         ref = "bf16"
@@ -514,51 +599,74 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     peak = peaks.get(ref)
 
     gpu_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    result.update({
-        "label": args.label or f"{short_path(args.config)} {args.precision} "
-                                f"{'no-bucketing' if args.no_bucketing else 'bucketing'}",
-        "config": args.config, "overrides": list(args.overrides),
-        "durations": args.manifest or args.durations, "num_utterances": int(len(durations)),
-        "corpus_hours": float(durations.sum() / 3600), "mean_duration_s": float(durations.mean()),
-        "bucketing": not args.no_bucketing, "device": str(device), "device_name": gpu_name,
-        "precision": args.precision, "threads": torch.get_num_threads(), "num_workers": loader.num_workers,
-        "torch": torch.__version__, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
-        "python": platform.python_version(), "parameters": n_params,
-        "model": {"cell": dims.cell, "hidden_size": dims.hidden_size, "num_layers": dims.num_layers,
-                  "bidirectional": dims.bidirectional, "subsampling": dims.subsampling,
-                  "rnn_input_size": encoder.frontend.output_size},
-        "max_batch_seconds": config.data.max_batch_seconds,
-        "steps_measured": len(recs), "steps_skipped": timer.skipped, "warmup_steps": args.warmup,
-        "stopped_early": len(recs) + timer.skipped < args.steps,
-        "measured_wall_s": wall, "total_wall_s": total_wall,
-        "audio_s_per_s": throughput,  # = audio-hours per device-hour
-        "epoch_minutes_100h": 100.6 * 60 / throughput,
-        "step_s_mean": statistics.fmean(steps_wall), "step_s_median": statistics.median(steps_wall),
-        "step_s_p90": float(np.percentile(steps_wall, 90)),
-        "compute_s_mean": statistics.fmean(r.compute_s for r in recs),
-        "audio_s_per_cpu_s": audio_s / max(1e-9, sum(r.cpu_s for r in recs)),
-        "batch_size_mean": statistics.fmean(r.batch_size for r in recs),
-        "audio_s_per_batch": audio_s / len(recs), "padded_s_per_batch": padded_s / len(recs),
-        "padding_fraction": 1.0 - audio_s / padded_s,
-        "padding_fraction_frames": 1.0 - sum(r.frames for r in recs) / sum(r.padded_frames for r in recs),
-        "sampler_padding_fraction": padding_fraction(durations, list(sampler)),
-        "sampler_batches_per_epoch": len(sampler),
-        "peak_memory_mb": peak_mb, "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda"
-        else "process max RSS",
-        "matmul_peak_gflops": peaks, "reference_peak": ref,
-        "recurrent_gflop_per_frame_train": 3.0 * fwd_per_frame / 1e9,
-        "recurrent_gflops_executed": exec_flops / wall / 1e9,
-        "recurrent_gflops_useful": useful_flops / wall / 1e9,
-        "recurrent_fraction_of_peak": exec_flops / wall / 1e9 / peak if peak else None,
-        "stack_alone": stack,
-        "stack_fraction_of_peak": stack["gflops"] / peak if stack and peak else None,
-        "step_seconds": [round(s, 5) for s in steps_wall],
-    })
+    result.update(
+        {
+            "label": args.label
+            or f"{short_path(args.config)} {args.precision} {'no-bucketing' if args.no_bucketing else 'bucketing'}",
+            "config": args.config,
+            "overrides": list(args.overrides),
+            "durations": args.manifest or args.durations,
+            "num_utterances": int(len(durations)),
+            "corpus_hours": float(durations.sum() / 3600),
+            "mean_duration_s": float(durations.mean()),
+            "bucketing": not args.no_bucketing,
+            "device": str(device),
+            "device_name": gpu_name,
+            "precision": args.precision,
+            "threads": torch.get_num_threads(),
+            "num_workers": loader.num_workers,
+            "torch": torch.__version__,
+            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+            "python": platform.python_version(),
+            "parameters": n_params,
+            "model": {
+                "cell": dims.cell,
+                "hidden_size": dims.hidden_size,
+                "num_layers": dims.num_layers,
+                "bidirectional": dims.bidirectional,
+                "subsampling": dims.subsampling,
+                "rnn_input_size": encoder.frontend.output_size,
+            },
+            "max_batch_seconds": config.data.max_batch_seconds,
+            "steps_measured": len(recs),
+            "steps_skipped": timer.skipped,
+            "warmup_steps": args.warmup,
+            "stopped_early": len(recs) + timer.skipped < args.steps,
+            "measured_wall_s": wall,
+            "total_wall_s": total_wall,
+            "audio_s_per_s": throughput,  # = audio-hours per device-hour
+            "epoch_minutes_100h": 100.6 * 60 / throughput,
+            "step_s_mean": statistics.fmean(steps_wall),
+            "step_s_median": statistics.median(steps_wall),
+            "step_s_p90": float(np.percentile(steps_wall, 90)),
+            "compute_s_mean": statistics.fmean(r.compute_s for r in recs),
+            "audio_s_per_cpu_s": audio_s / max(1e-9, sum(r.cpu_s for r in recs)),
+            "batch_size_mean": statistics.fmean(r.batch_size for r in recs),
+            "audio_s_per_batch": audio_s / len(recs),
+            "padded_s_per_batch": padded_s / len(recs),
+            "padding_fraction": 1.0 - audio_s / padded_s,
+            "padding_fraction_frames": 1.0 - sum(r.frames for r in recs) / sum(r.padded_frames for r in recs),
+            "sampler_padding_fraction": padding_fraction(durations, list(sampler)),
+            "sampler_batches_per_epoch": len(sampler),
+            "peak_memory_mb": peak_mb,
+            "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+            "matmul_peak_gflops": peaks,
+            "reference_peak": ref,
+            "recurrent_gflop_per_frame_train": 3.0 * fwd_per_frame / 1e9,
+            "recurrent_gflops_executed": exec_flops / wall / 1e9,
+            "recurrent_gflops_useful": useful_flops / wall / 1e9,
+            "recurrent_fraction_of_peak": exec_flops / wall / 1e9 / peak if peak else None,
+            "stack_alone": stack,
+            "stack_fraction_of_peak": stack["gflops"] / peak if stack and peak else None,
+            "step_seconds": [round(s, 5) for s in steps_wall],
+        }
+    )
     return result
 
 
 def fmt_table(r: dict[str, Any]) -> str:
     """The figures as an aligned two-column table, in the order one reads them when tuning."""
+
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f} %"
 
@@ -566,39 +674,71 @@ def fmt_table(r: dict[str, Any]) -> str:
     stack = r["stack_alone"]
     rows: list[tuple[str, str]] = [
         ("run", r["label"]),
-        ("device", f"{r['device']} ({r['device_name']}), torch {r['torch']}"
-                   + (f", cuDNN {r['cudnn']}" if r["cudnn"] else f", {r['threads']} threads")),
-        ("model", f"{r['model']['num_layers']}x{'Bi' if r['model']['bidirectional'] else ''}"
-                  f"{r['model']['cell'].upper()}-{r['model']['hidden_size']}, subsampling "
-                  f"{r['model']['subsampling']}, {r['parameters'] / 1e6:.1f} M parameters"),
+        (
+            "device",
+            f"{r['device']} ({r['device_name']}), torch {r['torch']}"
+            + (f", cuDNN {r['cudnn']}" if r["cudnn"] else f", {r['threads']} threads"),
+        ),
+        (
+            "model",
+            f"{r['model']['num_layers']}x{'Bi' if r['model']['bidirectional'] else ''}"
+            f"{r['model']['cell'].upper()}-{r['model']['hidden_size']}, subsampling "
+            f"{r['model']['subsampling']}, {r['parameters'] / 1e6:.1f} M parameters",
+        ),
         ("precision", r["precision"]),
-        ("corpus", f"{r['durations']}: {r['num_utterances']} utterances, {r['corpus_hours']:.1f} h, "
-                   f"mean {r['mean_duration_s']:.2f} s"),
-        ("batching", f"{'DynamicBucketingSampler' if r['bucketing'] else 'random fixed-count'}, "
-                     f"max_batch_seconds {r['max_batch_seconds']:g}, {r['sampler_batches_per_epoch']} "
-                     f"batches/epoch"),
-        ("steps", f"{r['steps_measured']} measured after {r['warmup_steps']} warm-up"
-                  + (f", {r['steps_skipped']} skipped" if r["steps_skipped"] else "")
-                  + (" (stopped early: --max-seconds)" if r["stopped_early"] else "")),
+        (
+            "corpus",
+            f"{r['durations']}: {r['num_utterances']} utterances, {r['corpus_hours']:.1f} h, "
+            f"mean {r['mean_duration_s']:.2f} s",
+        ),
+        (
+            "batching",
+            f"{'DynamicBucketingSampler' if r['bucketing'] else 'random fixed-count'}, "
+            f"max_batch_seconds {r['max_batch_seconds']:g}, {r['sampler_batches_per_epoch']} "
+            f"batches/epoch",
+        ),
+        (
+            "steps",
+            f"{r['steps_measured']} measured after {r['warmup_steps']} warm-up"
+            + (f", {r['steps_skipped']} skipped" if r["steps_skipped"] else "")
+            + (" (stopped early: --max-seconds)" if r["stopped_early"] else ""),
+        ),
         ("THROUGHPUT", f"{r['audio_s_per_s']:.1f} audio-s per wall-s (= audio-h per device-h)"),
         ("  100 h epoch", f"{r['epoch_minutes_100h']:.1f} min"),
         ("per CPU-second", f"{r['audio_s_per_cpu_s']:.1f} audio-s per CPU-s of this process (compute only)"),
-        ("step time", f"mean {r['step_s_mean']:.3f} s, median {r['step_s_median']:.3f} s, "
-                      f"p90 {r['step_s_p90']:.3f} s (compute only: {r['compute_s_mean']:.3f} s)"),
-        ("batch", f"{r['batch_size_mean']:.1f} utterances, {r['audio_s_per_batch']:.0f} s audio, "
-                  f"{r['padded_s_per_batch']:.0f} s padded"),
-        ("padding", f"{pct(r['padding_fraction'])} of audio samples, {pct(r['padding_fraction_frames'])} of "
-                    f"RNN frames (sampler, whole epoch: {pct(r['sampler_padding_fraction'])})"),
+        (
+            "step time",
+            f"mean {r['step_s_mean']:.3f} s, median {r['step_s_median']:.3f} s, "
+            f"p90 {r['step_s_p90']:.3f} s (compute only: {r['compute_s_mean']:.3f} s)",
+        ),
+        (
+            "batch",
+            f"{r['batch_size_mean']:.1f} utterances, {r['audio_s_per_batch']:.0f} s audio, "
+            f"{r['padded_s_per_batch']:.0f} s padded",
+        ),
+        (
+            "padding",
+            f"{pct(r['padding_fraction'])} of audio samples, {pct(r['padding_fraction_frames'])} of "
+            f"RNN frames (sampler, whole epoch: {pct(r['sampler_padding_fraction'])})",
+        ),
         ("peak memory", f"{r['peak_memory_mb']:.0f} MiB ({r['peak_memory_kind']})"),
         ("matmul peak", ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " GFLOP/s" if peaks else "-"),
-        ("RNN in training", f"{r['recurrent_gflops_executed']:.1f} GFLOP/s executed "
-                            f"({pct(r['recurrent_fraction_of_peak'])} of {r['reference_peak']} peak), "
-                            f"{r['recurrent_gflops_useful']:.1f} useful"),
+        (
+            "RNN in training",
+            f"{r['recurrent_gflops_executed']:.1f} GFLOP/s executed "
+            f"({pct(r['recurrent_fraction_of_peak'])} of {r['reference_peak']} peak), "
+            f"{r['recurrent_gflops_useful']:.1f} useful",
+        ),
     ]
     if stack:
-        rows.append(("RNN stack alone", f"{stack['gflops']:.1f} GFLOP/s ({pct(r['stack_fraction_of_peak'])} of "
-                                        f"{r['reference_peak']} peak), {stack['seconds'] * 1e3:.1f} ms fwd+bwd "
-                                        f"on ({stack['batch_size']}, {stack['time_steps']}) in {stack['dtype']}"))
+        rows.append(
+            (
+                "RNN stack alone",
+                f"{stack['gflops']:.1f} GFLOP/s ({pct(r['stack_fraction_of_peak'])} of "
+                f"{r['reference_peak']} peak), {stack['seconds'] * 1e3:.1f} ms fwd+bwd "
+                f"on ({stack['batch_size']}, {stack['time_steps']}) in {stack['dtype']}",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -24,15 +24,21 @@ import torch
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="recipes/librispeech/conf/train_100h.yaml")
-    p.add_argument("--longest", type=float, default=24.5,
-                   help="longest utterance in seconds (LibriSpeech train-clean-100: 24.5 s)")
+    p.add_argument(
+        "--longest", type=float, default=24.5, help="longest utterance in seconds (LibriSpeech train-clean-100: 24.5 s)"
+    )
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--memory-fraction", type=float, default=0.6)
     p.add_argument("--min-gain", type=float, default=0.0, help="stop doubling below this throughput gain")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--also", type=float, nargs="*", default=[4.0],
-                   help="also measure these multiples of the fixed budget (default: 4x)")
+    p.add_argument(
+        "--also",
+        type=float,
+        nargs="*",
+        default=[4.0],
+        help="also measure these multiples of the fixed budget (default: 4x)",
+    )
     p.add_argument("--tiny", action="store_true", help="tiny model and 2 steps (local dry run)")
     p.add_argument("--out", default=os.environ.get("OUT", "/tmp/gpu_batch_sizing"))
     args = p.parse_args(argv)
@@ -48,16 +54,31 @@ def main(argv: list[str] | None = None) -> int:
     slowest = min(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
     longest = args.longest / slowest
     fixed = config.data.max_batch_seconds
-    result: dict = {"config": args.config, "fixed_batch_seconds": fixed, "longest_seconds": longest,
-                    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+    result: dict = {
+        "config": args.config,
+        "fixed_batch_seconds": fixed,
+        "longest_seconds": longest,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    }
     if args.device.startswith("cuda"):
         started = time.perf_counter()
-        probe = probe_batch_seconds(module.model, longest, module.model.sample_rate, len(module.tokenizer),
-                                    device=args.device, memory_fraction=args.memory_fraction,
-                                    min_gain=args.min_gain)
-        result.update(probe_seconds=round(time.perf_counter() - started, 1), auto_batch_seconds=probe.batch_seconds,
-                      auto_batch_size=probe.batch_size, probe_peak_gib=probe.peak_bytes / 2**30,
-                      total_gib=probe.total_bytes / 2**30, tried=probe.tried)
+        probe = probe_batch_seconds(
+            module.model,
+            longest,
+            module.model.sample_rate,
+            len(module.tokenizer),
+            device=args.device,
+            memory_fraction=args.memory_fraction,
+            min_gain=args.min_gain,
+        )
+        result.update(
+            probe_seconds=round(time.perf_counter() - started, 1),
+            auto_batch_seconds=probe.batch_seconds,
+            auto_batch_size=probe.batch_size,
+            probe_peak_gib=probe.peak_bytes / 2**30,
+            total_gib=probe.total_bytes / 2**30,
+            tried=probe.tried,
+        )
         auto = probe.batch_seconds
     else:
         auto = fixed * 2  # dry run
@@ -69,14 +90,33 @@ def main(argv: list[str] | None = None) -> int:
     del module
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
 
-    steps = ["--steps", "2", "--warmup", "1"] if args.tiny else ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+    steps = (
+        ["--steps", "2", "--warmup", "1"] if args.tiny else ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+    )
     runs = [("fixed", fixed, []), ("auto", auto, [f"optim.lr={lr}"])]
     runs += [(f"x{k}", fixed * k, [f"optim.lr={scale_lr(config.optim.lr, fixed * k, fixed)}"]) for k in args.also]
     for label, seconds, extra in runs:
-        cmd = [sys.executable, "scripts/bench_train.py", "--config", args.config, "--durations", "librispeech",
-               "--device", args.device, "--precision", "16" if args.device.startswith("cuda") else "32",
-               "--no-peak", "--label", label, "--json", os.path.join(args.out, f"train_{label}.json"), *steps,
-               f"data.max_batch_seconds={seconds}", *extra, *tiny]
+        cmd = [
+            sys.executable,
+            "scripts/bench_train.py",
+            "--config",
+            args.config,
+            "--durations",
+            "librispeech",
+            "--device",
+            args.device,
+            "--precision",
+            "16" if args.device.startswith("cuda") else "32",
+            "--no-peak",
+            "--label",
+            label,
+            "--json",
+            os.path.join(args.out, f"train_{label}.json"),
+            *steps,
+            f"data.max_batch_seconds={seconds}",
+            *extra,
+            *tiny,
+        ]
         if args.tiny:
             cmd += ["--num-utterances", "200", "--threads", "2"]
         print("$", " ".join(cmd), flush=True)

@@ -15,9 +15,16 @@ def tiny_corpus(tmp_path_factory):
     return build_corpus(out, n_train=16, n_dev=4, n_test=4, seed=0, noise_prob=0.0)
 
 
-TINY_MODEL = ["model.hidden_size=24", "model.num_layers=1", "model.conv_channels=4", "model.subsampling=2",
-              "data.num_workers=0", "trainer.progress_bar=false", "optim.warmup_steps=2",
-              "trainer.log_every_n_steps=1"]
+TINY_MODEL = [
+    "model.hidden_size=24",
+    "model.num_layers=1",
+    "model.conv_channels=4",
+    "model.subsampling=2",
+    "data.num_workers=0",
+    "trainer.progress_bar=false",
+    "optim.warmup_steps=2",
+    "trainer.log_every_n_steps=1",
+]
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +33,23 @@ def trained_model(tiny_corpus, tmp_path_factory):
     from asr.cli import main
 
     out = tmp_path_factory.mktemp("exp")
-    rc = main(["train", "--train-manifest", str(tiny_corpus["train"]), "--val-manifest", str(tiny_corpus["dev"]),
-               "--output-dir", str(out), "--max-epochs", "1", *TINY_MODEL,
-               # Every training-time augmentation that needs no noise files, so the CLI run goes through them.
-               "augment.speed_perturb=true", "augment.vtlp=true"])
+    rc = main(
+        [
+            "train",
+            "--train-manifest",
+            str(tiny_corpus["train"]),
+            "--val-manifest",
+            str(tiny_corpus["dev"]),
+            "--output-dir",
+            str(out),
+            "--max-epochs",
+            "1",
+            *TINY_MODEL,
+            # Every training-time augmentation that needs no noise files, so the CLI run goes through them.
+            "augment.speed_perturb=true",
+            "augment.vtlp=true",
+        ]
+    )
     assert rc == 0
     return out
 

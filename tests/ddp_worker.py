@@ -14,15 +14,12 @@ import sys
 
 import lightning as L
 import torch
+from conftest import TINY_MODEL  # tests/ is sys.path[0] when this file runs as a script
 
 from asr.data.dataset import Skipped
-
 from asr.training.averaging import EMACallback
 from asr.training.config import load_config
 from asr.training.train import train
-
-from conftest import TINY_MODEL  # tests/ is sys.path[0] when this file runs as a script
-
 
 
 class Recorder(L.Callback):
@@ -45,13 +42,25 @@ class Recorder(L.Callback):
     def on_fit_end(self, trainer, pl_module):
         rank = trainer.global_rank
         ema = next(cb for cb in trainer.callbacks if isinstance(cb, EMACallback))
-        torch.save({"weights": {k: v.cpu() for k, v in pl_module.state_dict().items()},
-                    "ema": {k: v.cpu() for k, v in ema.state_dict_for(pl_module).items()}},
-                   os.path.join(self.out_dir, f"rank{rank}.pt"))
+        torch.save(
+            {
+                "weights": {k: v.cpu() for k, v in pl_module.state_dict().items()},
+                "ema": {k: v.cpu() for k, v in ema.state_dict_for(pl_module).items()},
+            },
+            os.path.join(self.out_dir, f"rank{rank}.pt"),
+        )
         with open(os.path.join(self.out_dir, f"rank{rank}.json"), "w") as f:
-            json.dump({"world_size": trainer.world_size, "global_step": trainer.global_step,
-                       "epochs": self.epochs, "lrs": self.lrs, "skipped_batches": pl_module.skipped_batches,
-                       "skipped_utterances": pl_module.skipped_utterances}, f)
+            json.dump(
+                {
+                    "world_size": trainer.world_size,
+                    "global_step": trainer.global_step,
+                    "epochs": self.epochs,
+                    "lrs": self.lrs,
+                    "skipped_batches": pl_module.skipped_batches,
+                    "skipped_utterances": pl_module.skipped_utterances,
+                },
+                f,
+            )
 
 
 class UndecodableBatch(L.Callback):
@@ -66,12 +75,24 @@ class UndecodableBatch(L.Callback):
 
 
 def main(train_manifest: str, val_manifest: str, out_dir: str) -> None:
-    config = load_config(None, [*TINY_MODEL, "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
-                                "trainer.max_epochs=3", "trainer.ema_decay=0.9", "data.num_workers=0",
-                                "data.max_batch_seconds=auto", "data.reference_batch_seconds=6",
-                                "trainer.max_minutes=60",
-                                # no validation can improve on the first by 100 points: both ranks stop after 2
-                                "trainer.early_stopping_patience=1", "trainer.early_stopping_min_delta=1.0"])
+    config = load_config(
+        None,
+        [
+            *TINY_MODEL,
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.strategy=ddp",
+            "trainer.max_epochs=3",
+            "trainer.ema_decay=0.9",
+            "data.num_workers=0",
+            "data.max_batch_seconds=auto",
+            "data.reference_batch_seconds=6",
+            "trainer.max_minutes=60",
+            # no validation can improve on the first by 100 points: both ranks stop after 2
+            "trainer.early_stopping_patience=1",
+            "trainer.early_stopping_min_delta=1.0",
+        ],
+    )
     train(config, train_manifest, val_manifest, out_dir, callbacks=[Recorder(out_dir), UndecodableBatch()])
 
 

@@ -5,9 +5,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.training.augment import VTLP, AddNoise, SpecAugment, SpeedPerturb, warp_frequencies
-from asr.model.features import FeatureConfig, LogMel
 from asr.data.manifest import write_manifest
+from asr.model.features import FeatureConfig, LogMel
+from asr.training.augment import VTLP, AddNoise, SpecAugment, SpeedPerturb, warp_frequencies
 
 SR = 16000
 
@@ -146,8 +146,10 @@ def test_add_noise_loads_clips_from_a_manifest(tmp_path):
     rng = np.random.default_rng(0)
     for name in ("a.wav", "b.flac"):
         sf.write(tmp_path / name, (0.1 * rng.standard_normal(8000)).astype(np.float32), 8000)
-    write_manifest(tmp_path / "noise.jsonl", [
-        {"audio_filepath": str(tmp_path / n), "duration": 1.0, "text": ""} for n in ("a.wav", "b.flac")])
+    write_manifest(
+        tmp_path / "noise.jsonl",
+        [{"audio_filepath": str(tmp_path / n), "duration": 1.0, "text": ""} for n in ("a.wav", "b.flac")],
+    )
     aug = AddNoise(tmp_path / "noise.jsonl", snr_db=(5, 5), prob=1.0, generator=0).train()
     assert aug.clip_lengths.tolist() == [16000, 16000]  # resampled to 16 kHz on load
     audio, lens = tone(300, 1.0, batch=2), torch.tensor([16000, 16000])
@@ -195,13 +197,13 @@ def test_vtlp_moves_a_tone_like_a_vocal_tract_of_another_length(factor):
     import librosa
 
     features = LogMel(FeatureConfig(n_mels=80))
-    warped = features.log_mel(tone(1000, 1.0), VTLP(SR, 512, (factor, factor), generator=0).train()(
-        features.mel_fb, 1))
+    warped = features.log_mel(tone(1000, 1.0), VTLP(SR, 512, (factor, factor), generator=0).train()(features.mel_fb, 1))
     band_hz = librosa.mel_frequencies(80 + 2, fmax=SR / 2)[1:-1]  # filter centres
     peak = band_hz[int(warped[0].mean(0).argmax())]
     assert peak == pytest.approx(1000 * factor, rel=0.04)
-    assert abs(peak - 1000 * factor) < abs(band_hz[int(features.log_mel(tone(1000, 1.0))[0].mean(0).argmax())]
-                                           - 1000 * factor)
+    assert abs(peak - 1000 * factor) < abs(
+        band_hz[int(features.log_mel(tone(1000, 1.0))[0].mean(0).argmax())] - 1000 * factor
+    )
 
 
 def test_vtlp_draws_a_factor_per_utterance_reproducibly():

@@ -5,13 +5,12 @@ import math
 
 import pytest
 import torch
-
-from asr.training.batch_sizing import choose_auto_batch, longest_training_seconds, steps_cap
-from asr.cli import main
-from asr.training.config import ConfigError, load_config
-from asr.model.file import load_model
-
 from conftest import TINY_MODEL
+
+from asr.cli import main
+from asr.model.file import load_model
+from asr.training.batch_sizing import choose_auto_batch, longest_training_seconds, steps_cap
+from asr.training.config import ConfigError, load_config
 
 
 def test_auto_is_parsed_and_needs_a_reference():
@@ -75,9 +74,22 @@ def test_auto_on_cpu_trains_with_the_reference_and_records_it(tiny_corpus, tmp_p
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rc = main(["train", "--train-manifest", str(tiny_corpus["train"]), "--val-manifest", str(tiny_corpus["dev"]),
-                   "--output-dir", str(tmp_path), *TINY_MODEL, "trainer.accelerator=cpu", "trainer.max_steps=2",
-                   "data.max_batch_seconds=auto", "data.reference_batch_seconds=9"])
+        rc = main(
+            [
+                "train",
+                "--train-manifest",
+                str(tiny_corpus["train"]),
+                "--val-manifest",
+                str(tiny_corpus["dev"]),
+                "--output-dir",
+                str(tmp_path),
+                *TINY_MODEL,
+                "trainer.accelerator=cpu",
+                "trainer.max_steps=2",
+                "data.max_batch_seconds=auto",
+                "data.reference_batch_seconds=9",
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     assert rc == 0

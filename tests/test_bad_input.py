@@ -5,14 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL
 
-from asr.data.audio import AudioError, load_audio
 from asr.cli import main
-from asr.training.config import ConfigError, load_config
+from asr.data.audio import AudioError, load_audio
 from asr.data.manifest import ManifestError, read_manifest
 from asr.model.file import ModelFileError, load_model
-
-from conftest import TINY_MODEL
+from asr.training.config import ConfigError, load_config
 
 
 @pytest.fixture
@@ -23,9 +22,15 @@ def bad_files(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name,reason", [("missing.wav", "not found"), ("empty.wav", "empty"),
-                                         ("corrupt.wav", "not a readable audio file"),
-                                         ("notes.txt", "not a readable audio file")])
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("missing.wav", "not found"),
+        ("empty.wav", "empty"),
+        ("corrupt.wav", "not a readable audio file"),
+        ("notes.txt", "not a readable audio file"),
+    ],
+)
 def test_bad_audio_files(bad_files, name, reason):
     path = bad_files / name
     with pytest.raises(AudioError, match=reason) as e:
@@ -35,8 +40,10 @@ def test_bad_audio_files(bad_files, name, reason):
 
 def test_manifest_errors_name_file_and_line(tmp_path):
     m = tmp_path / "m.jsonl"
-    m.write_text('{"audio_filepath": "a.wav", "duration": 1.0, "text": "hi"}\nnot json\n'
-                 '{"audio_filepath": "b.wav", "text": "no duration"}\n')
+    m.write_text(
+        '{"audio_filepath": "a.wav", "duration": 1.0, "text": "hi"}\nnot json\n'
+        '{"audio_filepath": "b.wav", "text": "no duration"}\n'
+    )
     with pytest.raises(ManifestError, match=r"m.jsonl:2: not valid JSON"):
         read_manifest(m)
     errors = []
@@ -49,12 +56,25 @@ def test_manifest_errors_name_file_and_line(tmp_path):
 def test_unknown_config_key(tmp_path, capsys):
     conf = tmp_path / "c.yaml"
     conf.write_text("model:\n  hiden_size: 12\n")
-    with pytest.raises(ConfigError, match=r"c.yaml: unknown config key 'model.hiden_size'; did you mean 'model.hidden_size'"):
+    with pytest.raises(
+        ConfigError, match=r"c.yaml: unknown config key 'model.hiden_size'; did you mean 'model.hidden_size'"
+    ):
         load_config(conf)
     with pytest.raises(ConfigError, match="unknown config key 'modle'"):
         load_config(None, ["modle.cell=gru"])
-    rc = main(["train", "--config", str(conf), "--train-manifest", "x", "--val-manifest", "y", "--output-dir",
-               str(tmp_path / "o")])
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(conf),
+            "--train-manifest",
+            "x",
+            "--val-manifest",
+            "y",
+            "--output-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2
     assert "unknown config key 'model.hiden_size'" in capsys.readouterr().err
 
@@ -81,8 +101,16 @@ def test_bad_model_files(tmp_path, trained_model):
 
 def test_transcribe_reports_bad_files_and_goes_on(trained_model, tiny_corpus, bad_files, capsys):
     good = read_manifest(tiny_corpus["test"])[0].audio_filepath
-    rc = main(["transcribe", "--model", str(trained_model / "model.pt"), str(bad_files / "empty.wav"), good,
-               str(bad_files / "missing.wav")])
+    rc = main(
+        [
+            "transcribe",
+            "--model",
+            str(trained_model / "model.pt"),
+            str(bad_files / "empty.wav"),
+            good,
+            str(bad_files / "missing.wav"),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1
     assert good in captured.out
@@ -96,15 +124,32 @@ def test_training_skips_and_counts_bad_utterances(tiny_corpus, bad_files, tmp_pa
     lines += [
         "this line is not json",
         json.dumps({"audio_filepath": first.audio_filepath, "duration": first.duration, "text": "naïve café 42"}),
-        json.dumps({"audio_filepath": first.audio_filepath, "duration": 0.2,
-                    "text": "a transcript far too long for two tenths of a second of audio"}),
+        json.dumps(
+            {
+                "audio_filepath": first.audio_filepath,
+                "duration": 0.2,
+                "text": "a transcript far too long for two tenths of a second of audio",
+            }
+        ),
         json.dumps({"audio_filepath": str(bad_files / "corrupt.wav"), "duration": 1.0, "text": "corrupt"}),
     ]
     m = tmp_path / "train.jsonl"
     m.write_text("\n".join(lines) + "\n")
     out = tmp_path / "exp"
-    rc = main(["train", "--train-manifest", str(m), "--val-manifest", str(tiny_corpus["dev"]),
-               "--output-dir", str(out), "--max-epochs", "1", *TINY_MODEL])
+    rc = main(
+        [
+            "train",
+            "--train-manifest",
+            str(m),
+            "--val-manifest",
+            str(tiny_corpus["dev"]),
+            "--output-dir",
+            str(out),
+            "--max-epochs",
+            "1",
+            *TINY_MODEL,
+        ]
+    )
     assert rc == 0
     skipped = (out / "skipped_train.txt").read_text()
     assert f"{m}:{len(train) + 1}: not valid JSON" in skipped
@@ -126,8 +171,10 @@ def test_evaluate_skips_bad_lines_and_files(trained_model, tiny_corpus, bad_file
     m.write_text("\n".join(lines) + "\n")
     report = tmp_path / "r.json"
     # the report lists both, the unreadable file counts as deletions, and the command fails (tests/test_evaluate.py)
-    assert main(["evaluate", "--model", str(trained_model / "model.pt"), "--manifest", str(m),
-                 "--report", str(report)]) == 1
+    assert (
+        main(["evaluate", "--model", str(trained_model / "model.pt"), "--manifest", str(m), "--report", str(report)])
+        == 1
+    )
     r = json.loads(report.read_text())
     assert r["num_utterances"] == len(test) + 1 and r["num_broken_lines"] == 1 and r["num_unreadable"] == 1
     assert f"test.jsonl:{len(test) + 1}: not valid JSON" in r["broken_lines"][0]

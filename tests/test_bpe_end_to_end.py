@@ -4,21 +4,34 @@ and evaluation, transcription and word alignment use it; an old character model 
 import json
 
 import torch
+from conftest import TINY_MODEL
 
 from asr.cli import main
 from asr.data.manifest import read_manifest
-from asr.model.file import load_model
-from asr.decoding.alignment import align_words
 from asr.data.tokenizer import BPETokenizer, CharTokenizer
-
-from conftest import TINY_MODEL
+from asr.decoding.alignment import align_words
+from asr.model.file import load_model
 
 
 def test_bpe_train_evaluate_transcribe_align(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "exp"
-    rc = main(["train", "--train-manifest", str(tiny_corpus["train"]), "--val-manifest", str(tiny_corpus["dev"]),
-               "--output-dir", str(out), "--max-epochs", "1", *TINY_MODEL,
-               "tokenizer.type=bpe", "tokenizer.vocab_size=40", "model.subsampling=6"])
+    rc = main(
+        [
+            "train",
+            "--train-manifest",
+            str(tiny_corpus["train"]),
+            "--val-manifest",
+            str(tiny_corpus["dev"]),
+            "--output-dir",
+            str(out),
+            "--max-epochs",
+            "1",
+            *TINY_MODEL,
+            "tokenizer.type=bpe",
+            "tokenizer.vocab_size=40",
+            "model.subsampling=6",
+        ]
+    )
     assert rc == 0
     obj = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     assert obj["tokenizer"]["type"] == "bpe" and isinstance(obj["tokenizer"]["model_proto"], bytes)
@@ -30,8 +43,20 @@ def test_bpe_train_evaluate_transcribe_align(tiny_corpus, tmp_path, capsys):
     assert loaded.frame_seconds == 0.06
 
     report = tmp_path / "r.json"
-    assert main(["evaluate", "--model", str(out / "model.pt"), "--manifest", str(tiny_corpus["test"]),
-                 "--report", str(report)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(out / "model.pt"),
+                "--manifest",
+                str(tiny_corpus["test"]),
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
     assert json.loads(report.read_text())["num_utterances"] == 4
     utt = read_manifest(tiny_corpus["test"])[0]
     capsys.readouterr()
@@ -60,12 +85,14 @@ def test_damaged_word_piece_model_in_a_model_file(tmp_path):
     import pytest
 
     from asr.model.features import FeatureConfig
-    from asr.model.network import ASRModel, ModelDimensions
     from asr.model.file import ModelFileError, save_model
+    from asr.model.network import ASRModel, ModelDimensions
 
     tok = BPETokenizer.train(["go back six steps", "put the ball back"] * 5, vocab_size=20)
-    model = ASRModel(ModelDimensions(vocab_size=len(tok), hidden_size=8, num_layers=1, conv_channels=2,
-                                     subsampling=8), FeatureConfig())
+    model = ASRModel(
+        ModelDimensions(vocab_size=len(tok), hidden_size=8, num_layers=1, conv_channels=2, subsampling=8),
+        FeatureConfig(),
+    )
     save_model(tmp_path / "ok.pt", model, tok)
     assert load_model(tmp_path / "ok.pt").tokenizer.pieces == tok.pieces
     obj = torch.load(tmp_path / "ok.pt", weights_only=True)

@@ -5,12 +5,11 @@ import json
 import numpy as np
 import soundfile as sf
 import torch
+from conftest import TINY_MODEL
 
 from asr.cli import main
 from asr.data.manifest import read_manifest
 from asr.model.file import FORMAT_VERSION, load_model
-
-from conftest import TINY_MODEL
 
 
 def test_train_writes_a_self_contained_model(trained_model):
@@ -50,8 +49,20 @@ def test_transcribe_text_and_json(trained_model, tiny_corpus, tmp_path, capsys):
 
 def test_evaluate_report(trained_model, tiny_corpus, tmp_path, capsys):
     report = tmp_path / "r.json"
-    assert main(["evaluate", "--model", str(trained_model / "model.pt"), "--manifest", str(tiny_corpus["test"]),
-                 "--report", str(report)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained_model / "model.pt"),
+                "--manifest",
+                str(tiny_corpus["test"]),
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "WER" in out and "CER" in out and "utterances 4" in out
     r = json.loads(report.read_text())
@@ -62,8 +73,16 @@ def test_evaluate_report(trained_model, tiny_corpus, tmp_path, capsys):
 
 
 def test_resume_continues_training(tiny_corpus, tmp_path):
-    args = ["train", "--train-manifest", str(tiny_corpus["train"]), "--val-manifest", str(tiny_corpus["dev"]),
-            "--output-dir", str(tmp_path), *TINY_MODEL]
+    args = [
+        "train",
+        "--train-manifest",
+        str(tiny_corpus["train"]),
+        "--val-manifest",
+        str(tiny_corpus["dev"]),
+        "--output-dir",
+        str(tmp_path),
+        *TINY_MODEL,
+    ]
     assert main([*args[:7], "--max-epochs", "1", *args[7:]]) == 0
     assert main([*args[:7], "--max-epochs", "2", "--resume", *args[7:]]) == 0
     assert load_model(tmp_path / "model.pt").metadata["epochs"] == 2

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from test_manifest import DATA_DIR_KINDS, assert_every_manifest_path_opens, data_dir_as
 
 from asr.cli import main as asr_main
 from asr.corpora import corpus_check as cc
 from asr.data.manifest import read_manifest
-from test_manifest import DATA_DIR_KINDS, assert_every_manifest_path_opens, data_dir_as
 
 SR = 16000
 
@@ -59,11 +59,18 @@ def test_folder_layout_keeps_good_files_and_rejects_bad_ones_with_reasons(tmp_pa
 
     kept = read_manifest(out)
     assert [(u.audio_filepath.rsplit("/", 1)[-1], u.text) for u in kept] == [
-        ("one.wav", "hello world"), ("two.flac", "good morning")]
+        ("one.wav", "hello world"),
+        ("two.flac", "good morning"),
+    ]
     assert [u.duration for u in kept] == pytest.approx([d1, d2], abs=1e-3)
     rejects = _rejects(out.with_name("train.jsonl.rejects.tsv"))
-    assert rejects == {"missing.wav": cc.MISSING, "empty.wav": cc.EMPTY, "notaudio.wav": cc.UNREADABLE,
-                       "oov.wav": cc.OOV, "untranscribed.wav": cc.NO_TRANSCRIPT}
+    assert rejects == {
+        "missing.wav": cc.MISSING,
+        "empty.wav": cc.EMPTY,
+        "notaudio.wav": cc.UNREADABLE,
+        "oov.wav": cc.OOV,
+        "untranscribed.wav": cc.NO_TRANSCRIPT,
+    }
     summary = capsys.readouterr().out
     assert "kept 2" in summary and "rejected 5" in summary
     assert "'é'" in summary
@@ -74,12 +81,12 @@ def test_librispeech_style_tree(tmp_path):
     d = _write(chapter / "spk1-ch1-0000.flac", None, "first one")
     _write(chapter / "spk1-ch1-0001.flac", None, "second one")
     (chapter / "spk1-ch1.trans.txt").write_text(
-        "spk1-ch1-0000 FIRST ONE\nspk1-ch1-0001 SECOND ONE\nspk1-ch1-0002 THIRD IS MISSING\n")
+        "spk1-ch1-0000 FIRST ONE\nspk1-ch1-0001 SECOND ONE\nspk1-ch1-0002 THIRD IS MISSING\n"
+    )
     out = tmp_path / "m.jsonl"
     assert cc.main([str(tmp_path / "tree"), "-o", str(out)]) == 0
     kept = read_manifest(out)
-    assert [(u.extra["id"], u.text) for u in kept] == [("spk1-ch1-0000", "first one"),
-                                                       ("spk1-ch1-0001", "second one")]
+    assert [(u.extra["id"], u.text) for u in kept] == [("spk1-ch1-0000", "first one"), ("spk1-ch1-0001", "second one")]
     assert kept[0].duration == pytest.approx(d, abs=1e-3)
     assert _rejects(tmp_path / "m.jsonl.rejects.tsv") == {"spk1-ch1-0002.flac": cc.MISSING}
 
@@ -88,10 +95,12 @@ def test_csv_with_header_relative_paths_and_extra_columns(tmp_path):
     _write(tmp_path / "data" / "clips" / "a.wav", None, "alpha")
     _write(tmp_path / "elsewhere" / "b.wav", None, "bravo")
     table = tmp_path / "data" / "list.csv"
-    table.write_text("path,text,speaker\n"
-                     "clips/a.wav,\"Alpha, one\",s1\n"
-                     f"{tmp_path / 'elsewhere' / 'b.wav'},bravo,s2\n"
-                     "clips/gone.wav,gone,s3\n")
+    table.write_text(
+        "path,text,speaker\n"
+        'clips/a.wav,"Alpha, one",s1\n'
+        f"{tmp_path / 'elsewhere' / 'b.wav'},bravo,s2\n"
+        "clips/gone.wav,gone,s3\n"
+    )
     out = tmp_path / "data" / "list.jsonl"
     assert cc.main([str(table), "-o", str(out)]) == 0
     kept = read_manifest(out)
@@ -154,7 +163,9 @@ def test_manifests_from_any_data_folder_open_from_anywhere(tmp_path, monkeypatch
     assert asr_main(["manifest", f"{data}/corpus", "-o", f"{data}/corpus/train.jsonl"]) == 0
     assert asr_main(["manifest", f"{data}/corpus", "-o", "out/train.jsonl"]) == 0
     assert [json.loads(line)["audio_filepath"] for line in (Path(data) / "corpus" / "train.jsonl").open()] == [
-        "a.wav", "sub/b.flac"]
+        "a.wav",
+        "sub/b.flac",
+    ]
     assert_every_manifest_path_opens(data, expected=2)
     assert_every_manifest_path_opens("out", expected=2)
 
@@ -162,8 +173,12 @@ def test_manifests_from_any_data_folder_open_from_anywhere(tmp_path, monkeypatch
 def test_sample_rate_and_duration_limits(tmp_path, capsys):
     src = tmp_path / "src"
     src.mkdir()
-    for name, sr, seconds in (("ok16k", 16000, 0.5), ("odd22k", 22050, 0.5), ("low8k", 8000, 0.5),
-                              ("long", 16000, 3.0)):
+    for name, sr, seconds in (
+        ("ok16k", 16000, 0.5),
+        ("odd22k", 22050, 0.5),
+        ("low8k", 8000, 0.5),
+        ("long", 16000, 3.0),
+    ):
         sf.write(src / f"{name}.wav", np.zeros(int(sr * seconds), dtype=np.float32), sr)
         (src / f"{name}.txt").write_text(name.rstrip("0123456789k") or "x")
     out = tmp_path / "m.jsonl"

@@ -26,17 +26,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                    reason="torch.distributed with gloo is needed")
+@pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="torch.distributed with gloo is needed",
+)
 def test_two_rank_ddp_run_splits_the_data_and_keeps_the_weights_identical(tiny_corpus, tmp_path):
     """Also: a batch that one rank cannot decode is skipped on both (before, that rank returned before the
     collective that decides to skip, and the ranks' collectives paired wrongly: a hang or silent divergence),
     and with a time budget both ranks use the same learning rate at every step (before, each its own clock);
     early stopping stops both ranks after the same validation."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), str(WORKER), str(tiny_corpus["train"]), str(tiny_corpus["dev"]),
-           str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(WORKER),
+        str(tiny_corpus["train"]),
+        str(tiny_corpus["dev"]),
+        str(tmp_path),
+    ]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired as e:

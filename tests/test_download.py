@@ -225,11 +225,14 @@ def test_extract_is_done_once(tmp_path):
     assert not (out / "Corpus/b.txt").exists(), "a finished extraction must not run again"
 
 
-@pytest.mark.parametrize("members, links", [
-    ({"../escape.txt": b"evil"}, None),
-    ({"/tmp/absolute-escape.txt": b"evil"}, None),
-    ({}, {"Corpus/link": "../../escape-target"}),
-])
+@pytest.mark.parametrize(
+    "members, links",
+    [
+        ({"../escape.txt": b"evil"}, None),
+        ({"/tmp/absolute-escape.txt": b"evil"}, None),
+        ({}, {"Corpus/link": "../../escape-target"}),
+    ],
+)
 def test_extract_refuses_paths_outside_the_destination(tmp_path, members, links):
     archive = _tarball(tmp_path / "evil.tar.gz", members, links)
     out = tmp_path / "out"
@@ -275,8 +278,9 @@ def test_a_second_download_of_the_same_file_waits_for_the_first_and_reuses_its_r
     dest = tmp_path / "a.tar.gz"
     holder = _hold_lock(dest)
     result: dict = {}
-    waiter = threading.Thread(target=lambda: result.update(
-        path=dl.download(f"{server.url}/a.tar.gz", dest, md5=md5, progress=False)))
+    waiter = threading.Thread(
+        target=lambda: result.update(path=dl.download(f"{server.url}/a.tar.gz", dest, md5=md5, progress=False))
+    )
     waiter.start()
     # The waiter says why it waits (naming the holder's pid), and meanwhile touches neither .part nor the server.
     for _ in range(2000):
@@ -298,8 +302,11 @@ def test_a_download_locked_by_another_process_can_give_up_with_a_clear_message(s
     dest = tmp_path / "a.tar.gz"
     holder = _hold_lock(dest)
     try:
-        with pytest.raises(dl.DownloadError, match=r"a\.tar\.gz\.lock: another process \(pid 4242\) is downloading "
-                                                   r"a\.tar\.gz; gave up waiting after 0 s"):
+        with pytest.raises(
+            dl.DownloadError,
+            match=r"a\.tar\.gz\.lock: another process \(pid 4242\) is downloading "
+            r"a\.tar\.gz; gave up waiting after 0 s",
+        ):
             dl.download(f"{server.url}/a.tar.gz", dest, md5=md5, progress=False, lock_timeout=0)
     finally:
         holder.close()
@@ -313,11 +320,18 @@ def test_two_processes_downloading_the_same_file_at_once(server, tmp_path):
 
     data, md5 = _publish(server, "a.tar.gz", size=2_000_000)
     dest = tmp_path / "a.tar.gz"
-    code = ("import sys; from asr.corpora.download import download; "
-            "download(sys.argv[1], sys.argv[2], md5=sys.argv[3], progress=False)")
+    code = (
+        "import sys; from asr.corpora.download import download; "
+        "download(sys.argv[1], sys.argv[2], md5=sys.argv[3], progress=False)"
+    )
     repo = str(Path(__file__).resolve().parents[1])
-    procs = [subprocess.Popen([sys.executable, "-c", code, f"{server.url}/a.tar.gz", str(dest), md5],
-                              env={**__import__("os").environ, "PYTHONPATH": repo}) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, f"{server.url}/a.tar.gz", str(dest), md5],
+            env={**__import__("os").environ, "PYTHONPATH": repo},
+        )
+        for _ in range(2)
+    ]
     assert [p.wait(60) for p in procs] == [0, 0]
     assert dest.read_bytes() == data
     assert len([r for r in server.requests if r[0] == "a.tar.gz"]) == 1

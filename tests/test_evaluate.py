@@ -8,12 +8,12 @@ import soundfile as sf
 import torch
 
 from asr.cli import main
-from asr.evaluation.evaluate import evaluate, write_report
-from asr.model.features import FeatureConfig
-from asr.evaluation.metrics import NoReferenceError
-from asr.model.network import ASRModel, ModelDimensions
-from asr.model.file import load_model, save_model
 from asr.data.tokenizer import CharTokenizer
+from asr.evaluation.evaluate import evaluate, write_report
+from asr.evaluation.metrics import NoReferenceError
+from asr.model.features import FeatureConfig
+from asr.model.file import load_model, save_model
+from asr.model.network import ASRModel, ModelDimensions
 
 REF = "hello there world"  # three words, seventeen characters
 
@@ -53,8 +53,9 @@ def run(corpus, m, *flags, report=None):
 
 
 def test_unreadable_audio_counts_as_all_deletions(corpus, tmp_path):
-    m = manifest(tmp_path, [utt(f"{corpus}/0.wav"), utt("missing.wav"), utt(f"{corpus}/1.wav"),
-                            utt(f"{corpus}/empty.wav")])
+    m = manifest(
+        tmp_path, [utt(f"{corpus}/0.wav"), utt("missing.wav"), utt(f"{corpus}/1.wav"), utt(f"{corpus}/empty.wav")]
+    )
     result = evaluate(load_model(corpus / "model.pt"), m, decoder=always(REF))
     s = result.summary()
     assert (s["wer"], s["deletions"], s["reference_words"]) == (0.5, 6, 12)
@@ -103,11 +104,14 @@ def test_broken_lines_are_listed_and_fail_the_command(corpus, tmp_path, capsys):
     assert "m.jsonl:3: missing key(s) duration" in r["broken_lines"][1]
 
 
-@pytest.mark.parametrize("lines,why", [
-    ([], "the manifest has no utterance"),
-    (["{broken", "[]"], "all 2 lines are broken"),
-    ([utt("a.wav", text=""), utt("b.wav", text=" ... ")], "all 2 references are empty"),
-])
+@pytest.mark.parametrize(
+    "lines,why",
+    [
+        ([], "the manifest has no utterance"),
+        (["{broken", "[]"], "all 2 lines are broken"),
+        ([utt("a.wav", text=""), utt("b.wav", text=" ... ")], "all 2 references are empty"),
+    ],
+)
 def test_nothing_to_score_is_an_error_never_0_percent(corpus, tmp_path, capsys, lines, why):
     m = manifest(tmp_path, lines)
     with pytest.raises(NoReferenceError, match=why):
@@ -121,8 +125,13 @@ def test_nothing_to_score_is_an_error_never_0_percent(corpus, tmp_path, capsys, 
 
 
 def test_report_is_strict_json_with_extra_fields_and_error_breakdown(corpus, tmp_path):
-    m = manifest(tmp_path, [utt(f"{corpus}/0.wav", speaker="s1", id="u0", score=float("nan")),
-                            utt(f"{corpus}/1.wav", text="hello the world", speaker="s2", gain=float("inf"))])
+    m = manifest(
+        tmp_path,
+        [
+            utt(f"{corpus}/0.wav", speaker="s1", id="u0", score=float("nan")),
+            utt(f"{corpus}/1.wav", text="hello the world", speaker="s2", gain=float("inf")),
+        ],
+    )
     result = evaluate(load_model(corpus / "model.pt"), m, decoder=always(REF))
     report = tmp_path / "r.json"
     write_report(result, report, model="m.pt")

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from asr.cli import main
-from asr.model.features import FeatureConfig, LogMel
-from asr.model.network import ASRModel, ModelDimensions
-from asr.model.file import LoadedModel, load_model, save_model
 from asr.data.tokenizer import CharTokenizer
+from asr.model.features import FeatureConfig, LogMel
+from asr.model.file import LoadedModel, load_model, save_model
+from asr.model.network import ASRModel, ModelDimensions
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -22,8 +22,15 @@ from asr.model import export  # noqa: E402
 def random_model(cell: str = "lstm", bidirectional: bool = True, subsampling: int = 3, seed: int = 0) -> LoadedModel:
     torch.manual_seed(seed)
     tokenizer = CharTokenizer()
-    dims = ModelDimensions(vocab_size=len(tokenizer), cell=cell, hidden_size=24, num_layers=2,
-                           bidirectional=bidirectional, subsampling=subsampling, conv_channels=4)
+    dims = ModelDimensions(
+        vocab_size=len(tokenizer),
+        cell=cell,
+        hidden_size=24,
+        num_layers=2,
+        bidirectional=bidirectional,
+        subsampling=subsampling,
+        conv_channels=4,
+    )
     return LoadedModel(ASRModel(dims, FeatureConfig(n_mels=40)).eval(), tokenizer, {})
 
 
@@ -52,8 +59,8 @@ def test_dft_log_mel_equals_torch_stft():
 def test_trained_model_onnx_parity_on_test_set(trained_model, tiny_corpus, tmp_path):
     """The CLI's export of a trained model: log-probs within 1e-4 and the same transcripts, alone and padded."""
     from asr.data.audio import load_audio
-    from asr.decoding.greedy import greedy_decode
     from asr.data.manifest import read_manifest
+    from asr.decoding.greedy import greedy_decode
 
     out = tmp_path / "m.onnx"
     assert main(["export", "--model", str(trained_model / "model.pt"), "-o", str(out)]) == 0
@@ -61,8 +68,10 @@ def test_trained_model_onnx_parity_on_test_set(trained_model, tiny_corpus, tmp_p
     loaded = load_model(trained_model / "model.pt")
     onnx_model = export.OnnxModel(out)
     assert onnx_model.tokenizer.alphabet == loaded.tokenizer.alphabet
-    audios = [torch.from_numpy(load_audio(u.audio_filepath, 16000))
-              for u in read_manifest(tiny_corpus["test"]) + read_manifest(tiny_corpus["dev"])]
+    audios = [
+        torch.from_numpy(load_audio(u.audio_filepath, 16000))
+        for u in read_manifest(tiny_corpus["test"]) + read_manifest(tiny_corpus["dev"])
+    ]
     batches = [[a] for a in audios] + [audios, audios[::-1][:3]]  # singles, then padded mixed lengths
     for batch in batches:
         lengths = torch.tensor([a.shape[0] for a in batch])
@@ -72,8 +81,9 @@ def test_trained_model_onnx_parity_on_test_set(trained_model, tiny_corpus, tmp_p
         log_probs, out_lens = onnx_model(padded.numpy(), lengths.numpy())
         assert out_lens.tolist() == ref_lens.tolist()
         assert_close_within_lengths(log_probs, ref, ref_lens)
-        assert (greedy_decode(torch.from_numpy(log_probs), torch.from_numpy(out_lens), loaded.tokenizer)
-                == greedy_decode(ref, ref_lens, loaded.tokenizer))
+        assert greedy_decode(
+            torch.from_numpy(log_probs), torch.from_numpy(out_lens), loaded.tokenizer
+        ) == greedy_decode(ref, ref_lens, loaded.tokenizer)
 
 
 @pytest.mark.parametrize("cell,subsampling", [("lstm", 3), ("gru", 4), ("rnn", 2), ("lstm", 1)])
@@ -100,10 +110,11 @@ def test_encoder_step_streams_like_offline(cell, subsampling, tmp_path):
         states = [s.numpy() for s in step.initial_state(len(audio), model.feature_config.n_mels)]
         outputs = []
         for k in range(n_chunks):
-            window = frames[:, k * chunk: (k + 1) * chunk + step.right_context]
+            window = frames[:, k * chunk : (k + 1) * chunk + step.right_context]
             valid = (feat_lens - k * chunk).clamp(0, window.shape[1])
-            lp, n, *states = session.run(None, {"frames": window.numpy(), "lengths": valid.numpy(),
-                                                **dict(zip(meta["states"], states))})
+            lp, n, *states = session.run(
+                None, {"frames": window.numpy(), "lengths": valid.numpy(), **dict(zip(meta["states"], states))}
+            )
             assert lp.shape[1] == chunk // step.subsampling
             outputs.append(lp)
         streamed = np.concatenate(outputs, axis=1)
@@ -133,8 +144,14 @@ def test_int8_export_quantises_encoder_not_features(tmp_path):
     session = ort.InferenceSession(str(paths[1]))
     frames = torch.randn(2, 6 + step.right_context, 40)
     states = step.initial_state(2, 40)
-    lp, n, *new_states = session.run(None, {"frames": frames.numpy(), "lengths": np.array([8, 3]),
-                                           **{k: v.numpy() for k, v in zip(step.state_names(), states)}})
+    lp, n, *new_states = session.run(
+        None,
+        {
+            "frames": frames.numpy(),
+            "lengths": np.array([8, 3]),
+            **{k: v.numpy() for k, v in zip(step.state_names(), states)},
+        },
+    )
     assert lp.shape[1] == 2 and n.tolist() == [2, 1] and np.isfinite(lp).all()
     assert [s.shape for s in new_states] == [tuple(s.shape) for s in states]
 

@@ -4,16 +4,14 @@ model's features enforced, lower layers frozen for a number of steps."""
 import lightning as L
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from asr.cli import main
+from asr.model.file import load_model
 from asr.training.config import ConfigError, load_config
 from asr.training.ctc_module import CTCModule
 from asr.training.finetune import frozen_parameters, init_from
-from asr.model.file import load_model
 from asr.training.train import train
-
-from conftest import TINY_MODEL
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,14 +34,15 @@ def test_a_different_vocabulary_gets_a_fresh_output_layer_and_keeps_the_rest(tra
     caplog.set_level("INFO", logger="asr")
     source = load_model(trained_model / "model.pt").model.state_dict()
     # the same size, other letters: the output rows would mean other tokens, so they are not copied
-    config, module = module_for("tokenizer.alphabet=\" abcdefghijklmnopqrstuvwxy0'\"")
+    config, module = module_for('tokenizer.alphabet=" abcdefghijklmnopqrstuvwxy0\'"')
     report = init_from(module.model, module.tokenizer, config, trained_model / "model.pt")
     assert report.vocabulary_changed and len(module.tokenizer) == len(load_model(trained_model / "model.pt").tokenizer)
     assert set(report.not_loaded) == {"encoder.head.weight", "encoder.head.bias"}
     assert "output layer re-initialised: the vocabulary differs" in report.not_loaded["encoder.head.weight"]
     assert not torch.equal(module.model.encoder.head.weight, source["encoder.head.weight"])
-    assert torch.equal(module.model.encoder.layers[0].forward_cell.weight_ih_l0,
-                       source["encoder.layers.0.forward_cell.weight_ih_l0"])
+    assert torch.equal(
+        module.model.encoder.layers[0].forward_cell.weight_ih_l0, source["encoder.layers.0.forward_cell.weight_ih_l0"]
+    )
     assert "not loaded (fresh initialisation): encoder.head.weight" in caplog.text
 
 
@@ -67,8 +66,20 @@ def test_other_dimensions_load_what_fits_and_nothing_fitting_is_an_error(trained
 def test_init_from_a_file_that_is_not_a_model(tiny_corpus, tmp_path, capsys):
     bogus = tmp_path / "notes.pt"
     bogus.write_text("not a model\n")
-    rc = main(["train", "--train-manifest", str(tiny_corpus["train"]), "--val-manifest", str(tiny_corpus["dev"]),
-               "--output-dir", str(tmp_path / "exp"), "--init-from", str(bogus), *TINY_MODEL])
+    rc = main(
+        [
+            "train",
+            "--train-manifest",
+            str(tiny_corpus["train"]),
+            "--val-manifest",
+            str(tiny_corpus["dev"]),
+            "--output-dir",
+            str(tmp_path / "exp"),
+            "--init-from",
+            str(bogus),
+            *TINY_MODEL,
+        ]
+    )
     assert rc == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"asr: error: {bogus}: not an asr model file")
 
@@ -96,11 +107,26 @@ class Snapshots(L.Callback):
 
 def test_fine_tuning_freezes_then_thaws_and_records_what_it_loaded(trained_model, tiny_corpus, tmp_path):
     source = load_model(trained_model / "model.pt").model.state_dict()
-    config = load_config(None, [*TINY_MODEL, "optim.freeze_layers=1", "optim.freeze_steps=2", "trainer.max_steps=4",
-                                "optim.lr=0.01", "data.max_batch_seconds=8"])
+    config = load_config(
+        None,
+        [
+            *TINY_MODEL,
+            "optim.freeze_layers=1",
+            "optim.freeze_steps=2",
+            "trainer.max_steps=4",
+            "optim.lr=0.01",
+            "data.max_batch_seconds=8",
+        ],
+    )
     snaps = Snapshots()
-    path = train(config, str(tiny_corpus["train"]), str(tiny_corpus["dev"]), tmp_path, callbacks=[snaps],
-                 init_from=trained_model / "model.pt")
+    path = train(
+        config,
+        str(tiny_corpus["train"]),
+        str(tiny_corpus["dev"]),
+        tmp_path,
+        callbacks=[snaps],
+        init_from=trained_model / "model.pt",
+    )
     start = source["encoder.frontend.convs.0.weight"]
     assert torch.equal(snaps.frontend[0], start) and torch.equal(snaps.frontend[1], start)  # frozen: steps 0, 1
     assert not torch.equal(snaps.frontend[3], start)  # thawed at step 2

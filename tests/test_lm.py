@@ -7,8 +7,8 @@ import random
 import pytest
 
 from asr.cli import main
-from asr.decoding.ngram import (BOS, EOS, UNK, LMError, build_kneser_ney, load_arpa, read_arpa_info, units, write_arpa)
 from asr.data.tokenizer import CharTokenizer
+from asr.decoding.ngram import BOS, EOS, UNK, LMError, build_kneser_ney, load_arpa, read_arpa_info, units, write_arpa
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "she", "he"]
 VERBS = ["sat on", "looked at", "ran to", "found", "likes"]
@@ -55,8 +55,9 @@ def test_cli_build_from_text_and_manifest(tmp_path, capsys):
     text = tmp_path / "train.txt"
     text.write_text("\n".join(s.upper() + "." for s in corpus(100)) + "\n")
     manifest = tmp_path / "train.jsonl"
-    manifest.write_text("".join(json.dumps({"audio_filepath": "x.wav", "duration": 1.0, "text": s}) + "\n"
-                                for s in corpus(100, seed=2)))
+    manifest.write_text(
+        "".join(json.dumps({"audio_filepath": "x.wav", "duration": 1.0, "text": s}) + "\n" for s in corpus(100, seed=2))
+    )
     out = tmp_path / "lm" / "word.arpa"
     assert main(["lm", "build", str(text), str(manifest), "-o", str(out), "--order", "2"]) == 0
     assert "200 sentences" in capsys.readouterr().out
@@ -93,13 +94,16 @@ def test_build_with_missing_or_empty_text_exits_2(tmp_path, capsys):
     assert "no text" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content, message", [
-    ("hello world\n", r"bad\.arpa:1: not a valid ARPA file \(expected \\data\\"),
-    ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\t<s>\t-0.5\nfoo bar baz qux\n", r"bad\.arpa:6: .*unigram line"),
-    ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\t<s>\nx.y\tfoo\n", r"bad\.arpa:6: .*not a number"),
-    ("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\n-0.5\tfoo\n\n\\end\\\n", r"header says 3 unigrams, found 2"),
-    ("\\data\\\nngram x=3\n", r"bad\.arpa:2: .*bad count line"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("hello world\n", r"bad\.arpa:1: not a valid ARPA file \(expected \\data\\"),
+        ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\t<s>\t-0.5\nfoo bar baz qux\n", r"bad\.arpa:6: .*unigram line"),
+        ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\t<s>\nx.y\tfoo\n", r"bad\.arpa:6: .*not a number"),
+        ("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\n-0.5\tfoo\n\n\\end\\\n", r"header says 3 unigrams, found 2"),
+        ("\\data\\\nngram x=3\n", r"bad\.arpa:2: .*bad count line"),
+    ],
+)
 def test_broken_arpa_files_are_named_with_their_line(tmp_path, content, message):
     path = tmp_path / "bad.arpa"
     path.write_text(content)

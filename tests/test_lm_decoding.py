@@ -16,14 +16,20 @@ import torch
 pytest.importorskip("flashlight.lib.text.decoder")
 
 from asr.cli import main  # noqa: E402
-from asr.decoding.ngram import LMError, build_kneser_ney, units, write_arpa  # noqa: E402
-from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions, read_lexicon  # noqa: E402
-from asr.evaluation.lm_tuning import CapturingDecoder, corpus_wer, tune  # noqa: E402
 from asr.data.tokenizer import CharTokenizer  # noqa: E402
+from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions, read_lexicon  # noqa: E402
+from asr.decoding.ngram import LMError, build_kneser_ney, units, write_arpa  # noqa: E402
+from asr.evaluation.lm_tuning import CapturingDecoder, corpus_wer, tune  # noqa: E402
 
 TOK = CharTokenizer()
-SENTENCES = ["the cat sat on the mat", "the cat ran", "a dog sat on the mat", "the dog ran to the cat",
-             "my cat sat", "a cat sat on a mat"] * 5
+SENTENCES = [
+    "the cat sat on the mat",
+    "the cat ran",
+    "a dog sat on the mat",
+    "the dog ran to the cat",
+    "my cat sat",
+    "a cat sat on a mat",
+] * 5
 
 
 def emissions(spec: list[dict[str, float] | str], blank_frames: int = 1) -> np.ndarray:
@@ -94,10 +100,15 @@ def held(spelling: str, blank_prob: float = 0.02) -> np.ndarray:
     return np.log(np.array(rows)).astype(np.float32)
 
 
-@pytest.mark.parametrize("spelling, text", [("ssiixxx||eeiigghhttt", "six eight"),
-                                            ("eeiigghhttt||ssiixxx", "eight six"),
-                                            ("__ssiixxx_||eeiigghhttt__", "six eight"),
-                                            ("bbaall_lll|ssiixxx", "ball six")])
+@pytest.mark.parametrize(
+    "spelling, text",
+    [
+        ("ssiixxx||eeiigghhttt", "six eight"),
+        ("eeiigghhttt||ssiixxx", "eight six"),
+        ("__ssiixxx_||eeiigghhttt__", "six eight"),
+        ("bbaall_lll|ssiixxx", "ball six"),
+    ],
+)
 def test_lexicon_keeps_a_word_whose_last_letter_is_held_over_several_frames(tmp_path, spelling, text):
     # "six" and "eight" are prefixes of "sixty" and "eighty": the search must end them on their last letter
     # however long it is held (flashlight ends a word on its last letter's first frame unless the spelling
@@ -128,8 +139,8 @@ def test_decoder_protocol_on_a_padded_batch(word_lm):
     a, b = ambiguous_the_cat_sat(), emissions(list("my cat"))
     batch = torch.full((2, len(a), len(TOK)), -20.0)
     batch[:, :, 0] = 0.0  # padding frames are confident blanks, and must be ignored anyway
-    batch[0, :len(a)] = torch.from_numpy(a)
-    batch[1, :len(b)] = torch.from_numpy(b)
+    batch[0, : len(a)] = torch.from_numpy(a)
+    batch[1, : len(b)] = torch.from_numpy(b)
     decoder = BeamSearchDecoder(TOK, word_lm)
     assert decoder(batch, torch.tensor([len(a), len(b)])) == ["the cat sat", "my cat"]
     assert decoder(batch[:, :0], torch.tensor([0, 0])) == ["", ""]
@@ -217,6 +228,7 @@ def test_params_file_round_trip_and_bad_files(tmp_path):
 
 # ------------------------------------------------------------------------------------ LM files gone wrong
 
+
 def test_missing_lm_file(tmp_path):
     with pytest.raises(LMError, match="nope.arpa: file not found"):
         BeamSearchDecoder(TOK, tmp_path / "nope.arpa")
@@ -272,15 +284,16 @@ def test_char_lm_with_a_character_the_model_cannot_emit_and_orders_kenlm_cannot_
 
 # ------------------------------------------------------------------------------------------------ the CLI
 
+
 @pytest.fixture(scope="module")
 def fresh_model(tmp_path_factory):
     """An untrained tiny model file: the CLI paths need a model, not a good one."""
-    from asr.training.config import load_config
-    from asr.model.features import FeatureConfig
-    from asr.model.network import ASRModel
-    from asr.model.file import save_model
-
     from conftest import TINY_MODEL
+
+    from asr.model.features import FeatureConfig
+    from asr.model.file import save_model
+    from asr.model.network import ASRModel
+    from asr.training.config import load_config
 
     config = load_config(None, TINY_MODEL)
     dims = dataclasses.replace(config.model, vocab_size=len(TOK))
@@ -306,29 +319,80 @@ def tiny_manifest(tmp_path_factory):
 
 def test_cli_evaluate_and_transcribe_with_an_lm(fresh_model, tiny_manifest, word_lm, tmp_path, capsys):
     params = tmp_path / "params.json"
-    assert main(["lm", "tune", "--model", str(fresh_model), "--manifest", str(tiny_manifest), "--lm", str(word_lm),
-                 "-o", str(params), "--lm-weights", "0:1:1", "--word-scores=-1:1:1"]) == 0
+    assert (
+        main(
+            [
+                "lm",
+                "tune",
+                "--model",
+                str(fresh_model),
+                "--manifest",
+                str(tiny_manifest),
+                "--lm",
+                str(word_lm),
+                "-o",
+                str(params),
+                "--lm-weights",
+                "0:1:1",
+                "--word-scores=-1:1:1",
+            ]
+        )
+        == 0
+    )
     best = json.loads(params.read_text())
     assert {"lm_weight", "word_score", "dev_wer", "dev_greedy_wer"} <= set(best) and best["points"] == 6
     assert "best LM WER" in capsys.readouterr().out
-    assert main(["evaluate", "--model", str(fresh_model), "--manifest", str(tiny_manifest), "--lm", str(word_lm),
-                 "--lm-params", str(params), "--beam-size", "4"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(fresh_model),
+                "--manifest",
+                str(tiny_manifest),
+                "--lm",
+                str(word_lm),
+                "--lm-params",
+                str(params),
+                "--beam-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert "utterances 2" in capsys.readouterr().out
     wav = str(tiny_manifest.parent / "0.wav")
-    assert main(["transcribe", "--model", str(fresh_model), "--lm", str(word_lm), "--lm-weight", "3",
-                 "--format", "json", wav]) == 0
+    assert (
+        main(
+            [
+                "transcribe",
+                "--model",
+                str(fresh_model),
+                "--lm",
+                str(word_lm),
+                "--lm-weight",
+                "3",
+                "--format",
+                "json",
+                wav,
+            ]
+        )
+        == 0
+    )
     text = json.loads(capsys.readouterr().out)["text"]
     assert set(text.split()) <= {w for s in SENTENCES for w in s.split()}  # only the lexicon's words
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--lm", "{tmp}/missing.arpa"], "missing.arpa: file not found"),
-    (["--lm", "{tmp}/bad.arpa"], r"bad.arpa:1: not a valid ARPA file"),
-    (["--lm-weight", "2"], "--lm-weight needs --lm"),
-    (["--lm", "{lm}", "--lexicon", "{tmp}/lex.txt"], "lex.txt:1: word 'ñu' has characters the model cannot emit"),
-])
-def test_cli_lm_errors_are_one_line_and_exit_2(fresh_model, tiny_manifest, word_lm, tmp_path, capsys, args,
-                                               message):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lm", "{tmp}/missing.arpa"], "missing.arpa: file not found"),
+        (["--lm", "{tmp}/bad.arpa"], r"bad.arpa:1: not a valid ARPA file"),
+        (["--lm-weight", "2"], "--lm-weight needs --lm"),
+        (["--lm", "{lm}", "--lexicon", "{tmp}/lex.txt"], "lex.txt:1: word 'ñu' has characters the model cannot emit"),
+    ],
+)
+def test_cli_lm_errors_are_one_line_and_exit_2(fresh_model, tiny_manifest, word_lm, tmp_path, capsys, args, message):
     (tmp_path / "bad.arpa").write_text("not an arpa file\n")
     (tmp_path / "lex.txt").write_text("ñu\n")
     args = [a.format(tmp=tmp_path, lm=word_lm) for a in args]
@@ -339,6 +403,7 @@ def test_cli_lm_errors_are_one_line_and_exit_2(fresh_model, tiny_manifest, word_
 
 
 # ----------------------------------------------------------------------------------- LibriSpeech LM download
+
 
 def test_librispeech_lm_download_verifies_sha256_and_gzip(tmp_path, word_lm, monkeypatch, capsys):
     from asr.corpora import librispeech_lm as ls
@@ -370,10 +435,27 @@ def test_librispeech_lm_download_verifies_sha256_and_gzip(tmp_path, word_lm, mon
         (www / "3-gram.pruned.1e-7.arpa.gz").write_bytes(arpa_gz[:-20])
         arpa.with_name(arpa.name + ".bad-sha256").unlink()
         with pytest.raises(ls.DownloadError, match="not a complete gzip file"):
-            ls.download_librispeech_lm(tmp_path / "data2", mirror=mirror, progress=False,
-                                       checksums={**sums, "3-gram.pruned.1e-7.arpa.gz": None})
-        assert main(["librispeech-lm", "download", "--data-dir", str(tmp_path / "data3"), "--mirror", mirror,
-                     "--files", "3-gram.pruned.1e-7.arpa.gz"]) == 2
+            ls.download_librispeech_lm(
+                tmp_path / "data2",
+                mirror=mirror,
+                progress=False,
+                checksums={**sums, "3-gram.pruned.1e-7.arpa.gz": None},
+            )
+        assert (
+            main(
+                [
+                    "librispeech-lm",
+                    "download",
+                    "--data-dir",
+                    str(tmp_path / "data3"),
+                    "--mirror",
+                    mirror,
+                    "--files",
+                    "3-gram.pruned.1e-7.arpa.gz",
+                ]
+            )
+            == 2
+        )
         assert "asr: error: " in capsys.readouterr().err
     finally:
         server.shutdown()

@@ -14,11 +14,11 @@ import soundfile as sf
 import torch
 from torch import nn
 
+from asr.data.tokenizer import CharTokenizer
+from asr.inference.segmentation import SegmentationConfig, Window, plan_windows
+from asr.inference.transcribe import Transcriber
 from asr.model.features import FeatureConfig, LogMel
 from asr.model.file import LoadedModel
-from asr.inference.segmentation import SegmentationConfig, Window, plan_windows
-from asr.data.tokenizer import CharTokenizer
-from asr.inference.transcribe import Transcriber
 
 SR = 16000
 FRAME = 480  # samples per output frame: 10-ms hop x subsampling 3
@@ -123,7 +123,7 @@ def test_windows_cut_at_pauses_cover_all_speech():
     speech = np.flatnonzero(probs >= 0.5)
     covered = np.zeros(3000, dtype=bool)
     for w in wins:
-        covered[w.start // 160: -(-w.end // 160)] = True
+        covered[w.start // 160 : -(-w.end // 160)] = True
     assert covered[speech].all()
     assert any(abs(w.end - 20.1 * SR) < 0.1 * SR for w in wins)  # the long region was cut in its dip
     assert plan_windows(np.zeros(3000, np.float32), fs, 30 * SR, SR, cfg, FRAME) == []

@@ -13,7 +13,6 @@ import soundfile as sf
 
 from asr.data.manifest import ManifestError, manifest_path, read_manifest, write_manifest
 
-
 DATA_DIR_KINDS = ["relative", "dotdot", "symlink", "absolute"]
 
 
@@ -85,8 +84,8 @@ def test_a_symlinked_data_folder_keeps_manifests_relative_and_readable(tmp_path,
 def test_dotdot_and_links_out_of_the_manifest_folder_are_judged_as_the_reader_follows_them(tmp_path):
     _wav(tmp_path / "a" / "x.wav")
     (tmp_path / "m").mkdir()
-    os.symlink(tmp_path / "a", tmp_path / "m" / "link")           # a link inside the folder, leading out of it
-    os.symlink(tmp_path / "a", tmp_path / "alias")                # the manifest folder reached through a link
+    os.symlink(tmp_path / "a", tmp_path / "m" / "link")  # a link inside the folder, leading out of it
+    os.symlink(tmp_path / "a", tmp_path / "alias")  # the manifest folder reached through a link
     assert manifest_path(tmp_path / "m" / "link" / "x.wav", tmp_path / "m") == "link/x.wav"
     assert manifest_path(tmp_path / "m" / ".." / "a" / "x.wav", tmp_path / "m") == str(tmp_path / "a" / "x.wav")
     assert manifest_path(tmp_path / "a" / "x.wav", tmp_path / "alias") == "x.wav"
@@ -136,8 +135,7 @@ def test_evaluate_names_the_bad_line_instead_of_a_traceback(tiny_corpus, trained
     m = tiny_corpus["test"].with_name("bad_bytes.jsonl")  # beside the audio, so the relative paths resolve
     m.write_bytes(b"\xef\xbb\xbf" + lines[0] + b'{"audio_filepath": "x.wav", "text": "\xff"}\n' + b"".join(lines[1:]))
     try:
-        rc = main(["evaluate", "--model", str(trained_model / "model.pt"), "--manifest", str(m),
-                   "--device", "cpu"])
+        rc = main(["evaluate", "--model", str(trained_model / "model.pt"), "--manifest", str(m), "--device", "cpu"])
         out, err = capsys.readouterr()
     finally:
         m.unlink()

@@ -1,7 +1,15 @@
 import jiwer
 import pytest
 
-from asr.evaluation.metrics import ErrorBreakdown, ErrorRates, Errors, NoReferenceError, char_errors, word_edits, word_errors
+from asr.evaluation.metrics import (
+    ErrorBreakdown,
+    ErrorRates,
+    Errors,
+    NoReferenceError,
+    char_errors,
+    word_edits,
+    word_errors,
+)
 
 PAIRS = [
     ("the cat sat on the mat", "the cat sat on mat"),

@@ -3,16 +3,24 @@ import itertools
 import pytest
 import torch
 
+from asr.data.tokenizer import CharTokenizer
 from asr.decoding.greedy import greedy_decode, greedy_ids
 from asr.model.features import FeatureConfig
 from asr.model.network import ASRModel, ModelDimensions
-from asr.data.tokenizer import CharTokenizer
 
 
 def make(cell="lstm", bidirectional=True, subsampling=2, hidden=32, layers=2):
     torch.manual_seed(0)
-    dims = ModelDimensions(vocab_size=29, cell=cell, hidden_size=hidden, num_layers=layers,
-                           bidirectional=bidirectional, dropout=0.0, subsampling=subsampling, conv_channels=8)
+    dims = ModelDimensions(
+        vocab_size=29,
+        cell=cell,
+        hidden_size=hidden,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        dropout=0.0,
+        subsampling=subsampling,
+        conv_channels=8,
+    )
     return ASRModel(dims, FeatureConfig(n_mels=40)).eval()
 
 

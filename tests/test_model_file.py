@@ -12,12 +12,11 @@ import soundfile as sf
 import torch
 
 from asr import __version__
-from asr.model.features import FeatureConfig
-from asr.model.network import ASRModel, ModelDimensions
-from asr.model.file import (FORMAT_VERSION, MIGRATIONS, ModelFileError, UnknownFieldsWarning, load_model,
-                            save_model)
 from asr.data.tokenizer import CharTokenizer
 from asr.inference.transcribe import transcribe
+from asr.model.features import FeatureConfig
+from asr.model.file import FORMAT_VERSION, MIGRATIONS, ModelFileError, UnknownFieldsWarning, load_model, save_model
+from asr.model.network import ASRModel, ModelDimensions
 
 
 def save_model_v1(path, model, tokenizer, metadata=None):
@@ -39,8 +38,9 @@ def save_model_v1(path, model, tokenizer, metadata=None):
 def tiny_model(subsampling=2):
     torch.manual_seed(0)
     tokenizer = CharTokenizer()
-    dims = ModelDimensions(vocab_size=len(tokenizer), hidden_size=8, num_layers=1, conv_channels=2,
-                           subsampling=subsampling)
+    dims = ModelDimensions(
+        vocab_size=len(tokenizer), hidden_size=8, num_layers=1, conv_channels=2, subsampling=subsampling
+    )
     return ASRModel(dims, FeatureConfig()).eval(), tokenizer
 
 
@@ -103,8 +103,11 @@ def test_a_newer_format_version_asks_to_upgrade(files, tmp_path):
     obj["format_version"] = FORMAT_VERSION + 1
     obj["asr_version"] = "9.0.0"
     torch.save(obj, tmp_path / "future.pt")
-    with pytest.raises(ModelFileError, match=rf"future.pt: model file format version {FORMAT_VERSION + 1} was "
-                                             r"written by asr 9.0.0, newer than .*upgrade asr"):
+    with pytest.raises(
+        ModelFileError,
+        match=rf"future.pt: model file format version {FORMAT_VERSION + 1} was "
+        r"written by asr 9.0.0, newer than .*upgrade asr",
+    ):
         load_model(tmp_path / "future.pt")
 
 
@@ -137,13 +140,16 @@ def _bad_v1(obj):
     obj["model"] = {"cell": "lstm"}  # no vocab_size: the migration itself cannot run
 
 
-@pytest.mark.parametrize("change,reason", [
-    (_wrong_shape, "damaged or inconsistent .*size mismatch for encoder.head.weight"),
-    (_not_a_version, "damaged .*format version '2' is not a version number"),
-    (_inconsistent_frame_seconds, "damaged or inconsistent .*frame_seconds 0.02"),
-    (_missing_tokenizer, "damaged or inconsistent .*missing field 'tokenizer'"),
-    (_bad_v1, "format version 1 is damaged: cannot migrate"),
-])
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        (_wrong_shape, "damaged or inconsistent .*size mismatch for encoder.head.weight"),
+        (_not_a_version, "damaged .*format version '2' is not a version number"),
+        (_inconsistent_frame_seconds, "damaged or inconsistent .*frame_seconds 0.02"),
+        (_missing_tokenizer, "damaged or inconsistent .*missing field 'tokenizer'"),
+        (_bad_v1, "format version 1 is damaged: cannot migrate"),
+    ],
+)
 def test_edited_files_are_damaged(files, tmp_path, change, reason):
     with pytest.raises(ModelFileError, match=f"edited.pt: model file (is )?{reason}"):
         load_model(_edit(files, tmp_path, change))

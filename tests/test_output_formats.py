@@ -5,8 +5,7 @@ import re
 
 import pytest
 
-from asr.inference.formats import (MAX_CUE_SECONDS, MAX_LINE_CHARS, MAX_LINES, subtitle_cues, wrap_lines,
-                                write_result)
+from asr.inference.formats import MAX_CUE_SECONDS, MAX_LINE_CHARS, MAX_LINES, subtitle_cues, wrap_lines, write_result
 
 
 def make_result(texts_and_starts: list[tuple[str, float]], word_seconds: float = 0.3, gap: float = 0.05) -> dict:
@@ -17,11 +16,21 @@ def make_result(texts_and_starts: list[tuple[str, float]], word_seconds: float =
         for w in text.split():
             words.append({"word": w, "start": round(t, 3), "end": round(t + word_seconds, 3), "confidence": 0.9})
             t += word_seconds + gap
-        segments.append({"start": words[0]["start"] if words else t, "end": words[-1]["end"] if words else t,
-                         "text": text, "words": words})
+        segments.append(
+            {
+                "start": words[0]["start"] if words else t,
+                "end": words[-1]["end"] if words else t,
+                "text": text,
+                "words": words,
+            }
+        )
     end = max((s["end"] for s in segments), default=0.0)
-    return {"path": "a.wav", "text": " ".join(t for t, _ in texts_and_starts), "duration": end + 1.0,
-            "segments": segments}
+    return {
+        "path": "a.wav",
+        "text": " ".join(t for t, _ in texts_and_starts),
+        "duration": end + 1.0,
+        "segments": segments,
+    }
 
 
 CLOCK = r"(\d\d):(\d\d):(\d\d)[,.](\d\d\d)"
@@ -36,13 +45,20 @@ def parse_cues(text: str) -> list[tuple[float, float, list[str]]]:
             m = re.fullmatch(CLOCK + " --> " + CLOCK, line)
             if m:
                 g = [int(x) for x in m.groups()]
-                cues.append((g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000,
-                             g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000, lines[i + 1:]))
+                cues.append(
+                    (
+                        g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000,
+                        g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000,
+                        lines[i + 1 :],
+                    )
+                )
     return cues
 
 
-LONG = ("the quick brown fox jumps over the lazy dog while seven wizards quietly hex the jovial "
-        "brown bears of the northern woods")
+LONG = (
+    "the quick brown fox jumps over the lazy dog while seven wizards quietly hex the jovial "
+    "brown bears of the northern woods"
+)
 
 
 @pytest.mark.parametrize("fmt", ["srt", "vtt"])
@@ -119,8 +135,12 @@ def test_empty_transcript_gives_an_empty_but_valid_file(fmt):
 
 
 def test_segments_without_word_times_are_spread_over_their_span():
-    result = {"path": "a.wav", "text": "one two", "duration": 4.0,
-              "segments": [{"start": 1.0, "end": 3.0, "text": "one two"}]}
+    result = {
+        "path": "a.wav",
+        "text": "one two",
+        "duration": 4.0,
+        "segments": [{"start": 1.0, "end": 3.0, "text": "one two"}],
+    }
     (cue,) = subtitle_cues(result)
     assert cue.start == 1.0 and cue.end == pytest.approx(3.0, abs=0.3) and cue.lines == ["one two"]
 

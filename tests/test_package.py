@@ -14,8 +14,9 @@ def spincount(env_value: str | None, torch_first: bool = False) -> str:
         env["GOMP_SPINCOUNT"] = env_value
     env["PYTHONPATH"] = str(ROOT)
     code = ("import torch\n" if torch_first else "") + "import asr, os; print(os.environ.get('GOMP_SPINCOUNT'))"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_import_asr_shortens_the_openmp_spin_unless_the_user_chose_one():

@@ -7,23 +7,36 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from conftest import TINY_MODEL
 from torch import nn
 
-from asr.training.averaging import EMACallback, average_checkpoints
 from asr.cli import main
-from asr.training.config import ConfigError, load_config
 from asr.model.file import load_model
-
-from conftest import TINY_MODEL
+from asr.training.averaging import EMACallback, average_checkpoints
+from asr.training.config import ConfigError, load_config
 
 
 @pytest.fixture(scope="module")
 def bf16_ema_run(tiny_corpus, tmp_path_factory):
     """Two epochs in bf16-mixed with an EMA, exporting the average of the two checkpoints (one run, three checks)."""
     out = tmp_path_factory.mktemp("bf16")
-    rc = main(["train", "--train-manifest", str(tiny_corpus["train"]), "--val-manifest", str(tiny_corpus["dev"]),
-               "--output-dir", str(out), "--max-epochs", "2", "trainer.precision=bf16-mixed",
-               "trainer.ema_decay=0.9", "trainer.average_checkpoints=2", *TINY_MODEL])
+    rc = main(
+        [
+            "train",
+            "--train-manifest",
+            str(tiny_corpus["train"]),
+            "--val-manifest",
+            str(tiny_corpus["dev"]),
+            "--output-dir",
+            str(out),
+            "--max-epochs",
+            "2",
+            "trainer.precision=bf16-mixed",
+            "trainer.ema_decay=0.9",
+            "trainer.average_checkpoints=2",
+            *TINY_MODEL,
+        ]
+    )
     assert rc == 0
     return out
 
@@ -47,7 +60,9 @@ def test_exported_model_is_the_mean_of_the_best_checkpoints_ema_weights(bf16_ema
     for k, v in exported.items():
         if v.is_floating_point():
             torch.testing.assert_close(v, ema_mean[f"model.{k}"])
-    raw_last = torch.load(bf16_ema_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    raw_last = torch.load(bf16_ema_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)[
+        "state_dict"
+    ]
     assert any(not torch.equal(v, raw_last[f"model.{k}"]) for k, v in exported.items())
 
 
@@ -130,12 +145,31 @@ def test_ema_weights_are_swapped_in_for_validation_and_restored_from_a_checkpoin
 
 def test_average_checkpoints_takes_the_mean_preferring_ema_weights(tmp_path):
     a, b = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
-    torch.save({"state_dict": {"w": torch.tensor([1.0, 2.0]), "h": torch.tensor([1.0], dtype=torch.bfloat16),
-                               "n": torch.tensor(3)}}, a)
-    torch.save({"state_dict": {"w": torch.tensor([100.0, 100.0]), "h": torch.tensor([0.0], dtype=torch.bfloat16),
-                               "n": torch.tensor(0)},
-                "ema_state_dict": {"w": torch.tensor([3.0, 6.0]), "h": torch.tensor([2.0], dtype=torch.bfloat16),
-                                   "n": torch.tensor(7)}}, b)
+    torch.save(
+        {
+            "state_dict": {
+                "w": torch.tensor([1.0, 2.0]),
+                "h": torch.tensor([1.0], dtype=torch.bfloat16),
+                "n": torch.tensor(3),
+            }
+        },
+        a,
+    )
+    torch.save(
+        {
+            "state_dict": {
+                "w": torch.tensor([100.0, 100.0]),
+                "h": torch.tensor([0.0], dtype=torch.bfloat16),
+                "n": torch.tensor(0),
+            },
+            "ema_state_dict": {
+                "w": torch.tensor([3.0, 6.0]),
+                "h": torch.tensor([2.0], dtype=torch.bfloat16),
+                "n": torch.tensor(7),
+            },
+        },
+        b,
+    )
     avg = average_checkpoints([str(a), str(b)])
     assert torch.equal(avg["w"], torch.tensor([2.0, 4.0]))
     assert avg["h"].dtype == torch.bfloat16 and avg["h"].item() == 1.5

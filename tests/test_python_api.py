@@ -7,7 +7,9 @@ import asr
 
 
 def test_import_asr_does_not_import_torch():
-    code = "import sys, asr; assert 'torch' not in sys.modules and 'lightning' not in sys.modules; print(asr.__version__)"
+    code = (
+        "import sys, asr; assert 'torch' not in sys.modules and 'lightning' not in sys.modules; print(asr.__version__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == asr.__version__
 
@@ -28,8 +30,8 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 def test_transcribe_and_evaluate_from_python(trained_model, tiny_corpus):
-    from asr.evaluation.evaluate import evaluate
     from asr.data.manifest import read_manifest
+    from asr.evaluation.evaluate import evaluate
     from asr.inference.transcribe import transcribe
 
     model = asr.load_model(trained_model / "model.pt")

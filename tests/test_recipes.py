@@ -15,31 +15,47 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from asr.cli import main as asr_main
-from asr.corpora import librispeech, speech_commands
-from asr.training.config import load_config
-from asr.data.manifest import read_manifest
 from test_download import serve_directory
 from test_manifest import DATA_DIR_KINDS, assert_every_manifest_path_opens, data_dir_as
 
+from asr.cli import main as asr_main
+from asr.corpora import librispeech, speech_commands
+from asr.data.manifest import read_manifest
+from asr.training.config import load_config
+
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["model.hidden_size=16", "model.num_layers=1", "model.conv_channels=4", "trainer.max_epochs=1",
-        "trainer.accelerator=cpu", "trainer.progress_bar=false", "data.num_workers=0", "data.pin_memory=false",
-        "optim.warmup_steps=1"]
+TINY = [
+    "model.hidden_size=16",
+    "model.num_layers=1",
+    "model.conv_channels=4",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "trainer.progress_bar=false",
+    "data.num_workers=0",
+    "data.pin_memory=false",
+    "optim.warmup_steps=1",
+]
 
 try:
     from asr.corpora.espeak import synthesize
 
     synthesize("test")
 except Exception:  # no espeak-ng: a tone per word keeps the pipeline tests meaningful, if less speech-like
+
     def synthesize(text: str, voice: str = "en-us+m3", **_: object) -> np.ndarray:
         t = np.arange(int(0.25 * SR * max(1, len(text.split())))) / SR
         return (0.3 * np.sin(2 * np.pi * (150 + 10 * len(voice)) * t)).astype(np.float32)
 
-SENTENCES = ["the cat sat on the mat", "a quick brown fox", "it's a fine day", "hello there my friend",
-             "we went home early", "she sells sea shells"]
+
+SENTENCES = [
+    "the cat sat on the mat",
+    "a quick brown fox",
+    "it's a fine day",
+    "hello there my friend",
+    "we went home early",
+    "she sells sea shells",
+]
 VOICES = ["en-us+m3", "en-us+f3", "en+m1", "en+f2"]
 
 
@@ -84,8 +100,7 @@ def _speech_commands_archive(work: Path, out: Path) -> dict[str, list[str]]:
     (root / "_background_noise_").mkdir()
     rng = np.random.default_rng(0)
     for name in ("white_noise", "running_tap"):
-        sf.write(root / "_background_noise_" / f"{name}.wav", 0.1 * rng.standard_normal(12 * SR), SR,
-                 subtype="PCM_16")
+        sf.write(root / "_background_noise_" / f"{name}.wav", 0.1 * rng.standard_normal(12 * SR), SR, subtype="PCM_16")
     (root / "_background_noise_" / "README.md").write_text("noise\n")
     (root / "LICENSE").write_text("CC-BY-4.0\n")
     with tarfile.open(out, "w:gz") as tar:
@@ -99,10 +114,15 @@ def mirror(tmp_path_factory):
     work = tmp_path_factory.mktemp("upstream")
     www = work / "www"
     (www / "12").mkdir(parents=True)
-    _librispeech_archive(work, "train-clean-100", [("19", "198", VOICES[0]), ("26", "495", VOICES[1])],
-                         www / "12" / "train-clean-100.tar.gz")
-    _librispeech_archive(work, "dev-clean", [("84", "121123", VOICES[2]), ("174", "50561", VOICES[3])],
-                         www / "12" / "dev-clean.tar.gz")
+    _librispeech_archive(
+        work,
+        "train-clean-100",
+        [("19", "198", VOICES[0]), ("26", "495", VOICES[1])],
+        www / "12" / "train-clean-100.tar.gz",
+    )
+    _librispeech_archive(
+        work, "dev-clean", [("84", "121123", VOICES[2]), ("174", "50561", VOICES[3])], www / "12" / "dev-clean.tar.gz"
+    )
     clips = _speech_commands_archive(work, www / speech_commands.ARCHIVE)
     with serve_directory(www) as server:
         yield server, clips
@@ -140,7 +160,8 @@ def test_librispeech_download_prepare_train_evaluate_and_run_sh(local_md5s, tmp_
     assert summary["utterances"] == 6 and summary["speakers"] == 2
     assert summary["longest"]["seconds"] == max(u.duration for u in dev)
     assert json.loads((corpus / "dev-clean.jsonl").read_text().splitlines()[0])["audio_filepath"].startswith(
-        "dev-clean/")
+        "dev-clean/"
+    )
 
     # A second full run finds everything done: nothing is fetched again.
     requests = len(server.requests)
@@ -149,34 +170,78 @@ def test_librispeech_download_prepare_train_evaluate_and_run_sh(local_md5s, tmp_
 
     cli = pytest.importorskip("asr.cli")
     exp = tmp_path / "exp"
-    assert cli.main(["train", "--config", str(REPO / "recipes/librispeech/conf/train_100h.yaml"),
-                     "--train-manifest", str(corpus / "train-clean-100.jsonl"),
-                     "--val-manifest", str(corpus / "dev-clean.jsonl"), "--output-dir", str(exp),
-                     "augment.speed_perturb=false", *TINY]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                str(REPO / "recipes/librispeech/conf/train_100h.yaml"),
+                "--train-manifest",
+                str(corpus / "train-clean-100.jsonl"),
+                "--val-manifest",
+                str(corpus / "dev-clean.jsonl"),
+                "--output-dir",
+                str(exp),
+                "augment.speed_perturb=false",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert (exp / "model.pt").is_file()
-    assert cli.main(["evaluate", "--model", str(exp / "model.pt"), "--manifest", str(corpus / "dev-clean.jsonl"),
-                     "--report", str(tmp_path / "report.json")]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--model",
+                str(exp / "model.pt"),
+                "--manifest",
+                str(corpus / "dev-clean.jsonl"),
+                "--report",
+                str(tmp_path / "report.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["num_utterances"] == 6
     assert {"wer", "cer", "exact_match"} <= report.keys()
 
     # The recipe script on the same data and model: stages 2-3 find their work done, stage 4 fills RESULTS.md.
     results = tmp_path / "RESULTS.md"
-    results.write_text("| size | dev-clean | dev-other | test-clean | test-other | model |\n"
-                       "|---|---|---|---|---|---|\n")
+    results.write_text(
+        "| size | dev-clean | dev-other | test-clean | test-other | model |\n|---|---|---|---|---|---|\n"
+    )
     # DATA relative, as the default `data` is: run.sh resolves it from the repository root.
-    env = {**os.environ, "PYTHON": sys.executable, "DATA": os.path.relpath(tmp_path / "data", REPO), "EXP": str(exp),
-           "RESULTS": str(results), "PYTHONPATH": str(REPO), "EVAL_SETS": "dev-clean"}
-    run = subprocess.run(["bash", str(REPO / "recipes/librispeech/run.sh"), "--stage", "2"], env=env,
-                         capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DATA": os.path.relpath(tmp_path / "data", REPO),
+        "EXP": str(exp),
+        "RESULTS": str(results),
+        "PYTHONPATH": str(REPO),
+        "EVAL_SETS": "dev-clean",
+    }
+    run = subprocess.run(
+        ["bash", str(REPO / "recipes/librispeech/run.sh"), "--stage", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "manifests exist, skipping" in run.stdout and "model.pt exists, skipping training" in run.stdout
 
     # A manifest an older release wrote with paths relative to the current folder is not taken as done.
     dev_lines = (corpus / "dev-clean.jsonl").read_text()
     (corpus / "dev-clean.jsonl").write_text(dev_lines.replace('"dev-clean/', f'"{env["DATA"]}/LibriSpeech/dev-clean/'))
-    run = subprocess.run(["bash", str(REPO / "recipes/librispeech/run.sh"), "--stage", "2", "--stop-stage", "2"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["bash", str(REPO / "recipes/librispeech/run.sh"), "--stage", "2", "--stop-stage", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0 and "prepare dev-clean" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
     assert (corpus / "dev-clean.jsonl").read_text() == dev_lines
     assert len(read_manifest(corpus / "train-100h.jsonl")) == 6
@@ -191,14 +256,24 @@ def test_librispeech_checksum_mismatch_is_reported_and_file_kept(mirror, tmp_pat
     data = tmp_path / "data"
     assert asr_main(["librispeech", "download", "--parts", "dev-clean", "--data-dir", str(data), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("asr: error: ") and "MD5 mismatch" in err and librispeech.PARTS["dev-clean"] in err and "/12/dev-clean.tar.gz" in err
+    assert (
+        err.startswith("asr: error: ")
+        and "MD5 mismatch" in err
+        and librispeech.PARTS["dev-clean"] in err
+        and "/12/dev-clean.tar.gz" in err
+    )
     assert (data / "downloads" / "dev-clean.tar.gz.bad-md5").is_file()
     assert not (data / "downloads" / "dev-clean.tar.gz").exists()
 
 
 def test_librispeech_part_names_and_groups():
     assert librispeech.expand_parts(["eval", "dev-clean", "100h"]) == [
-        "dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100"]
+        "dev-clean",
+        "dev-other",
+        "test-clean",
+        "test-other",
+        "train-clean-100",
+    ]
     assert len(librispeech.expand_parts(["all"])) == 7
     with pytest.raises(ValueError, match="unknown LibriSpeech part"):
         librispeech.expand_parts(["train-clean-50"])
@@ -213,10 +288,13 @@ def test_prepare_stages_write_manifests_whose_paths_open_with_any_data_folder(mi
     (Path(data) / "downloads").mkdir(parents=True)
     shutil.copy(server.root / "12" / "dev-clean.tar.gz", Path(data) / "downloads")
     shutil.copy(server.root / speech_commands.ARCHIVE, Path(data) / "downloads")
-    for argv in (["librispeech", "extract", "--parts", "dev-clean"],
-                 ["librispeech", "prepare", "--parts", "dev-clean", "--workers", "2"],
-                 ["speech-commands", "extract"], ["speech-commands", "prepare", "--protocol", "35"],
-                 ["speech-commands", "prepare", "--protocol", "12"]):
+    for argv in (
+        ["librispeech", "extract", "--parts", "dev-clean"],
+        ["librispeech", "prepare", "--parts", "dev-clean", "--workers", "2"],
+        ["speech-commands", "extract"],
+        ["speech-commands", "prepare", "--protocol", "35"],
+        ["speech-commands", "prepare", "--protocol", "12"],
+    ):
         assert asr_main([*argv, "--data-dir", data]) == 0, argv
     # dev-clean 6; 35 words: 15 clips; 12 classes: 3 x (3 words + 1 unknown + 1 silence); noise 2.
     assert_every_manifest_path_opens(data, expected=6 + 15 + 15 + 2)
@@ -264,15 +342,27 @@ def test_speech_commands_run_sh_prepares_trains_and_fills_results(local_md5s, tm
     data, exp, results = tmp_path / "data", tmp_path / "exp", tmp_path / "RESULTS.md"
     (data / "downloads").mkdir(parents=True)
     shutil.copy(local_md5s.root / speech_commands.ARCHIVE, data / "downloads")
-    results.write_text("| protocol | model | clips | accuracy % | WER % | CER % |\n|---|---|---|---|---|---|\n"
-                       "| 12class | - | - | - | - | - |\n")
+    results.write_text(
+        "| protocol | model | clips | accuracy % | WER % | CER % |\n|---|---|---|---|---|---|\n"
+        "| 12class | - | - | - | - | - |\n"
+    )
     # DATA relative, as the default `data` is: run.sh resolves it from the repository root.
-    env = {**os.environ, "PYTHON": sys.executable, "DATA": os.path.relpath(data, REPO), "EXP": str(exp),
-           "RESULTS": str(results), "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DATA": os.path.relpath(data, REPO),
+        "EXP": str(exp),
+        "RESULTS": str(results),
+        "PYTHONPATH": str(REPO),
+    }
     # The 12-class protocol, so that empty (silence) targets go through training and scoring too.
-    run = subprocess.run(["bash", str(REPO / "recipes/speech_commands/run.sh"), "--stage", "1", "--protocol", "12",
-                          *TINY], env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["bash", str(REPO / "recipes/speech_commands/run.sh"), "--stage", "1", "--protocol", "12", *TINY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert (exp / "model.pt").is_file()
     report = json.loads((exp / "report_test.json").read_text())
@@ -283,8 +373,12 @@ def test_speech_commands_run_sh_prepares_trains_and_fills_results(local_md5s, tm
     assert_every_manifest_path_opens(data / speech_commands.CORPUS_DIR, expected=15 + 2)
 
 
-@pytest.mark.parametrize("conf", sorted(str(p.relative_to(REPO)) for p in [*REPO.glob("recipes/*/conf/*.yaml"),
-                                                                           *REPO.glob("recipes/synth/conf*.yaml")]))
+@pytest.mark.parametrize(
+    "conf",
+    sorted(
+        str(p.relative_to(REPO)) for p in [*REPO.glob("recipes/*/conf/*.yaml"), *REPO.glob("recipes/synth/conf*.yaml")]
+    ),
+)
 def test_recipe_configs_load(conf):
     config = load_config(REPO / conf)
     if "librispeech" in conf:

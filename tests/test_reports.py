@@ -12,19 +12,34 @@ import soundfile as sf
 import torch
 
 from asr.cli import main
-from asr.training.curves import TrainingCurves, plot_training_curves, read_metrics
-from asr.model.features import FeatureConfig
-from asr.model.network import ASRModel, ModelDimensions
-from asr.model.file import save_model
-from asr.evaluation.report_html import (aligned_words, duration_buckets, grouping_fields, groups_by_field, html_path_for,
-                             render_html)
 from asr.data.tokenizer import CharTokenizer
+from asr.evaluation.report_html import (
+    aligned_words,
+    duration_buckets,
+    grouping_fields,
+    groups_by_field,
+    html_path_for,
+    render_html,
+)
+from asr.model.features import FeatureConfig
+from asr.model.file import save_model
+from asr.model.network import ASRModel, ModelDimensions
+from asr.training.curves import TrainingCurves, plot_training_curves, read_metrics
 
 pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402  (matplotlib's dependency)
 
-COLUMNS = ["elapsed_s", "epoch", "lr-AdamW/pg1", "step", "train_loss_epoch", "train_loss_step", "val_cer",
-           "val_loss", "val_wer"]
+COLUMNS = [
+    "elapsed_s",
+    "epoch",
+    "lr-AdamW/pg1",
+    "step",
+    "train_loss_epoch",
+    "train_loss_step",
+    "val_cer",
+    "val_loss",
+    "val_wer",
+]
 
 
 def write_metrics(path, epochs=3, steps_per_epoch=4, timed=True):
@@ -33,11 +48,24 @@ def write_metrics(path, epochs=3, steps_per_epoch=4, timed=True):
     for epoch in range(epochs):
         for _ in range(steps_per_epoch):
             rows.append({"lr-AdamW/pg1": 1e-3, "step": step})
-            rows.append({"elapsed_s": 10.0 * step if timed else "", "epoch": epoch, "step": step,
-                         "train_loss_step": 300.0 / (step + 1)})
+            rows.append(
+                {
+                    "elapsed_s": 10.0 * step if timed else "",
+                    "epoch": epoch,
+                    "step": step,
+                    "train_loss_step": 300.0 / (step + 1),
+                }
+            )
             step += 1
-        rows.append({"epoch": epoch, "step": step - 1, "val_loss": 200.0 / (epoch + 1), "val_wer": 1.0 / (epoch + 1),
-                     "val_cer": 0.5 / (epoch + 1)})
+        rows.append(
+            {
+                "epoch": epoch,
+                "step": step - 1,
+                "val_loss": 200.0 / (epoch + 1),
+                "val_wer": 1.0 / (epoch + 1),
+                "val_cer": 0.5 / (epoch + 1),
+            }
+        )
         rows.append({"epoch": epoch, "step": step - 1, "train_loss_epoch": 250.0 / (epoch + 1)})
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -127,6 +155,7 @@ def test_training_writes_curves_and_logs_its_clock(trained_model):
 
 # --- the evaluation report --------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def model_and_audio(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
@@ -144,14 +173,40 @@ EVIL = "<script>alert(1)</script>"
 
 
 def evaluate_with_report(d, tmp_path, extra_lines=(), flags=()):
-    lines = [{"audio_filepath": str(d / f"{i}.wav"), "duration": 0.25 * (i + 1), "text": text, "speaker": spk,
-              "id": f"u{i}", "rate": 0.5 + i}
-             for i, (text, spk) in enumerate([("hello world", "ann"), ("good morning", "ann"), (f"a {EVIL} b", "bob"),
-                                              ("turn it off", "bob"), ("one two", EVIL), ("three", EVIL)])]
+    lines = [
+        {
+            "audio_filepath": str(d / f"{i}.wav"),
+            "duration": 0.25 * (i + 1),
+            "text": text,
+            "speaker": spk,
+            "id": f"u{i}",
+            "rate": 0.5 + i,
+        }
+        for i, (text, spk) in enumerate(
+            [
+                ("hello world", "ann"),
+                ("good morning", "ann"),
+                (f"a {EVIL} b", "bob"),
+                ("turn it off", "bob"),
+                ("one two", EVIL),
+                ("three", EVIL),
+            ]
+        )
+    ]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [*lines, *extra_lines]))
     report = tmp_path / "r.json"
-    rc = main(["evaluate", "--model", str(d / "model.pt"), "--manifest", str(tmp_path / "m.jsonl"),
-               "--report", str(report), *flags])
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            str(d / "model.pt"),
+            "--manifest",
+            str(tmp_path / "m.jsonl"),
+            "--report",
+            str(report),
+            *flags,
+        ]
+    )
     return rc, report
 
 
@@ -171,8 +226,9 @@ def test_evaluate_writes_a_self_contained_html_report_beside_the_json(model_and_
     assert "&lt;script&gt;alert" in page  # a transcript or speaker name is shown as text, never run
 
 
-def test_without_matplotlib_the_json_and_a_plotless_page_are_still_written(model_and_audio, tmp_path, monkeypatch,
-                                                                             caplog):
+def test_without_matplotlib_the_json_and_a_plotless_page_are_still_written(
+    model_and_audio, tmp_path, monkeypatch, caplog
+):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if it were not installed
     with caplog.at_level(logging.WARNING, logger="asr"):
@@ -213,24 +269,52 @@ def test_a_failed_posterior_plot_leaves_the_tables_and_says_why(model_and_audio,
 
 def test_alignment_marks_substitutions_deletions_and_insertions():
     assert aligned_words("the cat sat on the mat", "the bat sat the mat now") == [
-        ("ok", "the", "the"), ("sub", "cat", "bat"), ("ok", "sat", "sat"), ("del", "on", ""), ("ok", "the", "the"),
-        ("ok", "mat", "mat"), ("ins", "", "now")]
+        ("ok", "the", "the"),
+        ("sub", "cat", "bat"),
+        ("ok", "sat", "sat"),
+        ("del", "on", ""),
+        ("ok", "the", "the"),
+        ("ok", "mat", "mat"),
+        ("ins", "", "now"),
+    ]
     assert aligned_words("a b", "") == [("del", "a", ""), ("del", "b", "")]
-    page = render_html({"wer": 0.5, "utterances": [
-        {"source": "m:1", "reference": "the cat sat", "hypothesis": "the bat sat x", "word_errors": 2,
-         "reference_words": 3, "reference_chars": 11, "char_errors": 3}]})
+    page = render_html(
+        {
+            "wer": 0.5,
+            "utterances": [
+                {
+                    "source": "m:1",
+                    "reference": "the cat sat",
+                    "hypothesis": "the bat sat x",
+                    "word_errors": 2,
+                    "reference_words": 3,
+                    "reference_chars": 11,
+                    "char_errors": 3,
+                }
+            ],
+        }
+    )
     assert '<span class="w sub"><span class="r">cat</span><span class="h">bat</span></span>' in page
     assert '<span class="w ins"><span class="r">·</span><span class="h">x</span></span>' in page
 
 
 def utterance(duration, errors, words=10, **extra):
-    return {"duration": duration, "hypothesis": "x", "word_errors": errors, "reference_words": words,
-            "char_errors": errors, "reference_chars": 5 * words, "extra": extra}
+    return {
+        "duration": duration,
+        "hypothesis": "x",
+        "word_errors": errors,
+        "reference_words": words,
+        "char_errors": errors,
+        "reference_chars": 5 * words,
+        "extra": extra,
+    }
 
 
 def test_groups_by_duration_quantiles_and_by_fields_that_group():
-    utts = [utterance(d, e, speaker=f"s{i % 3}", id=f"u{i}", rate=100 + i, take=i % 2, pitch=0.1 * i)
-            for i, (d, e) in enumerate(zip(np.linspace(1, 20, 40), range(40)))]
+    utts = [
+        utterance(d, e, speaker=f"s{i % 3}", id=f"u{i}", rate=100 + i, take=i % 2, pitch=0.1 * i)
+        for i, (d, e) in enumerate(zip(np.linspace(1, 20, 40), range(40)))
+    ]
     buckets = duration_buckets(utts)
     assert [b.utterances for b in buckets] == [10, 10, 10, 10]
     assert sum(b.word_errors for b in buckets) == sum(range(40))

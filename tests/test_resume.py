@@ -11,15 +11,20 @@ import signal
 import lightning as L
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from asr.training.config import ConfigError, load_config
 from asr.training.curves import read_metrics
 from asr.training.train import TrainingStopped, train
 
-from conftest import TINY_MODEL
-
-SETTINGS = [*TINY_MODEL, "data.max_batch_seconds=10", "augment.speed_perturb=true", "augment.vtlp=true",
-            "model.dropout=0.2", "trainer.max_epochs=3"]
+SETTINGS = [
+    *TINY_MODEL,
+    "data.max_batch_seconds=10",
+    "augment.speed_perturb=true",
+    "augment.vtlp=true",
+    "model.dropout=0.2",
+    "trainer.max_epochs=3",
+]
 
 
 class SendSignal(L.Callback):
@@ -69,8 +74,7 @@ def uninterrupted(tiny_corpus, tmp_path_factory):
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_stopped_mid_epoch_and_resumed_matches_an_uninterrupted_run(tiny_corpus, tmp_path, uninterrupted, signum,
-                                                                     code):
+def test_stopped_mid_epoch_and_resumed_matches_an_uninterrupted_run(tiny_corpus, tmp_path, uninterrupted, signum, code):
     whole, whole_seen = uninterrupted
     first, second = RecordBatches(), RecordBatches()
     with pytest.raises(TrainingStopped) as stopped:

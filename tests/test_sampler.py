@@ -54,8 +54,10 @@ def test_overlong_utterance_is_a_batch_of_its_own():
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_distributed_shards_are_equal_disjoint_and_complete(durations, replicas, drop_last):
     for epoch in range(2):
-        samplers = [DynamicBucketingSampler(durations, 300, seed=5, num_replicas=replicas, rank=r,
-                                            drop_last=drop_last) for r in range(replicas)]
+        samplers = [
+            DynamicBucketingSampler(durations, 300, seed=5, num_replicas=replicas, rank=r, drop_last=drop_last)
+            for r in range(replicas)
+        ]
         shards = [epoch_batches(s, epoch) for s in samplers]
         assert len({len(s) for s in samplers}) == 1
         assert all(len(shard) == len(samplers[0]) for shard in shards)
@@ -111,8 +113,10 @@ def test_no_shuffle_is_ascending_and_fixed(durations):
     assert list(durations[flat]) == sorted(durations)
 
 
-@pytest.mark.parametrize("make, limit", [(librispeech_like, 600), (librispeech_like, 1200),
-                                         (short_utterances, 600), (short_utterances, 1200)])
+@pytest.mark.parametrize(
+    "make, limit",
+    [(librispeech_like, 600), (librispeech_like, 1200), (short_utterances, 600), (short_utterances, 1200)],
+)
 def test_padding_stays_under_five_percent(make, limit):
     d = make()
     sampler = DynamicBucketingSampler(d, limit)
@@ -190,8 +194,7 @@ def test_resumable_loader_counts_only_delivered_batches(durations):
             return i
 
     def loader(sampler):
-        return ResumableDataLoader(Indices(), batch_sampler=sampler, collate_fn=list, num_workers=1,
-                                   prefetch_factor=4)
+        return ResumableDataLoader(Indices(), batch_sampler=sampler, collate_fn=list, num_workers=1, prefetch_factor=4)
 
     torch.manual_seed(0)
     sampler = DynamicBucketingSampler(durations[:600], 100, seed=2)

@@ -8,16 +8,14 @@ import json
 
 import lightning as L
 import pytest
-
-from asr.cli import main
-from asr.training.config import ConfigError, OptimConfig, load_config
-from asr.training.ctc_module import LRSchedule
-from asr.model.file import load_model
-from asr.training.run_control import RunControl, still_improving
-from asr.training.train import train
-
 from conftest import TINY_MODEL
 
+from asr.cli import main
+from asr.model.file import load_model
+from asr.training.config import ConfigError, OptimConfig, load_config
+from asr.training.ctc_module import LRSchedule
+from asr.training.run_control import RunControl, still_improving
+from asr.training.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +27,7 @@ def test_warmup_and_decay_are_fractions_of_the_run_whatever_its_length(total):
     lrs = [schedule(s) for s in range(total + 1)]
     peak = lrs.index(max(lrs))
     assert peak == pytest.approx(0.1 * total, abs=1)  # warm-up ends at 10 % of the run, 2 steps or 200
-    assert lrs[0] < 0.1 and all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
+    assert lrs[0] < 0.1 and all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
     assert lrs[total // 2 + total // 20] == pytest.approx(0.525, abs=0.02)  # half-way through the cosine
     assert lrs[-1] == pytest.approx(0.05)  # the end-of-schedule learning rate
 
@@ -118,16 +116,23 @@ def repeated(manifest, path, times, keep=None):
     return path
 
 
-SAME_CONFIG = [*TINY_MODEL, "optim.warmup=0.25", "optim.lr=0.002", "optim.min_lr_ratio=0.1", "trainer.max_epochs=2",
-               "data.max_batch_seconds=8"]
+SAME_CONFIG = [
+    *TINY_MODEL,
+    "optim.warmup=0.25",
+    "optim.lr=0.002",
+    "optim.min_lr_ratio=0.1",
+    "trainer.max_epochs=2",
+    "data.max_batch_seconds=8",
+]
 
 
 @pytest.mark.parametrize("times,keep", [(1, 4), (5, None)], ids=["4-utterances", "80-utterances"])
 def test_the_same_config_ends_its_schedule_on_a_small_and_a_large_dataset(tiny_corpus, tmp_path, times, keep):
     manifest = repeated(tiny_corpus["train"], tmp_path / "train.jsonl", times, keep)
     record = RecordLR()
-    path = train(load_config(None, SAME_CONFIG), str(manifest), str(tiny_corpus["dev"]), tmp_path / "exp",
-                 callbacks=[record])
+    path = train(
+        load_config(None, SAME_CONFIG), str(manifest), str(tiny_corpus["dev"]), tmp_path / "exp", callbacks=[record]
+    )
     meta = load_model(path).metadata
     assert meta["stop_reason"] == "epoch cap (trainer.max_epochs=2)"
     assert meta["schedule_position"] == 1.0 and meta["final_lr"] == pytest.approx(0.002 * 0.1)
@@ -140,8 +145,20 @@ def test_the_same_config_ends_its_schedule_on_a_small_and_a_large_dataset(tiny_c
 
 
 def train_cli(corpus, out, *options):
-    return main(["train", "--train-manifest", str(corpus["train"]), "--val-manifest", str(corpus["dev"]),
-                 "--output-dir", str(out), *options, *TINY_MODEL, "optim.warmup=0.05"])
+    return main(
+        [
+            "train",
+            "--train-manifest",
+            str(corpus["train"]),
+            "--val-manifest",
+            str(corpus["dev"]),
+            "--output-dir",
+            str(out),
+            *options,
+            *TINY_MODEL,
+            "optim.warmup=0.05",
+        ]
+    )
 
 
 def test_max_minutes_alone_lifts_the_epoch_cap_and_ends_at_the_budget(tiny_corpus, tmp_path, caplog):
@@ -158,13 +175,40 @@ def test_max_minutes_alone_lifts_the_epoch_cap_and_ends_at_the_budget(tiny_corpu
 
 def test_max_minutes_with_max_epochs_keeps_the_cap(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("asr.training.train.train", lambda config, *a, **k: seen.setdefault("config", config) and "m.pt")
-    main(["train", "--train-manifest", "t", "--val-manifest", "v", "--output-dir", str(tmp_path),
-          "--max-minutes", "5", "--max-epochs", "3"])
+    monkeypatch.setattr(
+        "asr.training.train.train", lambda config, *a, **k: seen.setdefault("config", config) and "m.pt"
+    )
+    main(
+        [
+            "train",
+            "--train-manifest",
+            "t",
+            "--val-manifest",
+            "v",
+            "--output-dir",
+            str(tmp_path),
+            "--max-minutes",
+            "5",
+            "--max-epochs",
+            "3",
+        ]
+    )
     assert seen["config"].trainer.max_epochs == 3 and seen["config"].trainer.max_minutes == 5
     seen.clear()
-    main(["train", "--train-manifest", "t", "--val-manifest", "v", "--output-dir", str(tmp_path),
-          "--max-minutes", "5", "trainer.max_epochs=4"])
+    main(
+        [
+            "train",
+            "--train-manifest",
+            "t",
+            "--val-manifest",
+            "v",
+            "--output-dir",
+            str(tmp_path),
+            "--max-minutes",
+            "5",
+            "trainer.max_epochs=4",
+        ]
+    )
     assert seen["config"].trainer.max_epochs == 4
 
 
@@ -227,10 +271,15 @@ def test_ranks_validate_on_the_clock_together():
 
     def rank(last_val_age: float, other_rank_due: float) -> SimpleNamespace:
         other = torch.tensor([0.0, 0.0, other_rank_due], dtype=torch.float64)
-        strategy = SimpleNamespace(root_device=torch.device("cpu"),
-                                   reduce=lambda t, reduce_op: torch.maximum(t, other))
-        return SimpleNamespace(received_sigterm=False, strategy=strategy, world_size=2, should_stop=False,
-                               _val_check_time_interval=60.0, _last_val_time=time.monotonic() - last_val_age)
+        strategy = SimpleNamespace(root_device=torch.device("cpu"), reduce=lambda t, reduce_op: torch.maximum(t, other))
+        return SimpleNamespace(
+            received_sigterm=False,
+            strategy=strategy,
+            world_size=2,
+            should_stop=False,
+            _val_check_time_interval=60.0,
+            _last_val_time=time.monotonic() - last_val_age,
+        )
 
     for age, other_due, validates in ((10.0, 1.0, True), (10.0, 0.0, False), (61.0, 0.0, True)):
         trainer, control = rank(age, other_due), RunControl()

@@ -19,19 +19,20 @@ pytest.importorskip("httpx")
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from asr.model.features import FeatureConfig  # noqa: E402
-from asr.model.network import ASRModel, ModelDimensions  # noqa: E402
-from asr.model.file import load_model, save_model  # noqa: E402
-from asr.serving.server import Limits, Recognizer, create_app, display_name  # noqa: E402
 from asr.data.tokenizer import CharTokenizer  # noqa: E402
+from asr.model.features import FeatureConfig  # noqa: E402
+from asr.model.file import load_model, save_model  # noqa: E402
+from asr.model.network import ASRModel, ModelDimensions  # noqa: E402
+from asr.serving.server import Limits, Recognizer, create_app, display_name  # noqa: E402
 
 
 def random_model(path, bidirectional: bool = True) -> str:
     """A model file with random weights: it recognises nothing, and costs milliseconds to run."""
     torch.manual_seed(0)
     tokenizer = CharTokenizer()
-    dims = ModelDimensions(vocab_size=len(tokenizer), hidden_size=16, num_layers=1, conv_channels=4,
-                           bidirectional=bidirectional)
+    dims = ModelDimensions(
+        vocab_size=len(tokenizer), hidden_size=16, num_layers=1, conv_channels=4, bidirectional=bidirectional
+    )
     features = FeatureConfig(normalize="per_utterance" if bidirectional else "global")
     save_model(path, ASRModel(dims, features), tokenizer)
     return str(path)
@@ -47,8 +48,9 @@ def recognizer(model_path):
     return Recognizer(load_model(model_path))
 
 
-def wav_bytes(seconds: float = 1.0, rate: int = 16000, fmt: str = "WAV", seed: int = 0, subtype=None,
-              level: float = 0.1) -> bytes:
+def wav_bytes(
+    seconds: float = 1.0, rate: int = 16000, fmt: str = "WAV", seed: int = 0, subtype=None, level: float = 0.1
+) -> bytes:
     audio = (np.random.default_rng(seed).standard_normal(int(seconds * rate)) * level).astype(np.float32)
     buf = io.BytesIO()
     sf.write(buf, audio, rate, format=fmt, subtype=subtype)
@@ -82,6 +84,7 @@ async def wait_until(condition, what: str) -> None:
 
 
 # --- the API -----------------------------------------------------------------------------------------------------
+
 
 def test_transcribe_returns_the_json_of_asr_transcribe(recognizer, model_path, tmp_path, capsys):
     from asr.cli import main
@@ -127,22 +130,26 @@ def test_healthz_and_page(recognizer):
 
 # --- limits -------------------------------------------------------------------------------------------------------
 
+
 def test_upload_over_the_size_limit_is_413(recognizer):
     client = TestClient(create_app(recognizer, Limits(max_upload_mb=0.05)))
     r = post(client, wav_bytes(3.0))  # ~96 KB
     assert r.status_code == 413 and "limit of 0.05 MB" in r.json()["detail"]
     # A chunked body declares no length: it is counted as it arrives.
     boundary = "b0undary"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
 
     def chunks():
         yield head
         for _ in range(100):
             yield b"\0" * 4096
 
-    r = client.post("/v1/transcribe", content=chunks(),
-                    headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    r = client.post(
+        "/v1/transcribe", content=chunks(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert r.status_code == 413
     assert post(client, wav_bytes(0.5)).status_code == 200
 
@@ -155,11 +162,14 @@ def test_audio_over_the_duration_limit_is_413(recognizer):
     assert post(client, wav_bytes(1.5)).status_code == 200
 
 
-@pytest.mark.parametrize("data, expected", [
-    (b"", "file is empty"),
-    (b"RIFF\x00\x00garbage" * 10, "not a readable audio file"),
-    (wav_bytes(0.5)[:44], "no audio samples"),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (b"", "file is empty"),
+        (b"RIFF\x00\x00garbage" * 10, "not a readable audio file"),
+        (wav_bytes(0.5)[:44], "no audio samples"),
+    ],
+)
 def test_bad_audio_is_400_naming_the_problem_and_the_server_stays_up(recognizer, data, expected):
     client = TestClient(create_app(recognizer))
     r = post(client, data, name="bad.wav")
@@ -234,14 +244,15 @@ def test_slow_upload_is_408(recognizer):
 
     async def scenario():
         async def slow_body():
-            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
             await asyncio.sleep(1.0)
             yield b"\r\n--b--\r\n"
 
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.post("/v1/transcribe", content=slow_body(),
-                                     headers={"content-type": "multipart/form-data; boundary=b"})
+            return await client.post(
+                "/v1/transcribe", content=slow_body(), headers={"content-type": "multipart/form-data; boundary=b"}
+            )
 
     r = asyncio.run(scenario())
     assert r.status_code == 408 and "did not arrive within 0.2 s" in r.json()["detail"]
@@ -296,6 +307,7 @@ def test_cli_serve_refuses_bad_limits(model_path, capsys):
 
 # --- the stream protocol ---------------------------------------------------------------------------------------------
 
+
 class _EchoStream:
     """A stand-in recogniser: its text is the number of samples received so far, so each step is checkable."""
 
@@ -347,13 +359,16 @@ def test_stream_resamples_and_stops_at_the_duration_limit(model_path):
     assert abs(int(final["text"].split()[1]) - 16000) <= 64  # 1 s at the model's 16 kHz
 
 
-@pytest.mark.parametrize("url, send, expected", [
-    ("/v1/stream?encoding=u8", None, "unknown encoding 'u8'"),
-    ("/v1/stream?rate=10", None, "sample rate 10 is out of range"),
-    ("/v1/stream", b"\x00\x01\x02", "whole samples of 2 bytes"),
-    ("/v1/stream?encoding=f32le", np.array([np.inf], dtype="<f4").tobytes(), "NaN or infinite"),
-    ("/v1/stream", "hello", 'text messages must be {"type": "end"}'),
-])
+@pytest.mark.parametrize(
+    "url, send, expected",
+    [
+        ("/v1/stream?encoding=u8", None, "unknown encoding 'u8'"),
+        ("/v1/stream?rate=10", None, "sample rate 10 is out of range"),
+        ("/v1/stream", b"\x00\x01\x02", "whole samples of 2 bytes"),
+        ("/v1/stream?encoding=f32le", np.array([np.inf], dtype="<f4").tobytes(), "NaN or infinite"),
+        ("/v1/stream", "hello", 'text messages must be {"type": "end"}'),
+    ],
+)
 def test_stream_refuses_bad_input_with_a_message(model_path, url, send, expected):
     recognizer = EchoRecognizer(load_model(model_path))
     app = create_app(recognizer)
@@ -393,7 +408,7 @@ def test_stream_with_the_real_recogniser(tmp_path, bidirectional):
     with client.websocket_connect("/v1/stream?encoding=f32le") as ws:
         ready = ws.receive_json()
         for k in range(0, len(audio), 1600):
-            ws.send_bytes(audio[k:k + 1600].tobytes())
+            ws.send_bytes(audio[k : k + 1600].tobytes())
         ws.send_text(json.dumps({"type": "end"}))
         while (message := ws.receive_json())["type"] == "partial":
             pass
@@ -450,8 +465,22 @@ def test_upload_with_lm_equals_asr_transcribe_lm(model_path, char_lm, tmp_path, 
 
     data = wav_bytes(1.5, rate=22050)
     (tmp_path / "a.wav").write_bytes(data)
-    assert main(["transcribe", "--model", model_path, "--format", "json", "--lm", char_lm, *LM_FLAGS,
-                 str(tmp_path / "a.wav")]) == 0
+    assert (
+        main(
+            [
+                "transcribe",
+                "--model",
+                model_path,
+                "--format",
+                "json",
+                "--lm",
+                char_lm,
+                *LM_FLAGS,
+                str(tmp_path / "a.wav"),
+            ]
+        )
+        == 0
+    )
     offline = json.loads(capsys.readouterr().out)
     rc, app = _serve_app(["--model", model_path, "--lm", char_lm, *LM_FLAGS], monkeypatch)
     assert rc == 0
@@ -459,21 +488,42 @@ def test_upload_with_lm_equals_asr_transcribe_lm(model_path, char_lm, tmp_path, 
     result = post(client, data, name="a.wav").json()
     assert result == {**offline, "path": "a.wav"}
     greedy = post(TestClient(create_app(Recognizer(load_model(model_path)))), data).json()["text"]
-    assert result["text"] != greedy and set(result["text"].split()) <= {"the", "cat", "sat", "on", "mat", "a",
-                                                                        "dog", "ran", "to"}
+    assert result["text"] != greedy and set(result["text"].split()) <= {
+        "the",
+        "cat",
+        "sat",
+        "on",
+        "mat",
+        "a",
+        "dog",
+        "ran",
+        "to",
+    }
     assert client.get("/healthz").json()["decoder"] == {
-        "name": "beam-search", "mode": "lexicon-free", "lm": "char.arpa", "lexicon": None, "beam_size": 8,
-        "beam_threshold": 25.0, "lm_weight": 1.0, "word_score": 0.0, "stream_partials": "beam-search"}
+        "name": "beam-search",
+        "mode": "lexicon-free",
+        "lm": "char.arpa",
+        "lexicon": None,
+        "beam_size": 8,
+        "beam_threshold": 25.0,
+        "lm_weight": 1.0,
+        "word_score": 0.0,
+        "stream_partials": "beam-search",
+    }
 
 
-@pytest.mark.parametrize("lm_text, flags, expected", [
-    (None, [], "missing.arpa: file not found"),
-    ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\n", [], "corrupt.arpa:5"),
-    ("\x00\xff\xfe binary junk", [], "corrupt.arpa: not UTF-8 text"),
-    ("", ["--lm-params", "missing.json"], "missing.json: LM parameters file not found"),
-])
-def test_cli_serve_bad_lm_is_a_one_line_error_before_listening(model_path, tmp_path, monkeypatch, capsys,
-                                                               lm_text, flags, expected):
+@pytest.mark.parametrize(
+    "lm_text, flags, expected",
+    [
+        (None, [], "missing.arpa: file not found"),
+        ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\n", [], "corrupt.arpa:5"),
+        ("\x00\xff\xfe binary junk", [], "corrupt.arpa: not UTF-8 text"),
+        ("", ["--lm-params", "missing.json"], "missing.json: LM parameters file not found"),
+    ],
+)
+def test_cli_serve_bad_lm_is_a_one_line_error_before_listening(
+    model_path, tmp_path, monkeypatch, capsys, lm_text, flags, expected
+):
     pytest.importorskip("flashlight.lib.text.decoder")
     lm = tmp_path / ("missing.arpa" if lm_text is None else "corrupt.arpa")
     if lm_text:
@@ -505,7 +555,7 @@ def test_stream_with_lm_partials_greedy_final_with_the_lm(tmp_path, char_lm, bid
         with TestClient(create_app(recognizer)).websocket_connect("/v1/stream?encoding=f32le") as ws:
             messages = [ws.receive_json()]
             for k in range(0, len(audio), 1600):
-                ws.send_bytes(audio[k:k + 1600].tobytes())
+                ws.send_bytes(audio[k : k + 1600].tobytes())
             ws.send_text(json.dumps({"type": "end"}))
             while messages[-1]["type"] != "final":
                 messages.append(ws.receive_json())

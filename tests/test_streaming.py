@@ -15,12 +15,18 @@ import soundfile as sf
 import torch
 
 from asr.cli import main
-from asr.decoding.greedy import greedy_decode
-from asr.model.features import FeatureConfig
-from asr.model.network import ASRModel, ModelDimensions
-from asr.model.file import LoadedModel, save_model
-from asr.inference.streaming import EnergyEndpointer, SegmentedRecognizer, StreamingError, StreamingRecognizer, open_stream
 from asr.data.tokenizer import CharTokenizer
+from asr.decoding.greedy import greedy_decode
+from asr.inference.streaming import (
+    EnergyEndpointer,
+    SegmentedRecognizer,
+    StreamingError,
+    StreamingRecognizer,
+    open_stream,
+)
+from asr.model.features import FeatureConfig
+from asr.model.file import LoadedModel, save_model
+from asr.model.network import ASRModel, ModelDimensions
 
 SR = 16000
 
@@ -31,8 +37,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny_model(cell="lstm", subsampling=3, bidirectional=False, normalize="global", seed=0) -> LoadedModel:
     torch.manual_seed(seed)
     tok = CharTokenizer()
-    dims = ModelDimensions(vocab_size=len(tok), cell=cell, hidden_size=16, num_layers=2, bidirectional=bidirectional,
-                           subsampling=subsampling, conv_channels=4, dropout=0.0)
+    dims = ModelDimensions(
+        vocab_size=len(tok),
+        cell=cell,
+        hidden_size=16,
+        num_layers=2,
+        bidirectional=bidirectional,
+        subsampling=subsampling,
+        conv_channels=4,
+        dropout=0.0,
+    )
     model = ASRModel(dims, FeatureConfig(n_mels=20, normalize=normalize), compute_filterbank=False)
     with torch.no_grad():  # a filterbank and statistics that are not the trivial ones
         model.features.mel_fb.copy_(torch.rand_like(model.features.mel_fb) * 0.05)
@@ -66,7 +80,7 @@ def stream(recognizer, audio: np.ndarray, sizes) -> tuple[list, object]:
     for size in sizes:
         if i >= audio.shape[0]:
             break
-        partials.append(recognizer.accept(audio[i:i + size]))
+        partials.append(recognizer.accept(audio[i : i + size]))
         i += size
     assert i >= audio.shape[0]
     return partials, recognizer.finish()
@@ -102,7 +116,7 @@ def test_partial_results_are_offline_best_path_of_the_frames_so_far():
     for p in partials:
         # Output frames wait only for the half window and one conv frame per layer (2 layers x 10 ms here)
         assert p.frames >= loaded.model.output_lengths(torch.tensor(p.samples)).item() - 2
-        prefix = greedy_decode(ref_lp[None, :p.frames], torch.tensor([p.frames]), loaded.tokenizer)[0]
+        prefix = greedy_decode(ref_lp[None, : p.frames], torch.tensor([p.frames]), loaded.tokenizer)[0]
         assert p.text == prefix
     assert final.log_probs is None  # not kept unless asked for
 
@@ -164,11 +178,12 @@ def test_bidirectional_model_streams_per_segment():
     # Each segment is its speech and a margin either side, decoded as offline decoding of that audio would.
     spans = EnergyEndpointer(SR).push(audio)
     assert len(spans) == 1 and spans[0][0] == 0 and abs(spans[0][1] - 0.6 * SR) < 0.05 * SR
-    first = offline(loaded, audio[max(0, spans[0][0] - recognizer.margin): spans[0][1] + recognizer.margin])[1]
+    first = offline(loaded, audio[max(0, spans[0][0] - recognizer.margin) : spans[0][1] + recognizer.margin])[1]
     assert recognizer.texts[0] == first and final.text.startswith(first)
 
 
 # The command line
+
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
@@ -194,8 +209,8 @@ def test_cli_stream_file_prints_partials_then_final(model_file, tmp_path, capsys
 
 def test_cli_stream_with_lm_decodes_the_final_text_with_it(model_file, tmp_path, capsys):
     pytest.importorskip("flashlight.lib.text.decoder")
-    from asr.decoding.ngram import build_kneser_ney, write_arpa
     from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions
+    from asr.decoding.ngram import build_kneser_ney, write_arpa
 
     lm = tmp_path / "word.arpa"  # searched through its lexicon: only its words can come out
     write_arpa(build_kneser_ney([s.split() for s in ["the cat sat", "a dog ran"] * 5], 2), lm)
@@ -235,18 +250,20 @@ def test_cli_stream_empty_stdin(model_file, monkeypatch, capsys):
 def test_cli_stream_raw_pcm_at_another_rate_is_resampled(model_file, monkeypatch, capsys):
     pcm = (bursts((0.5,), seed=8)[::2] * 32767).astype("<i2")  # 8 kHz
     _stdin(monkeypatch, pcm.tobytes())
-    assert main(["transcribe", "--model", str(model_file), "--stream", "-", "--rate", "8000", "--format",
-                 "json"]) == 0
+    assert main(["transcribe", "--model", str(model_file), "--stream", "-", "--rate", "8000", "--format", "json"]) == 0
     final = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert final["time"] == pytest.approx(pcm.shape[0] / 8000, abs=0.01)
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--stream", "-", "--rate", "0"], "--rate 0: not a usable sample rate"),
-    (["--stream", "a.wav", "b.wav"], "exactly one FILE"),
-    (["--stream"], "exactly one FILE"),
-    (["--stream", "missing.wav"], "missing.wav: file not found"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--stream", "-", "--rate", "0"], "--rate 0: not a usable sample rate"),
+        (["--stream", "a.wav", "b.wav"], "exactly one FILE"),
+        (["--stream"], "exactly one FILE"),
+        (["--stream", "missing.wav"], "missing.wav: file not found"),
+    ],
+)
 def test_cli_stream_bad_arguments(model_file, argv, message, capsys):
     assert main(["transcribe", "--model", str(model_file), *argv]) == 2
     assert message in capsys.readouterr().err

@@ -5,11 +5,21 @@ import pytest
 
 pytest.importorskip("espeakng_loader")
 
-from asr.data.audio import load_audio
 from asr.corpora.espeak import synthesize, trim_silence
+from asr.corpora.synthetic import (
+    DEV_VARIANTS,
+    TEST_VARIANTS,
+    TINY_SIZES,
+    build_corpus,
+    draw_specs,
+    main,
+    number_to_words,
+    random_sentence,
+    split_voices,
+    vocabulary,
+)
+from asr.data.audio import load_audio
 from asr.data.manifest import read_manifest
-from asr.corpora.synthetic import (DEV_VARIANTS, TEST_VARIANTS, TINY_SIZES, build_corpus, draw_specs, main,
-                           number_to_words, random_sentence, split_voices, vocabulary)
 from asr.data.tokenizer import CharTokenizer, normalize_text
 
 SENTENCE = "turn on the kitchen lights"
@@ -119,12 +129,14 @@ def test_main_prints_a_summary(tmp_path, capsys):
 def test_synth_with_a_relative_or_symlinked_data_folder(tmp_path, monkeypatch, kind):
     """`asr synth --out data/synth` as recipes/synth/run.sh runs it: every manifest path opens from elsewhere."""
     pytest.importorskip("espeakng_loader")
-    from asr.cli import main as asr_main
     from test_manifest import assert_every_manifest_path_opens, data_dir_as
 
+    from asr.cli import main as asr_main
+
     data = data_dir_as(kind, tmp_path, monkeypatch)
-    assert asr_main(["synth", "--out", f"{data}/synth", "--train", "2", "--dev", "1", "--test", "1",
-                     "--jobs", "1"]) == 0
+    assert (
+        asr_main(["synth", "--out", f"{data}/synth", "--train", "2", "--dev", "1", "--test", "1", "--jobs", "1"]) == 0
+    )
     assert_every_manifest_path_opens(data, expected=4)
 
 

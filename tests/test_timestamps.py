@@ -1,12 +1,11 @@
 """Word alignment on CTC posteriors: synthetic spikes with known times, edge cases, and a real forward pass."""
 
-
 import numpy as np
 import pytest
 import torch
 
-from asr.decoding.alignment import AlignmentError, align_words, ctc_viterbi
 from asr.data.tokenizer import CharTokenizer
+from asr.decoding.alignment import AlignmentError, align_words, ctc_viterbi
 
 TOK = CharTokenizer()
 
@@ -80,13 +79,16 @@ def test_characters_outside_the_vocabulary_are_skipped_not_lost():
 
 def test_real_forward_pass_gives_monotonic_in_range_times():
     from asr.decoding.greedy import greedy_decode
+    from asr.inference.formats import subtitle_cues
     from asr.model.features import FeatureConfig
     from asr.model.network import ASRModel, ModelDimensions
-    from asr.inference.formats import subtitle_cues
 
     torch.manual_seed(0)
-    model = ASRModel(ModelDimensions(vocab_size=len(TOK), hidden_size=16, num_layers=1, subsampling=3,
-                                     conv_channels=4), FeatureConfig(), compute_filterbank=False).eval()
+    model = ASRModel(
+        ModelDimensions(vocab_size=len(TOK), hidden_size=16, num_layers=1, subsampling=3, conv_channels=4),
+        FeatureConfig(),
+        compute_filterbank=False,
+    ).eval()
     with torch.no_grad():  # any non-negative filterbank will do, and librosa's import costs seconds
         model.features.mel_fb.copy_(torch.rand_like(model.features.mel_fb))
     assert model.frame_seconds == pytest.approx(0.03)
@@ -104,10 +106,21 @@ def test_real_forward_pass_gives_monotonic_in_range_times():
         for w in words:
             assert offset <= w.start < w.end <= offset + n_frames * model.frame_seconds + 1e-9
             assert 0.0 <= w.confidence <= 1.0
-    result = {"path": "x.wav", "text": "turn on the kitchen lights", "duration": 2.0,
-              "segments": [{"start": offset, "end": words[-1].end, "text": "turn on the kitchen lights",
-                            "words": [w.to_dict() for w in align_words(lp, "turn on the kitchen lights", TOK,
-                                                                        model.frame_seconds, offset)]}]}
+    result = {
+        "path": "x.wav",
+        "text": "turn on the kitchen lights",
+        "duration": 2.0,
+        "segments": [
+            {
+                "start": offset,
+                "end": words[-1].end,
+                "text": "turn on the kitchen lights",
+                "words": [
+                    w.to_dict() for w in align_words(lp, "turn on the kitchen lights", TOK, model.frame_seconds, offset)
+                ],
+            }
+        ],
+    }
     cues = subtitle_cues(result)
     assert cues and cues[0].start >= offset
 

@@ -32,11 +32,16 @@ def test_serialisation():
 # --- word pieces (tokenizer.type: bpe) ---------------------------------------------------------------------------
 import torch  # noqa: E402
 
-from asr.training.config import ConfigError, TokenizerConfig, load_config  # noqa: E402
 from asr.data.tokenizer import BPETokenizer, build_tokenizer, tokenizer_from_dict  # noqa: E402
+from asr.training.config import ConfigError, TokenizerConfig, load_config  # noqa: E402
 
-TEXTS = ["Go back six steps.", "put the brown ball next to the white chair", "how far is miami from lisbon",
-         "navigate to one thousand eighty seven maple street", "turn the lights off in the kitchen"] * 20
+TEXTS = [
+    "Go back six steps.",
+    "put the brown ball next to the white chair",
+    "how far is miami from lisbon",
+    "navigate to one thousand eighty seven maple street",
+    "turn the lights off in the kitchen",
+] * 20
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +96,33 @@ def test_build_tokenizer_from_config(bpe, tmp_path):
         load_config(None, ["tokenizer.type=wordpiece"])
 
 
-@pytest.mark.parametrize("setting, texts, message", [
-    pytest.param({"model_file": "{tmp}/missing.model"}, [], r"tokenizer.model_file .*missing.model: file not found",
-                 id="model_file-missing"),
-    pytest.param({"model_file": "{tmp}/garbage.model"}, [],
-                 r"tokenizer.model_file .*garbage.model: not a sentencepiece model", id="model_file-unparsable"),
-    pytest.param({"vocab_size": 5000}, TEXTS,
-                 r"cannot train a 5000-piece sentencepiece model .*Vocabulary size too high", id="vocab_size-too-large"),
-    pytest.param({"vocab_size": 8}, TEXTS, r"cannot train a 8-piece sentencepiece model", id="vocab_size-too-small"),
-    pytest.param({"vocab_size": 48}, ["", " . "], r"no training transcripts", id="no-transcripts"),
-])
+@pytest.mark.parametrize(
+    "setting, texts, message",
+    [
+        pytest.param(
+            {"model_file": "{tmp}/missing.model"},
+            [],
+            r"tokenizer.model_file .*missing.model: file not found",
+            id="model_file-missing",
+        ),
+        pytest.param(
+            {"model_file": "{tmp}/garbage.model"},
+            [],
+            r"tokenizer.model_file .*garbage.model: not a sentencepiece model",
+            id="model_file-unparsable",
+        ),
+        pytest.param(
+            {"vocab_size": 5000},
+            TEXTS,
+            r"cannot train a 5000-piece sentencepiece model .*Vocabulary size too high",
+            id="vocab_size-too-large",
+        ),
+        pytest.param(
+            {"vocab_size": 8}, TEXTS, r"cannot train a 8-piece sentencepiece model", id="vocab_size-too-small"
+        ),
+        pytest.param({"vocab_size": 48}, ["", " . "], r"no training transcripts", id="no-transcripts"),
+    ],
+)
 def test_bad_bpe_settings_are_one_line_config_errors(tmp_path, setting, texts, message):
     from asr.training.ctc_module import CTCModule
 

@@ -8,34 +8,48 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL
 
-from asr.training.checkpointing import AtomicCheckpointIO, CheckpointWriteError
 from asr.cli import main
+from asr.data.manifest import Utterance, read_manifest
+from asr.data.tokenizer import CharTokenizer
+from asr.model.file import load_model
+from asr.training.checkpointing import AtomicCheckpointIO, CheckpointWriteError
 from asr.training.config import load_config
 from asr.training.ctc_module import CTCModule
 from asr.training.datamodule import load_split
-from asr.data.manifest import Utterance, read_manifest
-from asr.model.file import load_model
 from asr.training.run_control import RunControl
-from asr.data.tokenizer import CharTokenizer
-
-from conftest import TINY_MODEL
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def manifest_with_missing_audio(corpus_manifest, path):
     """The same utterances, every audio path pointing at a file that does not exist."""
-    lines = [json.dumps({"audio_filepath": str(path.parent / "missing" / f"{i}.wav"), "duration": u.duration,
-                         "text": u.text}) for i, u in enumerate(read_manifest(corpus_manifest))]
+    lines = [
+        json.dumps(
+            {"audio_filepath": str(path.parent / "missing" / f"{i}.wav"), "duration": u.duration, "text": u.text}
+        )
+        for i, u in enumerate(read_manifest(corpus_manifest))
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def train_cli(train, dev, out, *options, overrides=()):
-    return main(["train", "--train-manifest", str(train), "--val-manifest", str(dev), "--output-dir", str(out),
-                 *options, *TINY_MODEL, *overrides])
+    return main(
+        [
+            "train",
+            "--train-manifest",
+            str(train),
+            "--val-manifest",
+            str(dev),
+            "--output-dir",
+            str(out),
+            *options,
+            *TINY_MODEL,
+            *overrides,
+        ]
+    )
 
 
 def best_checkpoints(out):
@@ -99,13 +113,28 @@ def test_disk_full_during_training_is_a_one_line_error(tiny_corpus, tmp_path, mo
 def test_no_epoch_cap_trains_to_the_time_budget(tiny_corpus, tmp_path, schedule, capsys):
     out = tmp_path / "exp"
     # 0.6 s of budget: it stops after a batch or more, however fast this machine is
-    assert train_cli(tiny_corpus["train"], tiny_corpus["dev"], out, "--max-epochs", "-1", "--max-minutes", "0.01",
-                     overrides=[f"optim.schedule={schedule}"]) == 0
+    assert (
+        train_cli(
+            tiny_corpus["train"],
+            tiny_corpus["dev"],
+            out,
+            "--max-epochs",
+            "-1",
+            "--max-minutes",
+            "0.01",
+            overrides=[f"optim.schedule={schedule}"],
+        )
+        == 0
+    )
     meta = load_model(out / "model.pt").metadata
     assert meta["total_train_minutes"] >= 0.01
     # the budget is spent: resuming with the same one has nothing to do, and says so
-    assert train_cli(tiny_corpus["train"], tiny_corpus["dev"], out, "--max-epochs", "-1", "--max-minutes", "0.01",
-                     "--resume") == 2
+    assert (
+        train_cli(
+            tiny_corpus["train"], tiny_corpus["dev"], out, "--max-epochs", "-1", "--max-minutes", "0.01", "--resume"
+        )
+        == 2
+    )
     assert "min of the 0.01 min budget; nothing to do" in capsys.readouterr().err
 
 
@@ -144,8 +173,12 @@ def test_screening_uses_the_fastest_speed_factor(tmp_path):
     # 20 characters need 20 frames; 0.21 s gives 21 frames at 100 frames/s, but 1.1x faster only 19
     text = "abcdefghijklmnopqrst"
     m = tmp_path / "m.jsonl"
-    m.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 0.21, "text": text}) + "\n"
-                 + json.dumps({"audio_filepath": "b.wav", "duration": 1.0, "text": text}) + "\n")
+    m.write_text(
+        json.dumps({"audio_filepath": "a.wav", "duration": 0.21, "text": text})
+        + "\n"
+        + json.dumps({"audio_filepath": "b.wav", "duration": 1.0, "text": text})
+        + "\n"
+    )
     frames = lambda durations: [int(d * 100) for d in durations]  # noqa: E731
     kept, skipped = load_split(m, tok, frames, None)
     assert len(kept) == 2
@@ -172,8 +205,13 @@ def test_global_statistics_sample_the_whole_training_set(monkeypatch):
 
     # a sorted manifest: the first half one "speaker" (quiet), the second another (loud)
     utts = [Utterance(f"{'quiet' if i < 40 else 'loud'}{i}.wav", 0.1, "a") for i in range(80)]
-    monkeypatch.setattr(train_module, "load_audio", lambda path, sr: (
-        np.random.default_rng(0).standard_normal(1600).astype(np.float32) * (0.01 if "quiet" in path else 1.0)))
+    monkeypatch.setattr(
+        train_module,
+        "load_audio",
+        lambda path, sr: (
+            np.random.default_rng(0).standard_normal(1600).astype(np.float32) * (0.01 if "quiet" in path else 1.0)
+        ),
+    )
     module = CTCModule.from_config(load_config(None, [*TINY_MODEL, "features.normalize=global"]))
     train_module.estimate_global_stats(module, utts, max_utterances=20, seed=1)
     mean_sampled = module.model.features.global_mean.clone()

@@ -28,7 +28,13 @@ def test_a_column_appearing_mid_run_keeps_the_earlier_rows(tmp_path):
     header, rows = rows_of(log.path)
     assert header == ["step", "train_loss_step", "val_wer"]
     assert [(r["step"], r["train_loss_step"], r["val_wer"]) for r in rows] == [
-        ("0", "0.0", ""), ("1", "1.0", ""), ("2", "2.0", ""), ("2", "", "0.5"), ("3", "3.0", ""), ("4", "4.0", "")]
+        ("0", "0.0", ""),
+        ("1", "1.0", ""),
+        ("2", "2.0", ""),
+        ("2", "", "0.5"),
+        ("3", "3.0", ""),
+        ("4", "4.0", ""),
+    ]
     assert [p.name for p in log.path.parent.iterdir()] == ["metrics.csv"]  # no temporary file left behind
 
 

@@ -37,8 +37,20 @@ def test_directories_lists_and_output_dir(model, speech, tmp_path, capsys):
     listed = tmp_path / "list.txt"
     listed.write_text(f"# one per line\n{speech[1]}\n\n")
     out = tmp_path / "out"
-    rc = main(["transcribe", "--model", model, str(d), "--input-list", str(listed), "--output-dir", str(out),
-               "--format", "json"])
+    rc = main(
+        [
+            "transcribe",
+            "--model",
+            model,
+            str(d),
+            "--input-list",
+            str(listed),
+            "--output-dir",
+            str(out),
+            "--format",
+            "json",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0
     skipped = [ln for ln in err.splitlines() if "not an audio file" in ln]
@@ -69,8 +81,21 @@ def test_long_file_segments_in_file_time(model, speech, tmp_path, capsys):
         parts += [np.zeros(int(0.6 * sr), np.float32), a]
     long = np.concatenate(parts)
     sf.write(tmp_path / "long.wav", long, sr)
-    assert main(["transcribe", "--model", model, "--format", "json", "--max-segment-seconds", "4",
-                 str(tmp_path / "long.wav")]) == 0
+    assert (
+        main(
+            [
+                "transcribe",
+                "--model",
+                model,
+                "--format",
+                "json",
+                "--max-segment-seconds",
+                "4",
+                str(tmp_path / "long.wav"),
+            ]
+        )
+        == 0
+    )
     (r,) = _json_lines(capsys.readouterr().out)
     assert r["duration"] == pytest.approx(len(long) / sr, abs=1e-3)
     times = [t for s in r["segments"] for t in (s["start"], s["end"])]
@@ -86,8 +111,20 @@ def _wav_bytes(tmp_path, seconds: float) -> bytes:
 def test_silence_and_a_twentieth_of_a_second(model, tmp_path, capsys):
     sf.write(tmp_path / "silence.wav", np.zeros(16000 * 25, np.float32), 16000)
     sf.write(tmp_path / "blip.wav", 0.1 * np.random.default_rng(0).standard_normal(800).astype(np.float32), 16000)
-    assert main(["transcribe", "--model", model, "--format", "json", str(tmp_path / "silence.wav"),
-                 str(tmp_path / "blip.wav")]) == 0
+    assert (
+        main(
+            [
+                "transcribe",
+                "--model",
+                model,
+                "--format",
+                "json",
+                str(tmp_path / "silence.wav"),
+                str(tmp_path / "blip.wav"),
+            ]
+        )
+        == 0
+    )
     silence, blip = _json_lines(capsys.readouterr().out)
     assert silence["text"] == "" and silence["segments"] == [] and silence["duration"] == 25.0
     assert isinstance(blip["text"], str) and blip["duration"] == 0.05
@@ -97,13 +134,21 @@ def test_header_that_lies_about_its_length(model, tmp_path, capsys):
     data = _wav_bytes(tmp_path, 3.0)
     (tmp_path / "truncated.wav").write_bytes(data[: len(data) // 2])  # header says 3 s, 1.5 s is there
     i = data.find(b"data")
-    (tmp_path / "zero.wav").write_bytes(data[: i + 4] + struct.pack("<I", 0) + data[i + 8:])  # says 0 samples
+    (tmp_path / "zero.wav").write_bytes(data[: i + 4] + struct.pack("<I", 0) + data[i + 8 :])  # says 0 samples
     audio = (0.3 * np.sin(np.arange(16000 * 30) / 7)).astype(np.float32)
     sf.write(tmp_path / "full.flac", audio, 16000)
     flac = (tmp_path / "full.flac").read_bytes()
     (tmp_path / "truncated.flac").write_bytes(flac[: len(flac) // 2])
-    rc = main(["transcribe", "--model", model, "--format", "json", *(str(tmp_path / n) for n in
-                                                                      ("truncated.wav", "zero.wav", "truncated.flac"))])
+    rc = main(
+        [
+            "transcribe",
+            "--model",
+            model,
+            "--format",
+            "json",
+            *(str(tmp_path / n) for n in ("truncated.wav", "zero.wav", "truncated.flac")),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1  # zero.wav failed; the others were transcribed
     results = {r["path"].rsplit("/", 1)[-1]: r for r in _json_lines(captured.out)}
@@ -115,8 +160,17 @@ def test_header_that_lies_about_its_length(model, tmp_path, capsys):
 
 def test_missing_and_corrupt_files_do_not_stop_the_others(model, speech, tmp_path, capsys):
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" + bytes(range(200)))
-    rc = main(["transcribe", "--model", model, str(tmp_path / "missing.wav"), speech[0],
-               str(tmp_path / "corrupt.wav"), speech[1]])
+    rc = main(
+        [
+            "transcribe",
+            "--model",
+            model,
+            str(tmp_path / "missing.wav"),
+            speech[0],
+            str(tmp_path / "corrupt.wav"),
+            speech[1],
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1
     assert [ln.split("\t")[0] for ln in captured.out.strip().splitlines()] == [speech[0], speech[1]]

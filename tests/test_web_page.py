@@ -114,18 +114,22 @@ def best_correlation(received: np.ndarray, speech: np.ndarray) -> float:
     """Peak normalised cross-correlation of ``speech`` against every position in ``received``."""
     n = len(received) + len(speech)
     size = 1 << (n - 1).bit_length()
-    xcorr = np.fft.irfft(np.fft.rfft(received, size) * np.conj(np.fft.rfft(speech, size)), size)[:len(received)]
-    energy = np.convolve(received ** 2, np.ones(len(speech)), mode="full")[len(speech) - 1:]
-    return float(np.max(np.abs(xcorr) / np.sqrt(np.maximum(energy, 1e-12) * np.sum(speech ** 2))))
+    xcorr = np.fft.irfft(np.fft.rfft(received, size) * np.conj(np.fft.rfft(speech, size)), size)[: len(received)]
+    energy = np.convolve(received**2, np.ones(len(speech)), mode="full")[len(speech) - 1 :]
+    return float(np.max(np.abs(xcorr) / np.sqrt(np.maximum(energy, 1e-12) * np.sum(speech**2))))
 
 
 def test_page_records_the_microphone_and_shows_the_transcript(server, speech, tmp_path):
     url, calls, finals, trained, streaming = server
     wav, voice = speech
     seconds = sf.info(wav).duration
-    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required",
-            "--no-sandbox"]
+    args = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+        "--autoplay-policy=no-user-gesture-required",
+        "--no-sandbox",
+    ]
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
@@ -137,14 +141,17 @@ def test_page_records_the_microphone_and_shows_the_transcript(server, speech, tm
             page.click("#record")
             # The fake device plays the file from its start, then loops: stop within the next copy's 0.5 s of
             # silence, so the recording holds the sentence once.
-            page.wait_for_function(f"() => Number(document.body.dataset.recordedSeconds || 0) >= {seconds + 0.1:.2f}",
-                                   timeout=20_000)
+            page.wait_for_function(
+                f"() => Number(document.body.dataset.recordedSeconds || 0) >= {seconds + 0.1:.2f}", timeout=20_000
+            )
             page.click("#stop")
             page.wait_for_selector("#transcript[data-done], #transcript[data-error]", timeout=20_000)
             assert page.get_attribute("#transcript", "data-error") is None, page.inner_text("#status")
             shown = page.get_attribute("#transcript", "data-text")
-            spans = page.eval_on_selector_all("#transcript .word", "els => els.map(e => [e.textContent, "
-                                              "Number(e.dataset.start), Number(e.dataset.end)])")
+            spans = page.eval_on_selector_all(
+                "#transcript .word",
+                "els => els.map(e => [e.textContent, Number(e.dataset.start), Number(e.dataset.end)])",
+            )
             assert calls, "the page never reached the server"
             received, result = calls[-1]
             # The page shows what the server returned, word by word with its times.

@@ -27,11 +27,14 @@ def energy_onset(audio: np.ndarray, near: float, threshold_db: float = -30.0) ->
     return i / 200
 
 
-@pytest.mark.parametrize("text, voice, rate", [
-    ("seven. two, zero. five", "en-us+m7", 130),
-    ("turn off the lights, please. then call mom!", "en-gb-x-rp+f4", 200),
-    ("Set the alarm for six o'clock; in the morning.", "en+klatt5", 170),
-])
+@pytest.mark.parametrize(
+    "text, voice, rate",
+    [
+        ("seven. two, zero. five", "en-us+m7", 130),
+        ("turn off the lights, please. then call mom!", "en-gb-x-rp+f4", 200),
+        ("Set the alarm for six o'clock; in the morning.", "en+klatt5", 170),
+    ],
+)
 def test_word_starts_are_ordered_inside_the_audio_and_on_the_sound(text, voice, rate):
     audio, words = synthesize(text, voice=voice, rate=rate, words=True)
     duration = len(audio) / SR

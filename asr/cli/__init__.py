@@ -37,8 +37,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from asr.training.train import TrainingStopped, train
 
     overrides = list(args.overrides)
-    epochs_given = args.max_epochs is not None or any(o.split("=", 1)[0].strip() == "trainer.max_epochs"
-                                                      for o in args.overrides)
+    epochs_given = args.max_epochs is not None or any(
+        o.split("=", 1)[0].strip() == "trainer.max_epochs" for o in args.overrides
+    )
     if args.max_epochs is not None:
         overrides.append(f"trainer.max_epochs={args.max_epochs}")
     if args.max_minutes is not None:
@@ -49,13 +50,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.max_minutes is not None and not epochs_given:
         capped = load_config(args.config, list(args.overrides)).trainer.max_epochs
         if capped != -1:
-            logging.getLogger("asr").info("--max-minutes %g without --max-epochs: the config's epoch cap "
-                                          "(trainer.max_epochs=%d) is lifted; training runs to the time budget",
-                                          args.max_minutes, capped)
+            logging.getLogger("asr").info(
+                "--max-minutes %g without --max-epochs: the config's epoch cap "
+                "(trainer.max_epochs=%d) is lifted; training runs to the time budget",
+                args.max_minutes,
+                capped,
+            )
     resume = args.resume_from or args.resume
     try:
-        path = train(config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume,
-                     init_from=args.init_from)
+        path = train(
+            config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume, init_from=args.init_from
+        )
     except TrainingStopped as e:  # Ctrl-C (130) or SIGTERM (143), after saving last.ckpt
         print(f"asr: {e}", file=sys.stderr)
         return e.exit_code
@@ -103,10 +108,10 @@ def _transcribe_inputs(args: argparse.Namespace) -> tuple[list[str], dict[str, s
 def cmd_transcribe(args: argparse.Namespace) -> int:
     import os
 
-    from asr.model.file import load_model
     from asr.inference.formats import write_result
     from asr.inference.segmentation import SegmentationConfig
     from asr.inference.transcribe import Transcriber
+    from asr.model.file import load_model
 
     if args.stream or args.mic:
         return cmd_transcribe_stream(args)
@@ -126,9 +131,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         raise UsageError(f"--format {args.format} with several inputs needs --output-dir (one file per input)")
     segmentation = SegmentationConfig(max_segment_seconds=args.max_segment_seconds)
     loaded = load_model(args.model, device(args.device))
-    transcriber = Transcriber(loaded, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
-                              decoder=_decoder_from_args(args, loaded), segmentation=segmentation, vad=args.vad,
-                              word_timestamps=args.format != "text")
+    transcriber = Transcriber(
+        loaded,
+        max_batch_seconds=args.max_batch_seconds,
+        bf16=args.bf16,
+        decoder=_decoder_from_args(args, loaded),
+        segmentation=segmentation,
+        vad=args.vad,
+        word_timestamps=args.format != "text",
+    )
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     failures = 0
     for t in transcriber.run(paths, progress=progress):
@@ -150,23 +161,35 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             sys.stdout.write(write_result(t.to_dict(), args.format))
         sys.stdout.flush()
     if len(paths) > 1 or skipped:
-        logging.getLogger("asr").info("transcribed %d of %d files (%d failed, %d non-audio skipped)",
-                                      len(paths) - failures, len(paths), failures, len(skipped))
+        logging.getLogger("asr").info(
+            "transcribed %d of %d files (%d failed, %d non-audio skipped)",
+            len(paths) - failures,
+            len(paths),
+            failures,
+            len(skipped),
+        )
     return 1 if failures else 0
 
 
 def add_stream_options(s: argparse.ArgumentParser) -> None:
     g = s.add_argument_group("streaming (see docs/streaming.md)")
-    g.add_argument("--stream", action="store_true",
-                   help="recognise one FILE, or raw s16le mono PCM from standard input (-), as it arrives, "
-                        "printing partial results as they change; the last line is the final text")
+    g.add_argument(
+        "--stream",
+        action="store_true",
+        help="recognise one FILE, or raw s16le mono PCM from standard input (-), as it arrives, "
+        "printing partial results as they change; the last line is the final text",
+    )
     g.add_argument("--mic", action="store_true", help="stream from the default microphone (pip install 'asr[mic]')")
     g.add_argument("--realtime", action="store_true", help="feed the input no faster than real time")
     g.add_argument("--rate", type=int, help="sample rate of raw PCM on standard input (default: the model's)")
     g.add_argument("--chunk-ms", type=float, default=100.0, help="audio per step (default 100 ms)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="torch threads for streaming (default 1: steps of a few frames gain nothing from more, "
-                        "and on a busy CPU two threads were 20x slower)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for streaming (default 1: steps of a few frames gain nothing from more, "
+        "and on a busy CPU two threads were 20x slower)",
+    )
 
 
 def cmd_transcribe_stream(args: argparse.Namespace) -> int:
@@ -192,8 +215,9 @@ def cmd_transcribe_stream(args: argparse.Namespace) -> int:
     if args.mic:
         source = streaming.mic_chunks(sr, chunk)
     elif args.files[0] == "-":
-        source = streaming.pcm_chunks(sys.stdin.buffer, args.rate or sr, sr, chunk,
-                                      warn=lambda m: print(f"asr: warning: {m}", file=sys.stderr))
+        source = streaming.pcm_chunks(
+            sys.stdin.buffer, args.rate or sr, sr, chunk, warn=lambda m: print(f"asr: warning: {m}", file=sys.stderr)
+        )
     else:
         source = streaming.file_chunks(args.files[0], sr, chunk)
     if args.realtime:
@@ -223,8 +247,12 @@ def _partial_printer(fmt: str):
             return
         last[0] = result.text
         if fmt == "json":
-            print(json.dumps({"final" if final else "partial": result.text, "time": round(result.seconds, 3)},
-                             ensure_ascii=False), flush=True)
+            print(
+                json.dumps(
+                    {"final" if final else "partial": result.text, "time": round(result.seconds, 3)}, ensure_ascii=False
+                ),
+                flush=True,
+            )
         elif tty:  # the line's tail, so that it never wraps and \r can rewrite it
             width = max(10, shutil.get_terminal_size().columns - 1)
             text = result.text if final else result.text[-width:]
@@ -240,8 +268,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.model.file import load_model
 
     loaded = load_model(args.model, device(args.device))
-    result = evaluate(loaded, args.manifest, max_batch_seconds=args.max_batch_seconds, bf16=args.bf16,
-                      decoder=_decoder_from_args(args, loaded))
+    result = evaluate(
+        loaded,
+        args.manifest,
+        max_batch_seconds=args.max_batch_seconds,
+        bf16=args.bf16,
+        decoder=_decoder_from_args(args, loaded),
+    )
     for line in result.summary_lines():
         print(line)
     for line in result.broken_lines[:10]:
@@ -259,12 +292,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data = report_data(result, model=str(args.model), manifest=str(args.manifest))
         print(f"report: {write_html_report(data, args.report, loaded)}")
     if result.broken_lines:
-        print(f"asr: error: {args.manifest}: {len(result.broken_lines)} broken lines were not scored",
-              file=sys.stderr)
+        print(f"asr: error: {args.manifest}: {len(result.broken_lines)} broken lines were not scored", file=sys.stderr)
         return 1
     if result.unreadable and not args.allow_unreadable:
-        print(f"asr: error: {len(result.unreadable)} audio files could not be read (counted as deletions; "
-              "--allow-unreadable to accept that)", file=sys.stderr)
+        print(
+            f"asr: error: {len(result.unreadable)} audio files could not be read (counted as deletions; "
+            "--allow-unreadable to accept that)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -288,7 +323,8 @@ EVALUATE_EPILOG = (
     "Audio that cannot be read counts as all deletions in WER/CER (the summary says how many, the report lists "
     "them) and makes the exit status 1 unless --allow-unreadable. Broken manifest lines are not scored and make "
     "it 1 always. A manifest with no reference word at all (empty, all lines broken, all references empty) is an "
-    "error (exit status 2), never 0 %.")
+    "error (exit status 2), never 0 %."
+)
 
 
 # Subcommands whose arguments are parsed by their own module's ``main(argv)``.
@@ -316,23 +352,35 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-manifest", required=True)
     t.add_argument("--val-manifest", required=True)
     t.add_argument("--output-dir", required=True, help="model.pt, checkpoints/ and logs/ are written here")
-    t.add_argument("--max-epochs", type=int, help="epochs in all, a resumed run included (-1: no cap; then "
-                   "--max-minutes is needed)")
-    t.add_argument("--max-minutes", type=float,
-                   help="TOTAL training-time budget in minutes, summed over resumes (the time trained is kept in "
-                        "the checkpoints); the learning-rate schedule ends at it. Given without --max-epochs it "
-                        "lifts the config's epoch cap (trainer.max_epochs), so the run uses the whole budget "
-                        "whatever the dataset's size; give --max-epochs too to keep a cap. Resuming with a larger "
-                        "value spreads the rest of the schedule over the extra time without raising the "
-                        "learning rate")
-    t.add_argument("--init-from", metavar="MODEL.pt",
-                   help="start from the weights of a trained model (fine-tuning): tensors whose names and shapes "
-                        "match are loaded, the output layer is re-initialised if the vocabulary differs, and the "
-                        "config's feature settings must be the model's. The config's optim.lr (usually lower) "
-                        "applies; optim.freeze_layers/freeze_steps freeze the lowest layers for a while")
-    t.add_argument("--resume", action="store_true",
-                   help="resume from OUTPUT_DIR/checkpoints/last.ckpt (written at every epoch end and whenever "
-                        "training stops: time budget, Ctrl-C, SIGTERM), with the next batch of the same epoch")
+    t.add_argument(
+        "--max-epochs",
+        type=int,
+        help="epochs in all, a resumed run included (-1: no cap; then --max-minutes is needed)",
+    )
+    t.add_argument(
+        "--max-minutes",
+        type=float,
+        help="TOTAL training-time budget in minutes, summed over resumes (the time trained is kept in "
+        "the checkpoints); the learning-rate schedule ends at it. Given without --max-epochs it "
+        "lifts the config's epoch cap (trainer.max_epochs), so the run uses the whole budget "
+        "whatever the dataset's size; give --max-epochs too to keep a cap. Resuming with a larger "
+        "value spreads the rest of the schedule over the extra time without raising the "
+        "learning rate",
+    )
+    t.add_argument(
+        "--init-from",
+        metavar="MODEL.pt",
+        help="start from the weights of a trained model (fine-tuning): tensors whose names and shapes "
+        "match are loaded, the output layer is re-initialised if the vocabulary differs, and the "
+        "config's feature settings must be the model's. The config's optim.lr (usually lower) "
+        "applies; optim.freeze_layers/freeze_steps freeze the lowest layers for a while",
+    )
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume from OUTPUT_DIR/checkpoints/last.ckpt (written at every epoch end and whenever "
+        "training stops: time budget, Ctrl-C, SIGTERM), with the next batch of the same epoch",
+    )
     t.add_argument("--resume-from", metavar="CKPT", help="resume from this Lightning checkpoint")
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.set_defaults(func=cmd_train)
@@ -341,12 +389,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="a model.pt written by `asr train`")
     e.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
     e.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the recurrent and linear layers")
-    e.add_argument("-o", "--output", help="output file (default: beside the model, e.g. model.onnx); a "
-                   "unidirectional model's streaming graph goes beside it as NAME.step.onnx")
+    e.add_argument(
+        "-o",
+        "--output",
+        help="output file (default: beside the model, e.g. model.onnx); a "
+        "unidirectional model's streaming graph goes beside it as NAME.step.onnx",
+    )
     e.set_defaults(func=cmd_export)
 
-    for name, func, helptext in (("transcribe", cmd_transcribe, "transcribe audio files"),
-                                 ("evaluate", cmd_evaluate, "WER/CER of a model on a manifest")):
+    for name, func, helptext in (
+        ("transcribe", cmd_transcribe, "transcribe audio files"),
+        ("evaluate", cmd_evaluate, "WER/CER of a model on a manifest"),
+    ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--model", required=True, help="a model.pt written by `asr train`")
         s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -355,44 +409,85 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
         add_lm_arguments(s)
         if name == "transcribe":
-            s.add_argument("files", nargs="*", metavar="FILE_OR_DIR",
-                           help="audio files, or directories searched recursively for audio by extension")
+            s.add_argument(
+                "files",
+                nargs="*",
+                metavar="FILE_OR_DIR",
+                help="audio files, or directories searched recursively for audio by extension",
+            )
             s.add_argument("--input-list", metavar="FILE", help="a text file naming one input per line")
-            s.add_argument("--format", choices=("text", "json", "srt", "vtt", "tsv"), default="text",
-                           help="text: PATH<tab>TEXT lines on stdout (one .txt per input with --output-dir); json: "
-                                "one object per input with segments and word times; srt/vtt: subtitles; tsv")
+            s.add_argument(
+                "--format",
+                choices=("text", "json", "srt", "vtt", "tsv"),
+                default="text",
+                help="text: PATH<tab>TEXT lines on stdout (one .txt per input with --output-dir); json: "
+                "one object per input with segments and word times; srt/vtt: subtitles; tsv",
+            )
             s.add_argument("--output-dir", metavar="DIR", help="write one NAME.<format> file per input here")
-            s.add_argument("--max-segment-seconds", type=float, default=20.0,
-                           help="longest piece of audio the model takes at once; longer speech is cut at pauses")
-            s.add_argument("--vad", choices=("energy", "silero", "webrtc", "none"), default="energy",
-                           help="voice-activity detector that finds the pauses (none: cut by length only)")
-            s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                           help="progress bar on stderr (default: when stderr is a terminal)")
+            s.add_argument(
+                "--max-segment-seconds",
+                type=float,
+                default=20.0,
+                help="longest piece of audio the model takes at once; longer speech is cut at pauses",
+            )
+            s.add_argument(
+                "--vad",
+                choices=("energy", "silero", "webrtc", "none"),
+                default="energy",
+                help="voice-activity detector that finds the pauses (none: cut by length only)",
+            )
+            s.add_argument(
+                "--progress",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help="progress bar on stderr (default: when stderr is a terminal)",
+            )
             add_stream_options(s)
         else:
             s.add_argument("--manifest", required=True)
-            s.add_argument("--report", metavar="R.json",
-                           help="write a JSON report with per-utterance results, and R.html beside it: WER by "
-                                "duration and speaker, aligned worst utterances, CTC posterior plots")
-            s.add_argument("--allow-unreadable", action="store_true",
-                           help="exit 0 even if some audio could not be read (it still counts as deletions)")
+            s.add_argument(
+                "--report",
+                metavar="R.json",
+                help="write a JSON report with per-utterance results, and R.html beside it: WER by "
+                "duration and speaker, aligned worst utterances, CTC posterior plots",
+            )
+            s.add_argument(
+                "--allow-unreadable",
+                action="store_true",
+                help="exit 0 even if some audio could not be read (it still counts as deletions)",
+            )
             s.epilog = EVALUATE_EPILOG
 
-    s = sub.add_parser("serve", help="serve a model over HTTP, with a page to record or drop audio",
-                       epilog="See docs/serve.md for the API. Binds to 127.0.0.1 unless --host says otherwise; "
-                              "the server has no authentication.")
+    s = sub.add_parser(
+        "serve",
+        help="serve a model over HTTP, with a page to record or drop audio",
+        epilog="See docs/serve.md for the API. Binds to 127.0.0.1 unless --host says otherwise; "
+        "the server has no authentication.",
+    )
     s.add_argument("--model", required=True, help="a model.pt written by `asr train`")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     s.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload, MB (default: %(default)s)")
-    s.add_argument("--max-duration", type=float, default=600.0,
-                   help="longest audio per request or stream, seconds (default: %(default)s)")
+    s.add_argument(
+        "--max-duration",
+        type=float,
+        default=600.0,
+        help="longest audio per request or stream, seconds (default: %(default)s)",
+    )
     s.add_argument("--max-concurrent", type=int, default=2, help="inferences at once (default: %(default)s)")
-    s.add_argument("--max-queue", type=int, default=32,
-                   help="requests waiting beyond those; more get 503 + Retry-After (default: %(default)s)")
-    s.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds for an upload to arrive and for its result (default: %(default)s)")
+    s.add_argument(
+        "--max-queue",
+        type=int,
+        default=32,
+        help="requests waiting beyond those; more get 503 + Retry-After (default: %(default)s)",
+    )
+    s.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds for an upload to arrive and for its result (default: %(default)s)",
+    )
     add_lm_arguments(s)
     s.set_defaults(func=cmd_serve)
 
@@ -404,8 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet = bool(argv) and argv[0] in ("-q", "--quiet")
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler
     rest = argv[1:] if quiet else argv
     try:

@@ -17,8 +17,9 @@ from asr.errors import LMError
 def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--lm`` options of ``asr transcribe``, ``asr evaluate`` and ``asr serve``: one definition for all three."""
     g = parser.add_argument_group("language-model decoding (CTC beam search with KenLM; default: greedy)")
-    g.add_argument("--lm", metavar="ARPA", help="n-gram LM (ARPA; word LM -> lexicon search, char LM -> "
-                                                "lexicon-free search)")
+    g.add_argument(
+        "--lm", metavar="ARPA", help="n-gram LM (ARPA; word LM -> lexicon search, char LM -> lexicon-free search)"
+    )
     g.add_argument("--lexicon", metavar="FILE", help="words the decoder may emit (default: the LM's vocabulary)")
     g.add_argument("--lm-params", metavar="FILE", help="weights found by `asr lm tune` (options below override)")
     g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 32)")
@@ -29,11 +30,18 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def decoder_from_args(args: argparse.Namespace, tokenizer: Any) -> Any:
     """A beam-search decoder if ``--lm`` was given, else None (greedy); LM options without ``--lm`` are errors."""
-    explicit = {"beam_size": args.beam_size, "lm_weight": args.lm_weight, "word_score": args.word_score,
-                "beam_threshold": args.beam_threshold}
+    explicit = {
+        "beam_size": args.beam_size,
+        "lm_weight": args.lm_weight,
+        "word_score": args.word_score,
+        "beam_threshold": args.beam_threshold,
+    }
     if args.lm is None:
-        given = [k for k, v in explicit.items() if v is not None] + (["lexicon"] if args.lexicon else []) \
+        given = (
+            [k for k, v in explicit.items() if v is not None]
+            + (["lexicon"] if args.lexicon else [])
             + (["lm_params"] if args.lm_params else [])
+        )
         if given:
             raise LMError(f"--{given[0].replace('_', '-')} needs --lm")
         return None
@@ -54,8 +62,6 @@ def _range(spec: str, what: str) -> list[float]:
         raise LMError(f"{what}: expected START:STOP:STEP with STEP > 0, got {spec!r}") from None
     n = int(math.floor((stop - start) / step + 1e-9)) + 1
     return [round(start + i * step, 6) for i in range(n)]
-
-
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -81,26 +87,45 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from asr.model.file import load_model
 
     model = load_model(args.model, device(args.device))
-    out = tune_lm(model, args.manifest, args.lm, args.output, lexicon=args.lexicon,
-                  lm_weights=_range(args.lm_weights, "--lm-weights"),
-                  word_scores=_range(args.word_scores, "--word-scores"), search=args.search, trials=args.trials,
-                  beam_size=args.beam_size, beam_threshold=args.beam_threshold,
-                  max_batch_seconds=args.max_batch_seconds, seed=args.seed)
-    print(f"greedy WER {100 * out['dev_greedy_wer']:.2f} %, best LM WER {100 * out['dev_wer']:.2f} % at lm_weight "
-          f"{out['lm_weight']:g}, word_score {out['word_score']:g} ({out['points']} points) -> {args.output}")
+    out = tune_lm(
+        model,
+        args.manifest,
+        args.lm,
+        args.output,
+        lexicon=args.lexicon,
+        lm_weights=_range(args.lm_weights, "--lm-weights"),
+        word_scores=_range(args.word_scores, "--word-scores"),
+        search=args.search,
+        trials=args.trials,
+        beam_size=args.beam_size,
+        beam_threshold=args.beam_threshold,
+        max_batch_seconds=args.max_batch_seconds,
+        seed=args.seed,
+    )
+    print(
+        f"greedy WER {100 * out['dev_greedy_wer']:.2f} %, best LM WER {100 * out['dev_wer']:.2f} % at lm_weight "
+        f"{out['lm_weight']:g}, word_score {out['word_score']:g} ({out['points']} points) -> {args.output}"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asr lm", description="n-gram language models for beam-search decoding.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="asr lm",
+        description="n-gram language models for beam-search decoding.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build an ARPA n-gram LM (modified Kneser-Ney) from text")
     b.add_argument("text", nargs="+", help="text files, one sentence a line (.gz ok), or .jsonl manifests")
     b.add_argument("-o", "--output", required=True, help="the ARPA file to write (.arpa, or .arpa.gz)")
     b.add_argument("--order", type=int, default=3, help="n-gram order (default 3; 6-10 suits --unit char)")
-    b.add_argument("--unit", choices=("word", "char"), default="word",
-                   help="word LM (for lexicon decoding) or character LM (for lexicon-free decoding)")
+    b.add_argument(
+        "--unit",
+        choices=("word", "char"),
+        default="word",
+        help="word LM (for lexicon decoding) or character LM (for lexicon-free decoding)",
+    )
     b.add_argument("--model", help="a model.pt: refuse text with characters this model cannot emit")
     b.set_defaults(func=cmd_build)
 

@@ -18,8 +18,6 @@ Rejected entries go to a rejects file with their reason, and the manifest lists 
 
 from __future__ import annotations
 
-from asr.errors import CorpusError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import argparse
 import csv
 import os
@@ -28,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asr.data.audio import AudioError, AudioInfo
 from asr.corpora.inventory import probe_headers, read_trans_txt
+from asr.data.audio import AudioError, AudioInfo
 from asr.data.manifest import Utterance, write_manifest
 from asr.data.tokenizer import DEFAULT_ALPHABET, CharTokenizer, normalize_text
+from asr.errors import CorpusError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".sph")
 LAYOUTS = ("auto", "folder", "librispeech", "table")
@@ -127,8 +126,11 @@ def from_folder(root: str | os.PathLike) -> list[Candidate]:
             audio_stems.add(path.with_suffix(""))
     for txt in sorted(root.rglob("*.txt")):
         if txt.with_suffix("") not in audio_stems:
-            candidates.append(Candidate(str(txt.with_suffix(".wav").resolve()),
-                                        txt.read_text(encoding="utf-8", errors="replace"), str(txt)))
+            candidates.append(
+                Candidate(
+                    str(txt.with_suffix(".wav").resolve()), txt.read_text(encoding="utf-8", errors="replace"), str(txt)
+                )
+            )
     return candidates
 
 
@@ -138,8 +140,10 @@ def from_librispeech_tree(root: str | os.PathLike) -> list[Candidate]:
     for trans in sorted(Path(root).rglob("*.trans.txt")):
         folder = trans.parent
         for lineno, utt_id, text in read_trans_txt(trans):
-            audio = next((folder / f"{utt_id}{ext}" for ext in AUDIO_EXTENSIONS
-                          if (folder / f"{utt_id}{ext}").is_file()), folder / f"{utt_id}.flac")
+            audio = next(
+                (folder / f"{utt_id}{ext}" for ext in AUDIO_EXTENSIONS if (folder / f"{utt_id}{ext}").is_file()),
+                folder / f"{utt_id}.flac",
+            )
             candidates.append(Candidate(str(audio.resolve()), text, f"{trans}:{lineno}", {"id": utt_id}))
     return candidates
 
@@ -165,13 +169,16 @@ def from_table(table: str | os.PathLike) -> list[Candidate]:
         raise CorpusError(f"{table}: no rows")
     header = [c.strip().lower() for c in rows[0]]
     has_header = any(c in _PATH_COLUMNS for c in header) or (
-        not _is_audio(Path(rows[0][0].strip())) and any(c in _TEXT_COLUMNS for c in header))
+        not _is_audio(Path(rows[0][0].strip())) and any(c in _TEXT_COLUMNS for c in header)
+    )
     if has_header:
         path_col = next((header.index(c) for c in _PATH_COLUMNS if c in header), None)
         text_col = next((header.index(c) for c in _TEXT_COLUMNS if c in header), None)
         if path_col is None or text_col is None:
-            raise CorpusError(f"{table}: header {rows[0]} needs a path column ({', '.join(_PATH_COLUMNS)}) "
-                              f"and a text column ({', '.join(_TEXT_COLUMNS)})")
+            raise CorpusError(
+                f"{table}: header {rows[0]} needs a path column ({', '.join(_PATH_COLUMNS)}) "
+                f"and a text column ({', '.join(_TEXT_COLUMNS)})"
+            )
         body, first_line = rows[1:], 2
     else:
         path_col, text_col, body, first_line = 0, 1, rows, 1
@@ -183,8 +190,9 @@ def from_table(table: str | os.PathLike) -> list[Candidate]:
         text_value = row[text_col] if len(row) > text_col else None
         extra = {}
         if has_header:
-            extra = {header[j]: v for j, v in enumerate(row[:len(header)])
-                     if j not in (path_col, text_col) and header[j]}
+            extra = {
+                header[j]: v for j, v in enumerate(row[: len(header)]) if j not in (path_col, text_col) and header[j]
+            }
         full = Path(path) if os.path.isabs(path) else base / path
         candidates.append(Candidate(str(full) if path else "", text_value, origin, extra))
     return candidates
@@ -202,8 +210,9 @@ def find_candidates(source: str | os.PathLike, layout: str = "auto") -> list[Can
     return {"folder": from_folder, "librispeech": from_librispeech_tree, "table": from_table}[layout](source)
 
 
-def _judge_audio(path: str, header: AudioInfo | AudioError, max_duration: float | None,
-                 min_sample_rate: int) -> tuple[str, str] | AudioInfo:
+def _judge_audio(
+    path: str, header: AudioInfo | AudioError, max_duration: float | None, min_sample_rate: int
+) -> tuple[str, str] | AudioInfo:
     """(reason, detail) for a rejected file, else its AudioInfo."""
     if isinstance(header, AudioError):
         if not path or not os.path.isfile(path):
@@ -220,9 +229,14 @@ def _judge_audio(path: str, header: AudioInfo | AudioError, max_duration: float 
     return header
 
 
-def check_corpus(candidates: list[Candidate], alphabet: str = DEFAULT_ALPHABET, workers: int = 8,
-                 allow_empty_text: bool = False, max_duration: float | None = None,
-                 min_sample_rate: int = 1) -> CheckResult:
+def check_corpus(
+    candidates: list[Candidate],
+    alphabet: str = DEFAULT_ALPHABET,
+    workers: int = 8,
+    allow_empty_text: bool = False,
+    max_duration: float | None = None,
+    min_sample_rate: int = 1,
+) -> CheckResult:
     """Check every candidate's transcript, then (in parallel) its audio header; keeps the input order."""
     tokenizer = CharTokenizer(alphabet)
     rejected: list[Rejection] = []
@@ -270,20 +284,27 @@ def write_rejects(path: str | os.PathLike, rejected: list[Rejection]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asr manifest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="asr manifest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("source", help="a folder (audio + .txt, or a LibriSpeech-style tree) or a CSV/TSV file")
     parser.add_argument("--output", "-o", required=True, help="manifest to write (.jsonl)")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto")
     parser.add_argument("--rejects", help="where to list rejected entries (default: OUTPUT.rejects.tsv)")
-    parser.add_argument("--alphabet", default=DEFAULT_ALPHABET,
-                        help="characters the model will predict (default: space, a-z and apostrophe)")
+    parser.add_argument(
+        "--alphabet",
+        default=DEFAULT_ALPHABET,
+        help="characters the model will predict (default: space, a-z and apostrophe)",
+    )
     parser.add_argument("--allow-empty-text", action="store_true", help="keep utterances with empty transcripts")
     parser.add_argument("--max-duration", type=float, help="reject utterances longer than this (seconds)")
     parser.add_argument("--min-sample-rate", type=int, default=1, help="reject audio below this rate (Hz)")
     parser.add_argument("--workers", type=int, default=8, help="parallel header reads (default 8)")
-    parser.add_argument("--strict", action="store_true",
-                        help="fail (status 2) if anything was rejected; the manifest of what passed is still written")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (status 2) if anything was rejected; the manifest of what passed is still written",
+    )
     return parser
 
 
@@ -291,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     """``asr manifest``; errors go up to :func:`asr.cli.main` (``asr: error: ...``, status 2)."""
     args = build_parser().parse_args(argv)
     candidates = find_candidates(args.source, args.layout)
-    result = check_corpus(candidates, args.alphabet, args.workers, args.allow_empty_text, args.max_duration,
-                          args.min_sample_rate)
+    result = check_corpus(
+        candidates, args.alphabet, args.workers, args.allow_empty_text, args.max_duration, args.min_sample_rate
+    )
     print(result.summary())
     output = Path(args.output)
     rejects = Path(args.rejects) if args.rejects else output.with_name(output.name + ".rejects.tsv")
@@ -303,12 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rejects.unlink(missing_ok=True)
     if not result.kept:
-        raise CorpusError(f"no usable utterance in {args.source}; {output} not written"
-                        + (f" (rejects: {rejects})" if result.rejected else ""))
+        raise CorpusError(
+            f"no usable utterance in {args.source}; {output} not written"
+            + (f" (rejects: {rejects})" if result.rejected else "")
+        )
     write_manifest(output, result.kept)
     print(f"manifest: {output}")
     if args.strict and result.rejected:
-        raise CorpusError(f"{len(result.rejected)} entr{'y' if len(result.rejected) == 1 else 'ies'} rejected "
-                        f"(--strict); {output} holds the {len(result.kept)} that passed, see {rejects}")
+        raise CorpusError(
+            f"{len(result.rejected)} entr{'y' if len(result.rejected) == 1 else 'ies'} rejected "
+            f"(--strict); {output} holds the {len(result.kept)} that passed, see {rejects}"
+        )
     return 0
-

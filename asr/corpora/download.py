@@ -11,8 +11,6 @@ the file done.
 
 from __future__ import annotations
 
-from asr.errors import DownloadError, ChecksumError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import copy
 import hashlib
 import http.client
@@ -27,6 +25,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from asr.errors import ChecksumError, DownloadError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
 try:
     import fcntl
@@ -208,9 +208,16 @@ def _hash_prefix(path: Path, nbytes: int) -> "hashlib._Hash":
     return h
 
 
-def download(url: str, dest: str | os.PathLike, md5: str | None = None, resume: bool = True,
-             progress: bool = True, retries: int = 5, timeout: float = 60.0,
-             lock_timeout: float | None = None) -> Path:
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    md5: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    retries: int = 5,
+    timeout: float = 60.0,
+    lock_timeout: float | None = None,
+) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
     * A ``dest`` that already has the right MD5 is kept as is (the check is cached, see the module docstring).
@@ -229,8 +236,9 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, resume: 
         return _download_locked(url, dest, md5.lower() if md5 else None, resume, progress, retries, timeout)
 
 
-def _download_locked(url: str, dest: Path, md5: str | None, resume: bool, progress: bool, retries: int,
-                     timeout: float) -> Path:
+def _download_locked(
+    url: str, dest: Path, md5: str | None, resume: bool, progress: bool, retries: int, timeout: float
+) -> Path:
     if dest.is_file():
         if verified(dest, md5):
             return dest
@@ -247,24 +255,34 @@ def _download_locked(url: str, dest: Path, md5: str | None, resume: bool, progre
         try:
             digest = _fetch_into(url, part, dest.name, progress, timeout)
             break
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
-                TimeoutError, _Truncated) as e:
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            ConnectionError,
+            socket.timeout,
+            TimeoutError,
+            _Truncated,
+        ) as e:
             if isinstance(e, urllib.error.HTTPError) and e.code < 500 and e.code != 429:
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
             if _size(part) > had:  # this try brought bytes: the link works, only the failures in a row count
                 attempt = 0
             attempt += 1
             if attempt > retries:
-                raise DownloadError(f"{url}: giving up after {retries} retries ({_reason(e)}); "
-                                    f"the partial file {part} is kept and the next run resumes it") from None
-            wait = min(2.0 ** attempt, 60.0) if not isinstance(e, _Truncated) else 0.5
+                raise DownloadError(
+                    f"{url}: giving up after {retries} retries ({_reason(e)}); "
+                    f"the partial file {part} is kept and the next run resumes it"
+                ) from None
+            wait = min(2.0**attempt, 60.0) if not isinstance(e, _Truncated) else 0.5
             print(f"{url}: {_reason(e)}; retrying in {wait:.0f} s ({attempt}/{retries})", file=sys.stderr)
             time.sleep(wait)
 
     if md5 is not None and digest != md5:
         bad = _move_aside(part, dest)
-        raise ChecksumError(f"{url}: MD5 mismatch, expected {md5} but got {digest}; the download was moved to "
-                            f"{bad} (delete it, or check the mirror, then run again)")
+        raise ChecksumError(
+            f"{url}: MD5 mismatch, expected {md5} but got {digest}; the download was moved to "
+            f"{bad} (delete it, or check the mirror, then run again)"
+        )
     os.replace(part, dest)
     _remember_md5(dest, digest)
     return dest
@@ -289,8 +307,9 @@ def _exclusive(lock: Path, what: str, timeout: float | None = None) -> Iterator[
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            raise DownloadError(f"{lock}: another process is {what}; wait for it, or delete the lock file if "
-                                "none is running") from None
+            raise DownloadError(
+                f"{lock}: another process is {what}; wait for it, or delete the lock file if none is running"
+            ) from None
         try:
             yield
         finally:
@@ -308,8 +327,9 @@ def _exclusive(lock: Path, what: str, timeout: float | None = None) -> Iterator[
                 f.seek(0)
                 holder = f.read().strip() or "?"
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise DownloadError(f"{lock}: another process (pid {holder}) is {what}; "
-                                        f"gave up waiting after {timeout:g} s") from None
+                    raise DownloadError(
+                        f"{lock}: another process (pid {holder}) is {what}; gave up waiting after {timeout:g} s"
+                    ) from None
                 if not told:
                     print(f"{lock}: another process (pid {holder}) is {what}; waiting for it", file=sys.stderr)
                     told = True
@@ -408,8 +428,9 @@ def _extract_checked(archive: Path, dest_dir: Path) -> None:
                 else:
                     tar.extract(_as_plain_data(member), dest_dir)
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise DownloadError(f"{archive}: cannot extract ({e}); fix the cause and run again, the extraction "
-                            "starts over") from None
+        raise DownloadError(
+            f"{archive}: cannot extract ({e}); fix the cause and run again, the extraction starts over"
+        ) from None
 
 
 def _as_plain_data(member: tarfile.TarInfo) -> tarfile.TarInfo:

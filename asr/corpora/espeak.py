@@ -11,8 +11,6 @@ process, created on first use and guarded by a lock. Worker processes each creat
 
 from __future__ import annotations
 
-from asr.errors import EspeakError, UsageError  # noqa: F401  (EspeakError re-exported)
-
 import ctypes
 import re
 import threading
@@ -24,13 +22,40 @@ import numpy as np
 
 from asr.data.audio import resample
 from asr.data.tokenizer import normalize_text
+from asr.errors import EspeakError, UsageError  # noqa: F401  (EspeakError re-exported)
 
 ENGLISH_ACCENTS = (
-    "en", "en-us", "en-us-nyc", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp",
+    "en",
+    "en-us",
+    "en-us-nyc",
+    "en-029",
+    "en-gb-scotland",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-gb-x-rp",
 )
 ENGLISH_VARIANTS = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
-    "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "croak", "whisper",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "m8",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "klatt4",
+    "klatt5",
+    "klatt6",
+    "croak",
+    "whisper",
 )
 
 # Constants from espeak-ng's speak_lib.h.
@@ -49,14 +74,20 @@ _EVENT_PHONEME = 7
 class _Event(ctypes.Structure):
     """speak_lib.h's espeak_EVENT."""
 
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
 
 
 # int (t_espeak_callback)(short *wav, int numsamples, espeak_EVENT *events)
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                  ctypes.POINTER(_Event))
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
 @dataclass
@@ -95,8 +126,14 @@ class _Engine:
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_SetParameter.restype = ctypes.c_int
         lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-            ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint),
+            ctypes.c_void_p,
         ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.argtypes = []
@@ -140,13 +177,15 @@ class _Engine:
             units += [u for u in (out or b"").decode("ascii", "replace").replace(" ", "|").split("|") if u]
         return len(units)
 
-    def synthesize(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int,
-                   count_words: Sequence[str] = ()) -> tuple[np.ndarray, list[Phoneme], dict[str, int]]:
+    def synthesize(
+        self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, count_words: Sequence[str] = ()
+    ) -> tuple[np.ndarray, list[Phoneme], dict[str, int]]:
         """Audio at the engine's rate, its phoneme events, and the phoneme count of each of ``count_words``."""
         with self.lock:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise UsageError(f"unknown espeak voice {voice!r} (e.g. 'en-us+m3'; "
-                                 f"accents: {', '.join(ENGLISH_ACCENTS)})")
+                raise UsageError(
+                    f"unknown espeak voice {voice!r} (e.g. 'en-us+m3'; accents: {', '.join(ENGLISH_ACCENTS)})"
+                )
             # Set after the voice: selecting a voice may reset them.
             self.lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
             self.lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
@@ -195,8 +234,9 @@ def trim_silence(audio: np.ndarray, sample_rate: int, margin: float = 0.075, thr
     return _trim(audio, sample_rate, margin, threshold_db)[0]
 
 
-def _trim(audio: np.ndarray, sample_rate: int, margin: float = 0.075, threshold_db: float = -40.0
-          ) -> tuple[np.ndarray, int]:
+def _trim(
+    audio: np.ndarray, sample_rate: int, margin: float = 0.075, threshold_db: float = -40.0
+) -> tuple[np.ndarray, int]:
     """:func:`trim_silence`, and by how many samples the audio moved later (negative: earlier)."""
     hop = max(1, sample_rate // 100)
     n_frames = len(audio) // hop
@@ -206,7 +246,7 @@ def _trim(audio: np.ndarray, sample_rate: int, margin: float = 0.075, threshold_
     rms = np.sqrt(np.mean(audio[: n_frames * hop].reshape(n_frames, hop) ** 2, axis=1) + 1e-12)
     voiced = np.flatnonzero(rms > rms.max() * 10 ** (threshold_db / 20))
     start, end = voiced[0] * hop, min(len(audio), (voiced[-1] + 1) * hop)
-    out = audio[max(0, start - pad): end + pad]
+    out = audio[max(0, start - pad) : end + pad]
     lead, tail = max(0, pad - start), max(0, end + pad - len(audio))
     if lead or tail:
         out = np.pad(out, (lead, tail))
@@ -220,12 +260,12 @@ _WORD = re.compile(r"[^\s\-_/\u2013\u2014]+")
 def _text_words(text: str) -> list[tuple[int, str, str]]:
     """(1-based position of the last character, raw word, normalised word) of each word of ``text`` that
     normalises to something."""
-    return [(m.end(), m.group(), normalize_text(m.group())) for m in _WORD.finditer(text)
-            if normalize_text(m.group())]
+    return [(m.end(), m.group(), normalize_text(m.group())) for m in _WORD.finditer(text) if normalize_text(m.group())]
 
 
-def word_times(text: str, phonemes: Sequence[Phoneme], counts: dict[str, int], engine_rate: int,
-               n_samples: int) -> list[dict]:
+def word_times(
+    text: str, phonemes: Sequence[Phoneme], counts: dict[str, int], engine_rate: int, n_samples: int
+) -> list[dict]:
     """``[{"word", "start", "end"}]`` in seconds of eSpeak's raw output, one entry per normalised word of ``text``.
 
     A word starts with its first sounding phoneme and ends where the next phoneme event starts (the next word's
@@ -258,7 +298,7 @@ def word_times(text: str, phonemes: Sequence[Phoneme], counts: dict[str, int], e
             n = counts.get(raw[m], 0) if m < j - 1 else len(sounding) - cut
             if n <= 0 or cut + n > len(sounding):
                 break
-            for i in sounding[cut: cut + n]:
+            for i in sounding[cut : cut + n]:
                 owner[i] = m
             cut += n
         k = j
@@ -274,9 +314,16 @@ def word_times(text: str, phonemes: Sequence[Phoneme], counts: dict[str, int], e
     return out
 
 
-def synthesize(text: str, voice: str = "en-us+m3", rate: int = 170, pitch: int = 50, pitch_range: int = 50,
-               sample_rate: int = 16000, trim: bool = True, words: bool = False
-               ) -> np.ndarray | tuple[np.ndarray, list[dict]]:
+def synthesize(
+    text: str,
+    voice: str = "en-us+m3",
+    rate: int = 170,
+    pitch: int = 50,
+    pitch_range: int = 50,
+    sample_rate: int = 16000,
+    trim: bool = True,
+    words: bool = False,
+) -> np.ndarray | tuple[np.ndarray, list[dict]]:
     """Speak ``text`` and return mono float32 audio in [-1, 1] at ``sample_rate``.
 
     ``voice`` is an eSpeak voice name, optionally with a variant ("en-gb-x-rp+f2"); ``rate`` is in words per

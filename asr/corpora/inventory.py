@@ -60,8 +60,10 @@ def format_summary(summaries: list[dict]) -> str:
     rows = [f"{'split':<16} {'utterances':>10} {'hours':>8} {'speakers':>8}  {'longest':<28} manifest"]
     for s in summaries:
         longest = f"{s['longest']['id']} ({s['longest']['seconds']:.1f} s)" if s["longest"] else "-"
-        rows.append(f"{s['split']:<16} {s['utterances']:>10} {s['hours']:>8.2f} {s['speakers']:>8}  {longest:<28} "
-                    f"{s['manifest']}")
+        rows.append(
+            f"{s['split']:<16} {s['utterances']:>10} {s['hours']:>8.2f} {s['speakers']:>8}  {longest:<28} "
+            f"{s['manifest']}"
+        )
         if s["problems"]:
             rows.append(f"  {len(s['problems'])} left out, e.g. {s['problems'][0]}")
     return "\n".join(rows)

@@ -11,20 +11,18 @@ same ``<data-dir>/LibriSpeech`` tree. A split's manifest is written beside its f
 
 from __future__ import annotations
 
-from asr.errors import UsageError
-
 import argparse
 import json
 import os
 from pathlib import Path
 from typing import Iterable
 
-from asr.data.audio import AudioError
-from asr.errors import CorpusError
 from asr.corpora.download import data_dir, download, extract, openslr_url
 from asr.corpora.inventory import format_summary, probe_headers, read_trans_txt, summarize
+from asr.data.audio import AudioError
 from asr.data.manifest import Utterance, write_manifest
 from asr.data.tokenizer import CharTokenizer, normalize_text
+from asr.errors import CorpusError, UsageError
 
 RESOURCE = 12
 # Published checksums (https://www.openslr.org/12/, also listed by torchaudio and lhotse).
@@ -64,11 +62,19 @@ def archive_path(part: str, root: str | os.PathLike) -> Path:
     return Path(root) / "downloads" / f"{part}.tar.gz"
 
 
-def download_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_PARTS, mirror: str | None = None,
-                         progress: bool = True) -> list[Path]:
+def download_librispeech(
+    root: str | os.PathLike, parts: Iterable[str] = DEFAULT_PARTS, mirror: str | None = None, progress: bool = True
+) -> list[Path]:
     """Fetch the parts' archives into ``<root>/downloads``, each verified against its published MD5."""
-    return [download(openslr_url(RESOURCE, f"{part}.tar.gz", mirror), archive_path(part, root), md5=PARTS[part],
-                     progress=progress) for part in expand_parts(parts)]
+    return [
+        download(
+            openslr_url(RESOURCE, f"{part}.tar.gz", mirror),
+            archive_path(part, root),
+            md5=PARTS[part],
+            progress=progress,
+        )
+        for part in expand_parts(parts)
+    ]
 
 
 def extract_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_PARTS) -> list[Path]:
@@ -86,8 +92,7 @@ def extract_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_
     return split_dirs
 
 
-def read_split(split_dir: str | os.PathLike, workers: int = 16,
-               problems: list[str] | None = None) -> list[Utterance]:
+def read_split(split_dir: str | os.PathLike, workers: int = 16, problems: list[str] | None = None) -> list[Utterance]:
     """Utterances of one split folder (``<spk>/<chapter>/<spk>-<chapter>.trans.txt`` + ``.flac``), sorted by id.
 
     An utterance whose audio is missing or unreadable, or whose text has characters outside the default
@@ -125,8 +130,12 @@ def summary_path(manifest: str | os.PathLike) -> Path:
     return Path(manifest).with_suffix(".summary.json")
 
 
-def prepare_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_PARTS,
-                        manifest_dir: str | os.PathLike | None = None, workers: int = 16) -> dict[str, Path]:
+def prepare_librispeech(
+    root: str | os.PathLike,
+    parts: Iterable[str] = DEFAULT_PARTS,
+    manifest_dir: str | os.PathLike | None = None,
+    workers: int = 16,
+) -> dict[str, Path]:
     """Write ``<part>.jsonl`` and ``<part>.summary.json`` per part; returns the manifests by part."""
     corpus = Path(root) / "LibriSpeech"
     out_dir = Path(manifest_dir) if manifest_dir else corpus
@@ -138,8 +147,9 @@ def prepare_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_
         problems: list[str] = []
         utterances = read_split(split_dir, workers=workers, problems=problems)
         if not utterances:
-            raise CorpusError(f"{split_dir}: no usable utterances found"
-                              + (f" (first problem: {problems[0]})" if problems else ""))
+            raise CorpusError(
+                f"{split_dir}: no usable utterances found" + (f" (first problem: {problems[0]})" if problems else "")
+            )
         manifest = out_dir / f"{part}.jsonl"
         write_manifest(manifest, utterances)
         summary = summarize(part, manifest, utterances, problems)
@@ -149,16 +159,23 @@ def prepare_librispeech(root: str | os.PathLike, parts: Iterable[str] = DEFAULT_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asr librispeech", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="asr librispeech", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_ in (("download", "fetch archives and verify their MD5"),
-                        ("extract", "unpack downloaded archives"),
-                        ("prepare", "write one manifest per split and print a summary"),
-                        ("all", "download, extract and prepare")):
+    for name, help_ in (
+        ("download", "fetch archives and verify their MD5"),
+        ("extract", "unpack downloaded archives"),
+        ("prepare", "write one manifest per split and print a summary"),
+        ("all", "download, extract and prepare"),
+    ):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS),
-                       help=f"parts or groups ({', '.join(GROUPS)}); default: {' '.join(DEFAULT_PARTS)}")
+        p.add_argument(
+            "--parts",
+            nargs="+",
+            default=list(DEFAULT_PARTS),
+            help=f"parts or groups ({', '.join(GROUPS)}); default: {' '.join(DEFAULT_PARTS)}",
+        )
         p.add_argument("--data-dir", help="where corpora live (default: $ASR_DATA_DIR or ./data)")
         p.add_argument("--mirror", help="OpenSLR base URL (default: $ASR_OPENSLR_MIRROR or www.openslr.org)")
         p.add_argument("--manifest-dir", help="where manifests go (default: <data-dir>/LibriSpeech)")
@@ -182,4 +199,3 @@ def main(argv: list[str] | None = None) -> int:
         manifests = prepare_librispeech(root, parts, args.manifest_dir, args.workers)
         print(format_summary([json.loads(summary_path(m).read_text()) for m in manifests.values()]))
     return 0
-

@@ -20,8 +20,6 @@ file that somehow passed is caught before KenLM spends a minute on it.
 
 from __future__ import annotations
 
-from asr.errors import UsageError
-
 import argparse
 import gzip
 import json
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from asr.corpora.download import ChecksumError, DownloadError, data_dir, download, file_digest, openslr_url
+from asr.errors import UsageError
 
 RESOURCE = 11
 # SHA-256 of each file, as pinned by rwth-i6/i6_experiments (None: none published that we could find).
@@ -72,8 +71,10 @@ def _check(path: Path, sha256: str | None, url: str) -> None:
         if actual != sha256:
             bad = path.with_name(path.name + ".bad-sha256")
             os.replace(path, bad)
-            raise ChecksumError(f"{url}: SHA-256 mismatch, expected {sha256} but got {actual}; the download was "
-                                f"moved to {bad} (delete it, or check the mirror, then run again)")
+            raise ChecksumError(
+                f"{url}: SHA-256 mismatch, expected {sha256} but got {actual}; the download was "
+                f"moved to {bad} (delete it, or check the mirror, then run again)"
+            )
     if path.name.endswith(".gz"):
         try:
             with gzip.open(path, "rb") as f:
@@ -86,9 +87,13 @@ def _check(path: Path, sha256: str | None, url: str) -> None:
     _stamp(path).write_text(json.dumps(key) + "\n")
 
 
-def download_librispeech_lm(root: str | os.PathLike, files: Sequence[str] = DEFAULT_FILES,
-                            mirror: str | None = None, progress: bool = True,
-                            checksums: dict[str, str | None] | None = None) -> list[Path]:
+def download_librispeech_lm(
+    root: str | os.PathLike,
+    files: Sequence[str] = DEFAULT_FILES,
+    mirror: str | None = None,
+    progress: bool = True,
+    checksums: dict[str, str | None] | None = None,
+) -> list[Path]:
     """Fetch OpenSLR 11 ``files`` into ``<root>/LibriSpeech/lm`` (resumable), verify them, return their paths."""
     sums = FILES if checksums is None else checksums
     out = []

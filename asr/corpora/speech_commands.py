@@ -20,8 +20,6 @@ The archive unpacks (without a top folder) into ``<data-dir>/speech_commands_v0.
 
 from __future__ import annotations
 
-from asr.errors import UsageError
-
 import argparse
 import json
 import math
@@ -33,10 +31,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asr.data.audio import AudioError
 from asr.corpora.download import data_dir, download, extract
 from asr.corpora.inventory import format_summary, probe_headers, summarize
+from asr.data.audio import AudioError
 from asr.data.manifest import Utterance, write_manifest
+from asr.errors import UsageError
 
 ARCHIVE = "speech_commands_v0.02.tar.gz"
 MD5 = "6b74f3901214cb2c2934e98196829835"  # as published with torchaudio's SPEECHCOMMANDS
@@ -47,9 +46,43 @@ SPLITS = ("train", "validation", "test")
 NOISE_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
 
-WORDS = ("backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go",
-         "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven", "sheila",
-         "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero")
+WORDS = (
+    "backward",
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "down",
+    "eight",
+    "five",
+    "follow",
+    "forward",
+    "four",
+    "go",
+    "happy",
+    "house",
+    "learn",
+    "left",
+    "marvin",
+    "nine",
+    "no",
+    "off",
+    "on",
+    "one",
+    "right",
+    "seven",
+    "sheila",
+    "six",
+    "stop",
+    "three",
+    "tree",
+    "two",
+    "up",
+    "visual",
+    "wow",
+    "yes",
+    "zero",
+)
 CORE_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN_TEXT = "unknown"
 SILENCE_TEXT = ""
@@ -92,8 +125,7 @@ def official_split(corpus: Path) -> dict[str, str]:
     return clips
 
 
-def _probe_clips(corpus: Path, items: list[tuple[str, str]], workers: int,
-                 problems: list[str]) -> list[Utterance]:
+def _probe_clips(corpus: Path, items: list[tuple[str, str]], workers: int, problems: list[str]) -> list[Utterance]:
     """Utterances of ``(clip path relative to the corpus, text)`` items whose audio header reads."""
     utterances = []
     for (rel, text), info in zip(items, probe_headers([corpus / rel for rel, _ in items], workers)):
@@ -133,11 +165,12 @@ def cut_silence(corpus: Path, split: str, count: int, seed: int = 0) -> list[Utt
     for i in range(count):
         stem, audio, sr = sources[rng.randrange(len(sources))]
         start = rng.randrange(len(audio) - sr + 1)
-        clip = np.clip(audio[start:start + sr] * rng.uniform(0.0, 1.0), -1.0, 1.0)
+        clip = np.clip(audio[start : start + sr] * rng.uniform(0.0, 1.0), -1.0, 1.0)
         path = out_dir / f"{stem}_{i:05d}.wav"
         sf.write(path, clip, sr, subtype="PCM_16")
-        utterances.append(Utterance(str(path), 1.0, SILENCE_TEXT,
-                                    {"id": f"{SILENCE_DIR}/{split}/{path.stem}", "word": SILENCE_DIR}))
+        utterances.append(
+            Utterance(str(path), 1.0, SILENCE_TEXT, {"id": f"{SILENCE_DIR}/{split}/{path.stem}", "word": SILENCE_DIR})
+        )
     return utterances
 
 
@@ -146,8 +179,14 @@ def summary_path(root: str | os.PathLike, protocol: str) -> Path:
     return corpus_root(root) / f"summary_{protocol}.json"
 
 
-def prepare_speech_commands(root: str | os.PathLike, protocol: str = "35", unknown_percentage: float = 10.0,
-                            silence_percentage: float = 10.0, seed: int = 0, workers: int = 16) -> dict[str, Path]:
+def prepare_speech_commands(
+    root: str | os.PathLike,
+    protocol: str = "35",
+    unknown_percentage: float = 10.0,
+    silence_percentage: float = 10.0,
+    seed: int = 0,
+    workers: int = 16,
+) -> dict[str, Path]:
     """Write the manifests of ``protocol`` ("35" or "12") and ``noise.jsonl``; returns them by split (and "noise")."""
     if protocol not in ("35", "12"):
         raise UsageError(f"protocol must be '35' or '12', got {protocol!r}")
@@ -174,8 +213,9 @@ def prepare_speech_commands(root: str | os.PathLike, protocol: str = "35", unkno
         counts: dict[str, int] = {}
         for u in utterances:
             counts[u.text] = counts.get(u.text, 0) + 1
-        summaries.append({**summarize(split, manifests[split], utterances, problems),
-                          "classes": dict(sorted(counts.items()))})
+        summaries.append(
+            {**summarize(split, manifests[split], utterances, problems), "classes": dict(sorted(counts.items()))}
+        )
     noise = []
     for path, info in zip(noise_files(corpus), probe_headers(noise_files(corpus), workers)):
         if isinstance(info, AudioError):
@@ -189,16 +229,25 @@ def prepare_speech_commands(root: str | os.PathLike, protocol: str = "35", unkno
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asr speech-commands", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="asr speech-commands", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_ in (("download", "fetch the archive and verify its MD5"), ("extract", "unpack it"),
-                        ("prepare", "write manifests"), ("all", "download, extract and prepare")):
+    for name, help_ in (
+        ("download", "fetch the archive and verify its MD5"),
+        ("extract", "unpack it"),
+        ("prepare", "write manifests"),
+        ("all", "download, extract and prepare"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--data-dir", help="where corpora live (default: $ASR_DATA_DIR or ./data)")
         p.add_argument("--mirror", help=f"base URL holding {ARCHIVE} (default: ${MIRROR_ENV} or {DEFAULT_MIRROR})")
-        p.add_argument("--protocol", choices=("35", "12"), default="35",
-                       help="35 words, or the classic 10 words + unknown + silence (default 35)")
+        p.add_argument(
+            "--protocol",
+            choices=("35", "12"),
+            default="35",
+            help="35 words, or the classic 10 words + unknown + silence (default 35)",
+        )
         p.add_argument("--unknown-percentage", type=float, default=10.0)
         p.add_argument("--silence-percentage", type=float, default=10.0)
         p.add_argument("--seed", type=int, default=0)
@@ -216,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("extract", "all"):
         print(extract_speech_commands(root))
     if args.command in ("prepare", "all"):
-        prepare_speech_commands(root, args.protocol, args.unknown_percentage, args.silence_percentage,
-                                args.seed, args.workers)
+        prepare_speech_commands(
+            root, args.protocol, args.unknown_percentage, args.silence_percentage, args.seed, args.workers
+        )
         print(format_summary(json.loads(summary_path(root, args.protocol).read_text())))
     return 0
-

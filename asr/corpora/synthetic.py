@@ -27,8 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from asr.corpora.espeak import ENGLISH_ACCENTS, ENGLISH_VARIANTS
-from asr.errors import EspeakError
 from asr.data.manifest import Utterance, read_manifest, write_manifest
+from asr.errors import EspeakError
 
 SPLITS = ("train", "dev", "test")
 PARAMS_FILE = "corpus.json"
@@ -44,35 +44,147 @@ TINY_SIZES = {"n_train": 20, "n_dev": 5, "n_test": 5}
 # ---------------------------------------------------------------------------------------------------------
 # Sentence grammar
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-         "sixteen seventeen eighteen nineteen").split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
-ROOMS = ("kitchen", "living room", "bedroom", "bathroom", "garage", "office", "hallway", "basement", "garden",
-         "dining room", "kids room")
-DEVICES = ("lights", "lamp", "fan", "heater", "television", "radio", "oven", "dishwasher", "washing machine",
-           "air conditioner", "coffee maker", "speaker")
+ROOMS = (
+    "kitchen",
+    "living room",
+    "bedroom",
+    "bathroom",
+    "garage",
+    "office",
+    "hallway",
+    "basement",
+    "garden",
+    "dining room",
+    "kids room",
+)
+DEVICES = (
+    "lights",
+    "lamp",
+    "fan",
+    "heater",
+    "television",
+    "radio",
+    "oven",
+    "dishwasher",
+    "washing machine",
+    "air conditioner",
+    "coffee maker",
+    "speaker",
+)
 OPENABLES = ("door", "window", "blinds", "curtains", "gate", "shutters")
 COLORS = ("red", "green", "blue", "yellow", "black", "white", "orange", "purple", "pink", "brown", "gray")
-OBJECTS = ("box", "ball", "cup", "block", "book", "bottle", "chair", "pencil", "plate", "key", "phone", "hat",
-           "bag", "shoe", "spoon", "brick")
+OBJECTS = (
+    "box",
+    "ball",
+    "cup",
+    "block",
+    "book",
+    "bottle",
+    "chair",
+    "pencil",
+    "plate",
+    "key",
+    "phone",
+    "hat",
+    "bag",
+    "shoe",
+    "spoon",
+    "brick",
+)
 PLACES = ("left", "right", "top", "bottom", "front", "back", "middle", "corner", "table", "shelf", "floor")
 PREPOSITIONS = ("on", "under", "next to", "behind", "in front of", "above", "below", "inside", "near")
-CONTACTS = ("mom", "dad", "grandma", "grandpa", "alice", "bob", "sarah", "david", "michael", "emma", "james",
-            "olivia", "peter", "lucy", "the office", "the doctor", "my sister", "my brother", "jack", "anna")
-CITIES = ("london", "paris", "berlin", "tokyo", "boston", "chicago", "denver", "seattle", "madrid", "rome",
-          "dublin", "sydney", "toronto", "austin", "miami", "oslo", "vienna", "lisbon")
-DAYS = ("today", "tomorrow", "tonight", "on monday", "on tuesday", "on wednesday", "on thursday", "on friday",
-        "on saturday", "on sunday", "this weekend", "next week")
+CONTACTS = (
+    "mom",
+    "dad",
+    "grandma",
+    "grandpa",
+    "alice",
+    "bob",
+    "sarah",
+    "david",
+    "michael",
+    "emma",
+    "james",
+    "olivia",
+    "peter",
+    "lucy",
+    "the office",
+    "the doctor",
+    "my sister",
+    "my brother",
+    "jack",
+    "anna",
+)
+CITIES = (
+    "london",
+    "paris",
+    "berlin",
+    "tokyo",
+    "boston",
+    "chicago",
+    "denver",
+    "seattle",
+    "madrid",
+    "rome",
+    "dublin",
+    "sydney",
+    "toronto",
+    "austin",
+    "miami",
+    "oslo",
+    "vienna",
+    "lisbon",
+)
+DAYS = (
+    "today",
+    "tomorrow",
+    "tonight",
+    "on monday",
+    "on tuesday",
+    "on wednesday",
+    "on thursday",
+    "on friday",
+    "on saturday",
+    "on sunday",
+    "this weekend",
+    "next week",
+)
 GENRES = ("jazz", "rock", "classical", "pop", "country", "blues", "folk", "piano", "relaxing", "dance")
 GROCERIES = ("milk", "bread", "coffee", "tea", "butter", "cheese", "rice", "pasta", "sugar", "yogurt", "flour")
 COUNTABLE_GROCERIES = ("eggs", "apples", "bananas", "tomatoes", "onions", "potatoes", "oranges", "carrots", "lemons")
 STREETS = ("main", "oak", "pine", "maple", "elm", "park", "lake", "hill", "church", "market", "river", "station")
-MESSAGES = ("i am running late", "see you soon", "call me back", "i'm on my way", "happy birthday",
-            "dinner is ready", "don't forget the keys", "thank you", "i will be home at six", "where are you",
-            "let's meet at the station", "the meeting is cancelled")
-TASKS = ("take out the trash", "water the plants", "buy some milk", "call the doctor", "feed the cat",
-         "walk the dog", "check the oven", "pay the bills", "pick up the kids", "lock the door")
+MESSAGES = (
+    "i am running late",
+    "see you soon",
+    "call me back",
+    "i'm on my way",
+    "happy birthday",
+    "dinner is ready",
+    "don't forget the keys",
+    "thank you",
+    "i will be home at six",
+    "where are you",
+    "let's meet at the station",
+    "the meeting is cancelled",
+)
+TASKS = (
+    "take out the trash",
+    "water the plants",
+    "buy some milk",
+    "call the doctor",
+    "feed the cat",
+    "walk the dog",
+    "check the oven",
+    "pay the bills",
+    "pick up the kids",
+    "lock the door",
+)
 PARTS_OF_DAY = ("in the morning", "in the afternoon", "in the evening", "at night")
 WHAT_IS = ("what is", "what's")
 
@@ -131,27 +243,62 @@ _TEMPLATES: list[tuple[float, Callable[[np.random.Generator], str]]] = [
     (1.5, lambda r: f"set the alarm for {_clock_time(r)}"),
     (1.0, lambda r: f"wake me up at {_clock_time(r)} {_pick(r, DAYS)}"),
     (1.0, lambda r: f"remind me to {_pick(r, TASKS)} at {_clock_time(r)}"),
-    (1.0, lambda r: f"set a timer for {number_to_words(int(r.integers(2, 91)))} "
-                    f"{_pick(r, ('minutes', 'seconds', 'hours'))}"),
+    (
+        1.0,
+        lambda r: (
+            f"set a timer for {number_to_words(int(r.integers(2, 91)))} {_pick(r, ('minutes', 'seconds', 'hours'))}"
+        ),
+    ),
     (1.0, lambda r: f"{_pick(r, ('open', 'close', 'lock'))} the {_pick(r, ROOMS)} {_pick(r, OPENABLES)}"),
     (2.0, lambda r: f"move the {_pick(r, COLORS)} {_pick(r, OBJECTS)} to the {_pick(r, PLACES)}"),
-    (2.0, lambda r: f"put the {_pick(r, COLORS)} {_pick(r, OBJECTS)} {_pick(r, PREPOSITIONS)} "
-                    f"the {_pick(r, COLORS)} {_pick(r, OBJECTS)}"),
-    (1.0, lambda r: f"{_pick(r, ('pick up', 'give me', 'where is', 'find'))} the {_pick(r, COLORS)} "
-                    f"{_pick(r, OBJECTS)}"),
-    (1.0, lambda r: f"go {_pick(r, ('forward', 'back'))} {number_to_words(int(r.integers(1, 21)))} "
-                    f"{_pick(r, ('steps', 'meters'))}"),
+    (
+        2.0,
+        lambda r: (
+            f"put the {_pick(r, COLORS)} {_pick(r, OBJECTS)} {_pick(r, PREPOSITIONS)} "
+            f"the {_pick(r, COLORS)} {_pick(r, OBJECTS)}"
+        ),
+    ),
+    (
+        1.0,
+        lambda r: f"{_pick(r, ('pick up', 'give me', 'where is', 'find'))} the {_pick(r, COLORS)} {_pick(r, OBJECTS)}",
+    ),
+    (
+        1.0,
+        lambda r: (
+            f"go {_pick(r, ('forward', 'back'))} {number_to_words(int(r.integers(1, 21)))} "
+            f"{_pick(r, ('steps', 'meters'))}"
+        ),
+    ),
     (1.0, lambda r: f"turn {_pick(r, ('left', 'right'))} {number_to_words(15 * int(r.integers(1, 13)))} degrees"),
     (1.0, lambda r: f"call {_pick(r, CONTACTS)}"),
     (1.5, lambda r: f"send a message to {_pick(r, CONTACTS)} saying {_pick(r, MESSAGES)}"),
     (1.5, lambda r: f"{_pick(r, WHAT_IS)} the weather in {_pick(r, CITIES)} {_pick(r, DAYS)}"),
     (1.0, lambda r: f"will it rain in {_pick(r, CITIES)} {_pick(r, DAYS)}"),
     (1.0, lambda r: f"play some {_pick(r, GENRES)} music in the {_pick(r, ROOMS)}"),
-    (1.0, lambda r: _pick(r, ("turn the volume up", "turn the volume down", "skip this song", "pause the music",
-                              "play the next song", "stop", "what time is it", "what's the date today",
-                              "read my messages", "cancel the alarm", "good night", "repeat that please"))),
-    (1.0, lambda r: f"add {number_to_words(int(r.integers(2, 13)))} {_pick(r, COUNTABLE_GROCERIES)} "
-                    "to the shopping list"),
+    (
+        1.0,
+        lambda r: _pick(
+            r,
+            (
+                "turn the volume up",
+                "turn the volume down",
+                "skip this song",
+                "pause the music",
+                "play the next song",
+                "stop",
+                "what time is it",
+                "what's the date today",
+                "read my messages",
+                "cancel the alarm",
+                "good night",
+                "repeat that please",
+            ),
+        ),
+    ),
+    (
+        1.0,
+        lambda r: f"add {number_to_words(int(r.integers(2, 13)))} {_pick(r, COUNTABLE_GROCERIES)} to the shopping list",
+    ),
     (0.5, lambda r: f"add {_pick(r, GROCERIES)} to the shopping list"),
     (1.5, lambda r: f"navigate to {number_to_words(int(r.integers(1, 2000)))} {_pick(r, STREETS)} street"),
     (1.0, lambda r: f"how far is {_pick(r, CITIES)} from {_pick(r, CITIES)}"),
@@ -168,8 +315,25 @@ def random_sentence(rng: np.random.Generator) -> str:
 def vocabulary() -> set[str]:
     """Every word the grammar can produce (for tests and for sizing a language model)."""
     words = set(_ONES) | {t for t in _TENS if t != "_"} | {"hundred", "thousand", "o'clock", "oh"}
-    for r in (ROOMS, DEVICES, OPENABLES, COLORS, OBJECTS, PLACES, PREPOSITIONS, CONTACTS, CITIES, DAYS, GENRES,
-              GROCERIES, COUNTABLE_GROCERIES, STREETS, MESSAGES, TASKS, PARTS_OF_DAY):
+    for r in (
+        ROOMS,
+        DEVICES,
+        OPENABLES,
+        COLORS,
+        OBJECTS,
+        PLACES,
+        PREPOSITIONS,
+        CONTACTS,
+        CITIES,
+        DAYS,
+        GENRES,
+        GROCERIES,
+        COUNTABLE_GROCERIES,
+        STREETS,
+        MESSAGES,
+        TASKS,
+        PARTS_OF_DAY,
+    ):
         for phrase in r:
             words.update(phrase.split())
     rng = np.random.default_rng(0)
@@ -199,8 +363,8 @@ def split_voices(seed: int, held_out_fraction: float = 0.1) -> dict[str, list[st
     order = np.random.default_rng([seed, 7919]).permutation(len(rest))
     k = max(1, round(held_out_fraction * len(rest)))
     split["test"] += [rest[i] for i in order[:k]]
-    split["dev"] += [rest[i] for i in order[k: 2 * k]]
-    split["train"] = [rest[i] for i in order[2 * k:]]
+    split["dev"] += [rest[i] for i in order[k : 2 * k]]
+    split["train"] = [rest[i] for i in order[2 * k :]]
     return {s: sorted(split[s]) for s in SPLITS}
 
 
@@ -231,12 +395,13 @@ def colored_noise(n: int, color: str, rng: np.random.Generator) -> np.ndarray:
     spectrum = np.fft.rfft(rng.standard_normal(n_fft))
     f = np.fft.rfftfreq(n_fft)
     f[0] = f[1]
-    noise = np.fft.irfft(spectrum / f ** exponent, n_fft)[:n]
-    return (noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)).astype(np.float32)
+    noise = np.fft.irfft(spectrum / f**exponent, n_fft)[:n]
+    return (noise / (np.sqrt(np.mean(noise**2)) + 1e-12)).astype(np.float32)
 
 
-def render(spec: UtteranceSpec, sample_rate: int = 16000, words: bool = False
-           ) -> np.ndarray | tuple[np.ndarray, list[dict]]:
+def render(
+    spec: UtteranceSpec, sample_rate: int = 16000, words: bool = False
+) -> np.ndarray | tuple[np.ndarray, list[dict]]:
     """Synthesise, add noise at the drawn SNR and scale to the drawn peak level.
 
     ``words=True`` also returns eSpeak's word times (:func:`asr.corpora.espeak.synthesize`); noise and gain do
@@ -244,13 +409,20 @@ def render(spec: UtteranceSpec, sample_rate: int = 16000, words: bool = False
     """
     from asr.corpora.espeak import synthesize
 
-    audio, times = synthesize(spec.text, voice=spec.voice, rate=spec.rate, pitch=spec.pitch,
-                              pitch_range=spec.pitch_range, sample_rate=sample_rate, words=True)
+    audio, times = synthesize(
+        spec.text,
+        voice=spec.voice,
+        rate=spec.rate,
+        pitch=spec.pitch,
+        pitch_range=spec.pitch_range,
+        sample_rate=sample_rate,
+        words=True,
+    )
     if len(audio) == 0:
         raise RuntimeError(f"espeak produced no audio for {spec.text!r} ({spec.voice})")
     if spec.noise is not None:
         rng = np.random.default_rng(spec.seed)
-        speech_rms = float(np.sqrt(np.mean(audio ** 2)))
+        speech_rms = float(np.sqrt(np.mean(audio**2)))
         audio = audio + colored_noise(len(audio), spec.noise, rng) * speech_rms * 10 ** (-spec.snr_db / 20)
     peak = float(np.abs(audio).max()) + 1e-9
     audio = np.clip(audio * (10 ** (spec.peak_db / 20) / peak), -1.0, 1.0).astype(np.float32)
@@ -265,9 +437,14 @@ def _render_to_file(spec: UtteranceSpec, sample_rate: int = 16000) -> tuple[int,
     return len(audio), times
 
 
-def draw_specs(out_dir: str | os.PathLike, sizes: dict[str, int], seed: int, noise_prob: float,
-               rate_range: tuple[int, int] = (130, 200), snr_range: tuple[float, float] = (5.0, 30.0)
-               ) -> dict[str, list[UtteranceSpec]]:
+def draw_specs(
+    out_dir: str | os.PathLike,
+    sizes: dict[str, int],
+    seed: int,
+    noise_prob: float,
+    rate_range: tuple[int, int] = (130, 200),
+    snr_range: tuple[float, float] = (5.0, 30.0),
+) -> dict[str, list[UtteranceSpec]]:
     """Draw texts, voices and per-utterance conditions for every split (cheap; no audio)."""
     out_dir = Path(out_dir).resolve()
     voices = split_voices(seed)
@@ -285,33 +462,58 @@ def draw_specs(out_dir: str | os.PathLike, sizes: dict[str, int], seed: int, noi
                         break
                     text = random_sentence(rng)
             noise = _pick(rng, ("white", "pink", "brown")) if rng.random() < noise_prob else None
-            specs[split].append(UtteranceSpec(
-                path=str(out_dir / split / f"{split}-{i:06d}.wav"),
-                text=text,
-                voice=_pick(rng, voices[split]),
-                rate=int(rng.integers(rate_range[0], rate_range[1] + 1)),
-                pitch=int(rng.integers(20, 81)),
-                pitch_range=int(rng.integers(20, 81)),
-                peak_db=round(float(rng.uniform(-20.0, -1.0)), 2),
-                noise=noise,
-                snr_db=round(float(rng.uniform(*snr_range)), 2),
-                seed=int(rng.integers(2 ** 31)),
-            ))
+            specs[split].append(
+                UtteranceSpec(
+                    path=str(out_dir / split / f"{split}-{i:06d}.wav"),
+                    text=text,
+                    voice=_pick(rng, voices[split]),
+                    rate=int(rng.integers(rate_range[0], rate_range[1] + 1)),
+                    pitch=int(rng.integers(20, 81)),
+                    pitch_range=int(rng.integers(20, 81)),
+                    peak_db=round(float(rng.uniform(-20.0, -1.0)), 2),
+                    noise=noise,
+                    snr_db=round(float(rng.uniform(*snr_range)), 2),
+                    seed=int(rng.integers(2**31)),
+                )
+            )
         if split == "train":
             seen = {s.text for s in specs[split]}
     return specs
 
 
-def _corpus_params(sizes: dict[str, int], seed: int, noise_prob: float, sample_rate: int,
-                   rate_range: tuple[int, int], snr_range: tuple[float, float]) -> dict:
-    return {"version": CORPUS_VERSION, "seed": seed, "noise_prob": noise_prob, "sample_rate": sample_rate,
-            "rate_range": list(rate_range), "snr_range": list(snr_range), **sizes}
+def _corpus_params(
+    sizes: dict[str, int],
+    seed: int,
+    noise_prob: float,
+    sample_rate: int,
+    rate_range: tuple[int, int],
+    snr_range: tuple[float, float],
+) -> dict:
+    return {
+        "version": CORPUS_VERSION,
+        "seed": seed,
+        "noise_prob": noise_prob,
+        "sample_rate": sample_rate,
+        "rate_range": list(rate_range),
+        "snr_range": list(snr_range),
+        **sizes,
+    }
 
 
-def build_corpus(out_dir: str | os.PathLike, n_train: int = 3000, n_dev: int = 300, n_test: int = 300,
-                 seed: int = 0, noise_prob: float = 0.3, jobs: int = 1, sample_rate: int = 16000,
-                 rate_range: tuple[int, int] = (130, 200), snr_range: tuple[float, float] = (5.0, 30.0),
-                 force: bool = False, verbose: bool = False) -> dict[str, Path]:
+def build_corpus(
+    out_dir: str | os.PathLike,
+    n_train: int = 3000,
+    n_dev: int = 300,
+    n_test: int = 300,
+    seed: int = 0,
+    noise_prob: float = 0.3,
+    jobs: int = 1,
+    sample_rate: int = 16000,
+    rate_range: tuple[int, int] = (130, 200),
+    snr_range: tuple[float, float] = (5.0, 30.0),
+    force: bool = False,
+    verbose: bool = False,
+) -> dict[str, Path]:
     """Write ``out_dir/{train,dev,test}/*.wav`` (16-bit) and ``out_dir/{train,dev,test}.jsonl``.
 
     Returns the manifest paths. If ``out_dir`` already holds a finished corpus with the same parameters nothing
@@ -330,15 +532,18 @@ def build_corpus(out_dir: str | os.PathLike, n_train: int = 3000, n_dev: int = 3
                 print(f"synthetic corpus in {out_dir} is up to date", file=sys.stderr)
             return manifests
         if not force:
-            raise FileExistsError(f"{out_dir} holds a synthetic corpus built with other parameters ({old}); "
-                                  "use another output folder or force=True / --force to rebuild it")
+            raise FileExistsError(
+                f"{out_dir} holds a synthetic corpus built with other parameters ({old}); "
+                "use another output folder or force=True / --force to rebuild it"
+            )
         params_path.unlink()
         for split in SPLITS:
             for wav in (out_dir / split).glob(f"{split}-*.wav"):
                 wav.unlink()
 
-    specs = draw_specs(out_dir, {s: sizes[f"n_{s}"] for s in SPLITS}, seed, noise_prob, tuple(rate_range),
-                       tuple(snr_range))
+    specs = draw_specs(
+        out_dir, {s: sizes[f"n_{s}"] for s in SPLITS}, seed, noise_prob, tuple(rate_range), tuple(snr_range)
+    )
     all_specs = [sp for s in SPLITS for sp in specs[s]]
     for split in SPLITS:
         (out_dir / split).mkdir(parents=True, exist_ok=True)
@@ -350,10 +555,16 @@ def build_corpus(out_dir: str | os.PathLike, n_train: int = 3000, n_dev: int = 3
     offset = 0
     for split in SPLITS:
         utts = []
-        for spec, (n, times) in zip(specs[split], rendered[offset: offset + len(specs[split])]):
+        for spec, (n, times) in zip(specs[split], rendered[offset : offset + len(specs[split])]):
             # "words": where eSpeak says each word starts and ends, for checking word timestamps.
-            utts.append(Utterance(spec.path, round(n / sample_rate, 4), spec.text,
-                                  {"speaker": spec.voice, "rate": spec.rate, "pitch": spec.pitch, "words": times}))
+            utts.append(
+                Utterance(
+                    spec.path,
+                    round(n / sample_rate, 4),
+                    spec.text,
+                    {"speaker": spec.voice, "rate": spec.rate, "pitch": spec.pitch, "words": times},
+                )
+            )
         offset += len(specs[split])
         write_manifest(manifests[split], utts)
     # Written last: its presence marks a finished corpus.
@@ -361,8 +572,7 @@ def build_corpus(out_dir: str | os.PathLike, n_train: int = 3000, n_dev: int = 3
     return manifests
 
 
-def _render_all(specs: list[UtteranceSpec], sample_rate: int, jobs: int, verbose: bool
-                ) -> list[tuple[int, list[dict]]]:
+def _render_all(specs: list[UtteranceSpec], sample_rate: int, jobs: int, verbose: bool) -> list[tuple[int, list[dict]]]:
     total = len(specs)
     step = max(1, total // 10)
     lengths: list[tuple[int, list[dict]]] = []
@@ -394,9 +604,12 @@ def corpus_summary(out_dir: str | os.PathLike) -> dict[str, dict[str, float]]:
     for split in SPLITS:
         utts = read_manifest(Path(out_dir) / f"{split}.jsonl")
         seconds = sum(u.duration for u in utts)
-        summary[split] = {"utterances": len(utts), "hours": seconds / 3600,
-                          "mean_seconds": seconds / len(utts) if utts else 0.0,
-                          "voices": len({u.extra.get("speaker") for u in utts})}
+        summary[split] = {
+            "utterances": len(utts),
+            "hours": seconds / 3600,
+            "mean_seconds": seconds / len(utts) if utts else 0.0,
+            "voices": len({u.extra.get("speaker") for u in utts}),
+        }
     return summary
 
 
@@ -410,8 +623,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise-prob", type=float, default=0.3, help="share of utterances with background noise")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
-    p.add_argument("--tiny", action="store_true",
-                   help=f"a few utterances per split ({TINY_SIZES}), for smoke tests; overrides the sizes")
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help=f"a few utterances per split ({TINY_SIZES}), for smoke tests; overrides the sizes",
+    )
     p.add_argument("--force", action="store_true", help="rebuild a corpus made with other parameters")
     args = p.parse_args(argv)
     if not 0.0 <= args.noise_prob <= 1.0:
@@ -421,13 +637,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("split sizes must be non-negative")
     start = time.time()
     try:
-        build_corpus(args.out, seed=args.seed, noise_prob=args.noise_prob, jobs=args.jobs, force=args.force,
-                     verbose=True, **sizes)
+        build_corpus(
+            args.out,
+            seed=args.seed,
+            noise_prob=args.noise_prob,
+            jobs=args.jobs,
+            force=args.force,
+            verbose=True,
+            **sizes,
+        )
     except ImportError as e:  # the synth extra (espeakng-loader) is missing
         raise EspeakError(str(e)) from None
     print(f"synthetic corpus: {args.out} ({time.time() - start:.1f}s)")
     for split, s in corpus_summary(args.out).items():
-        print(f"  {split:5s} {s['utterances']:6d} utterances  {s['hours']:6.2f} h  "
-              f"{s['mean_seconds']:4.1f} s/utt  {s['voices']:3d} voices")
+        print(
+            f"  {split:5s} {s['utterances']:6d} utterances  {s['hours']:6.2f} h  "
+            f"{s['mean_seconds']:4.1f} s/utt  {s['voices']:3d} voices"
+        )
     return 0
-

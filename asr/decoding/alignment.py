@@ -19,14 +19,13 @@ voices it separates right from wrong words as well as the mean does (AUROC 0.91 
 
 from __future__ import annotations
 
-from asr.errors import AlignmentError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from asr.data.tokenizer import normalize_text
+from asr.errors import AlignmentError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
 # How character probabilities become a word's confidence: "min" (the weakest character) or "mean".
 CONFIDENCE_REDUCTION = "min"
@@ -40,8 +39,12 @@ class Word:
     confidence: float  # in [0, 1]
 
     def to_dict(self) -> dict:
-        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
-                "confidence": round(self.confidence, 3)}
+        return {
+            "word": self.word,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "confidence": round(self.confidence, 3),
+        }
 
 
 @dataclass
@@ -52,8 +55,12 @@ class Segment:
     words: list[Word] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text,
-                "words": [w.to_dict() for w in self.words]}
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "text": self.text,
+            "words": [w.to_dict() for w in self.words],
+        }
 
 
 def ctc_viterbi(log_probs: np.ndarray, labels: np.ndarray, blank: int = 0) -> np.ndarray:
@@ -66,8 +73,9 @@ def ctc_viterbi(log_probs: np.ndarray, labels: np.ndarray, blank: int = 0) -> np
     n_frames, n_labels = log_probs.shape[0], len(labels)
     needed = n_labels + int(np.sum(labels[1:] == labels[:-1]))  # a doubled letter needs a blank between
     if n_frames < needed:
-        raise AlignmentError(f"the text needs at least {needed} frames ({n_labels} characters) "
-                             f"but the audio has only {n_frames}")
+        raise AlignmentError(
+            f"the text needs at least {needed} frames ({n_labels} characters) but the audio has only {n_frames}"
+        )
     states = np.full(2 * n_labels + 1, blank, dtype=np.int64)
     states[1::2] = labels
     n_states = len(states)
@@ -107,8 +115,15 @@ def word_confidence(char_probs: list[float], reduction: str = CONFIDENCE_REDUCTI
     return float(min(char_probs) if reduction == "min" else np.mean(char_probs))
 
 
-def align_words(log_probs: torch.Tensor, text: str, tokenizer, frame_seconds: float,
-                offset: float = 0.0, *, confidence: str = CONFIDENCE_REDUCTION) -> list[Word]:
+def align_words(
+    log_probs: torch.Tensor,
+    text: str,
+    tokenizer,
+    frame_seconds: float,
+    offset: float = 0.0,
+    *,
+    confidence: str = CONFIDENCE_REDUCTION,
+) -> list[Word]:
     """Words of ``text`` with start/end times (seconds, ``offset`` added) and confidences.
 
     ``log_probs`` is (T, V): one utterance's or segment's valid frames only. ``text`` is normalised with the

@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from asr.decoding.ngram import SPACE_SYMBOL, UNK, LMError, open_text, read_arpa_info
 from asr.data.tokenizer import Tokenizer, normalize_text
+from asr.decoding.ngram import SPACE_SYMBOL, UNK, LMError, open_text, read_arpa_info
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `asr --help` does not pay for it
     import torch
@@ -150,8 +150,10 @@ def read_lexicon(path: str | os.PathLike, tokenizer: Tokenizer) -> list[tuple[st
                 word, chars = parts[0], [c for c in parts[1:] if c != SPACE_SYMBOL]
                 where = f"{path}:{lineno}"
                 if chars and any(len(c) != 1 for c in chars):
-                    raise LMError(f"{where}: spelling of {word!r} is not single characters (a phone lexicon? "
-                                  "a character model needs words spelled with its characters)")
+                    raise LMError(
+                        f"{where}: spelling of {word!r} is not single characters (a phone lexicon? "
+                        "a character model needs words spelled with its characters)"
+                    )
                 entries.append((word, _spell("".join(chars) if chars else word, tokenizer, where)))
         except UnicodeDecodeError as e:
             raise LMError(f"{path}: not UTF-8 text ({e.reason})") from None
@@ -173,15 +175,21 @@ class BeamSearchDecoder:
     >>> transcribe(loaded, ["a.wav"], decoder=decoder)
     """
 
-    def __init__(self, tokenizer: Tokenizer, lm_path: str | os.PathLike, lexicon: str | os.PathLike | None = None,
-                 options: BeamSearchOptions | None = None):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        lm_path: str | os.PathLike,
+        lexicon: str | os.PathLike | None = None,
+        options: BeamSearchOptions | None = None,
+    ):
         try:
             from flashlight.lib.text import decoder as fl
             from flashlight.lib.text.decoder.kenlm import KenLM
             from flashlight.lib.text.dictionary import Dictionary
         except ImportError:
-            raise LMError("LM decoding needs the flashlight-text package: pip install 'asr[lm]' "
-                          "(or pip install flashlight-text)") from None
+            raise LMError(
+                "LM decoding needs the flashlight-text package: pip install 'asr[lm]' (or pip install flashlight-text)"
+            ) from None
 
         self._fl, self._kenlm = fl, KenLM
         self.tokenizer = tokenizer
@@ -190,8 +198,10 @@ class BeamSearchDecoder:
         self.lexicon_path = None if lexicon is None else str(lexicon)
         info = None if is_kenlm_binary(self.lm_path) else read_arpa_info(self.lm_path)
         if info is not None and info.order > KENLM_MAX_ORDER:
-            raise LMError(f"{lm_path}: a {info.order}-gram, but the KenLM inside flashlight-text reads up to "
-                          f"{KENLM_MAX_ORDER}-grams (rebuild it with --order {KENLM_MAX_ORDER})")
+            raise LMError(
+                f"{lm_path}: a {info.order}-gram, but the KenLM inside flashlight-text reads up to "
+                f"{KENLM_MAX_ORDER}-grams (rebuild it with --order {KENLM_MAX_ORDER})"
+            )
         self.mode = "lexicon-free" if (info is not None and info.is_char_level) else "lexicon"
         sep = tokenizer.word_separator_id
         # Lexicon mode ends each word with the space. Word pieces have no space label (a word starts with a "▁"
@@ -202,14 +212,17 @@ class BeamSearchDecoder:
         self.space_id = sep if sep is not None else len(tokenizer)
         self.word_end: list[int] = [self.space_id]
         if self.mode == "lexicon-free" and sep is None:
-            raise LMError(f"{lm_path}: a character LM needs a character model; this model predicts word pieces "
-                          "(use a word LM)")
+            raise LMError(
+                f"{lm_path}: a character LM needs a character model; this model predicts word pieces (use a word LM)"
+            )
         if self.mode == "lexicon-free":
             if lexicon is not None:
-                raise LMError(f"{lm_path}: a character LM decodes without a lexicon; drop --lexicon, "
-                              "or pass a word LM")
-            bad = [(w, line) for w, line in info.unigrams  # type: ignore[union-attr]
-                   if w.lower() not in _SPECIAL and w != SPACE_SYMBOL and w not in tokenizer.alphabet]
+                raise LMError(f"{lm_path}: a character LM decodes without a lexicon; drop --lexicon, or pass a word LM")
+            bad = [
+                (w, line)
+                for w, line in info.unigrams  # type: ignore[union-attr]
+                if w.lower() not in _SPECIAL and w != SPACE_SYMBOL and w not in tokenizer.alphabet
+            ]
             if bad:
                 raise LMError(f"{lm_path}:{bad[0][1]}: character {bad[0][0]!r} is not one the model can emit")
             self.token_dict = Dictionary([SPACE_SYMBOL if t == " " else t for t in tokenizer.vocab])
@@ -219,8 +232,11 @@ class BeamSearchDecoder:
             if lexicon is not None:
                 words = read_lexicon(lexicon, tokenizer)
             elif info is not None:
-                words = [(w, _spell(w, tokenizer, f"{lm_path}:{line}")) for w, line in info.unigrams
-                         if w.lower() not in _SPECIAL]
+                words = [
+                    (w, _spell(w, tokenizer, f"{lm_path}:{line}"))
+                    for w, line in info.unigrams
+                    if w.lower() not in _SPECIAL
+                ]
             else:
                 raise LMError(f"{lm_path}: a binary LM needs --lexicon (its vocabulary cannot be read here)")
             index: dict[str, int] = {}  # a word may have several spellings; each is a path to the same word
@@ -249,10 +265,16 @@ class BeamSearchDecoder:
     def info(self) -> dict[str, Any]:
         """What ``asr serve``'s ``/healthz`` says about this decoder (file names only, not their folders)."""
         o = self.options
-        return {"name": "beam-search", "mode": self.mode, "lm": os.path.basename(self.lm_path),
-                "lexicon": os.path.basename(self.lexicon_path) if self.lexicon_path else None,
-                "beam_size": o.beam_size, "beam_threshold": o.beam_threshold, "lm_weight": o.lm_weight,
-                "word_score": o.word_score}
+        return {
+            "name": "beam-search",
+            "mode": self.mode,
+            "lm": os.path.basename(self.lm_path),
+            "lexicon": os.path.basename(self.lexicon_path) if self.lexicon_path else None,
+            "beam_size": o.beam_size,
+            "beam_threshold": o.beam_threshold,
+            "lm_weight": o.lm_weight,
+            "word_score": o.word_score,
+        }
 
     def _load_kenlm(self, usr_dict: Any) -> Any:
         try:
@@ -269,13 +291,24 @@ class BeamSearchDecoder:
         tokens = len(self.tokenizer)
         beam_tokens = o.beam_size_token or tokens
         if self.mode == "lexicon-free":
-            opts = fl.LexiconFreeDecoderOptions(o.beam_size, beam_tokens, o.beam_threshold, o.lm_weight,
-                                                o.word_score, False, fl.CriterionType.CTC)
+            opts = fl.LexiconFreeDecoderOptions(
+                o.beam_size, beam_tokens, o.beam_threshold, o.lm_weight, o.word_score, False, fl.CriterionType.CTC
+            )
             return fl.LexiconFreeDecoder(opts, self.lm, self.space_id, self.tokenizer.blank_id, [])
-        opts = fl.LexiconDecoderOptions(o.beam_size, beam_tokens, o.beam_threshold, o.lm_weight, o.word_score,
-                                        o.unk_score, 0.0, False, fl.CriterionType.CTC)
-        return fl.LexiconDecoder(opts, self.trie, self.lm, self.space_id, self.tokenizer.blank_id,
-                                 self.unk_word, [], False)
+        opts = fl.LexiconDecoderOptions(
+            o.beam_size,
+            beam_tokens,
+            o.beam_threshold,
+            o.lm_weight,
+            o.word_score,
+            o.unk_score,
+            0.0,
+            False,
+            fl.CriterionType.CTC,
+        )
+        return fl.LexiconDecoder(
+            opts, self.trie, self.lm, self.space_id, self.tokenizer.blank_id, self.unk_word, [], False
+        )
 
     def with_options(self, **changes: Any) -> "BeamSearchDecoder":
         """The same LM and lexicon with other weights (cheap: nothing is reloaded); used by the tuner."""
@@ -294,7 +327,7 @@ class BeamSearchDecoder:
             return Hypothesis("", 0.0)
         if self.virtual_separator:
             blank = self.tokenizer.blank_id
-            emissions = np.ascontiguousarray(np.concatenate([emissions, emissions[:, blank:blank + 1]], axis=1))
+            emissions = np.ascontiguousarray(np.concatenate([emissions, emissions[:, blank : blank + 1]], axis=1))
             v += 1
         if self.mode == "lexicon" and self.word_end:
             emissions = np.concatenate([emissions, self._end_frame(v)])
@@ -304,7 +337,7 @@ class BeamSearchDecoder:
         best = results[0]
         # ``best.tokens`` holds one token per frame, framed by a start and an end entry (the made-up last frame
         # is dropped here too)
-        path = list(best.tokens)[1:t + 1]
+        path = list(best.tokens)[1 : t + 1]
         tokens, frames, prev = [], [], self.tokenizer.blank_id
         for frame, tok in enumerate(path):
             if tok != prev and tok != self.tokenizer.blank_id and 0 <= tok < len(self.tokenizer):
@@ -331,20 +364,37 @@ class BeamSearchDecoder:
         return [h.text for h in self.decode(log_probs, lengths)]
 
 
-def build_decoder(tokenizer: Tokenizer, lm: str | os.PathLike, lexicon: str | os.PathLike | None = None,
-                  lm_params: str | os.PathLike | None = None, *, beam_size: int | None = None,
-                  lm_weight: float | None = None, word_score: float | None = None,
-                  beam_threshold: float | None = None) -> BeamSearchDecoder:
+def build_decoder(
+    tokenizer: Tokenizer,
+    lm: str | os.PathLike,
+    lexicon: str | os.PathLike | None = None,
+    lm_params: str | os.PathLike | None = None,
+    *,
+    beam_size: int | None = None,
+    lm_weight: float | None = None,
+    word_score: float | None = None,
+    beam_threshold: float | None = None,
+) -> BeamSearchDecoder:
     """A beam-search decoder over ``lm``: weights from ``lm_params`` (``asr lm tune``'s JSON), then the ones given.
 
     The one place where transcribe, evaluate, serve and the Python API turn LM options into a decoder, so that
     they agree on defaults and on which option wins.
     """
-    explicit = {"beam_size": beam_size, "lm_weight": lm_weight, "word_score": word_score,
-                "beam_threshold": beam_threshold}
+    explicit = {
+        "beam_size": beam_size,
+        "lm_weight": lm_weight,
+        "word_score": word_score,
+        "beam_threshold": beam_threshold,
+    }
     options = BeamSearchOptions.from_file(lm_params) if lm_params else BeamSearchOptions()
     options = BeamSearchOptions(**{**asdict(options), **{k: v for k, v in explicit.items() if v is not None}})
     decoder = BeamSearchDecoder(tokenizer, lm, lexicon, options)
-    log.info("LM decoding (%s) with %s: beam %d, lm_weight %.3g, word_score %.3g", decoder.mode, lm,
-             options.beam_size, options.lm_weight, options.word_score)
+    log.info(
+        "LM decoding (%s) with %s: beam %d, lm_weight %.3g, word_score %.3g",
+        decoder.mode,
+        lm,
+        options.beam_size,
+        options.lm_weight,
+        options.word_score,
+    )
     return decoder

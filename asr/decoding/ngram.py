@@ -20,8 +20,6 @@ search can use with a character model (see :mod:`asr.decoding.beam_search`).
 
 from __future__ import annotations
 
-from asr.errors import LMError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import gzip
 import io
 import json
@@ -32,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 from asr.data.tokenizer import Tokenizer, normalize_text
+from asr.errors import LMError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 SPACE_SYMBOL = "|"  # the space of a character LM: ARPA words cannot contain whitespace
@@ -40,6 +39,7 @@ _LOG10_ZERO = -99.0  # what ARPA writers put for log10(0) (<s> is never predicte
 
 
 # ----------------------------------------------------------------------------------------------- reading text
+
 
 def open_text(path: str | os.PathLike) -> io.TextIOBase:
     """Open plain or gzipped text (``.gz``) for reading as UTF-8; a missing file is an :class:`LMError`."""
@@ -68,15 +68,16 @@ def read_sentences(paths: Sequence[str | os.PathLike], tokenizer: Tokenizer | No
                             if not isinstance(line, str):
                                 raise TypeError
                         except (ValueError, KeyError, TypeError):
-                            raise LMError(f"{path}:{lineno}: not a manifest line with a \"text\" field") from None
+                            raise LMError(f'{path}:{lineno}: not a manifest line with a "text" field') from None
                     text = normalize_text(line)
                     if not text:
                         continue
                     if tokenizer is not None:
                         bad = [c for c in sorted(set(text)) if c not in tokenizer.alphabet]
                         if bad:
-                            raise LMError(f"{path}:{lineno}: characters the model cannot emit: "
-                                          f"{', '.join(repr(c) for c in bad)}")
+                            raise LMError(
+                                f"{path}:{lineno}: characters the model cannot emit: {', '.join(repr(c) for c in bad)}"
+                            )
                     yield text
             except UnicodeDecodeError as e:
                 raise LMError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
@@ -91,6 +92,7 @@ def units(sentence: str, unit: str) -> list[str]:
 
 # ------------------------------------------------------------------------------------ modified Kneser-Ney
 
+
 @dataclass
 class NgramModel:
     """Back-off n-gram probabilities: ``probs[n][ngram] = (log10 p, log10 back-off)`` for n = 1..order."""
@@ -102,7 +104,7 @@ class NgramModel:
         """log10 p(word | context) by the back-off rule (unknown words as ``<unk>``)."""
         if (word,) not in self.probs[1]:
             word = UNK
-        context = tuple(context)[-(self.order - 1):] if self.order > 1 else ()
+        context = tuple(context)[-(self.order - 1) :] if self.order > 1 else ()
         backoff = 0.0
         for start in range(len(context) + 1):
             h = context[start:]
@@ -142,8 +144,9 @@ def _discounts(adjusted: Counter, order: int, fallback: bool = True) -> tuple[fl
     except ZeroDivisionError:
         pass
     if not fallback:
-        raise LMError(f"too little text to estimate {order}-gram discounts (counts of counts "
-                      f"{n[1]}, {n[2]}, {n[3]}, {n[4]})")
+        raise LMError(
+            f"too little text to estimate {order}-gram discounts (counts of counts {n[1]}, {n[2]}, {n[3]}, {n[4]})"
+        )
     return _FALLBACK_DISCOUNTS
 
 
@@ -162,7 +165,7 @@ def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int) -> NgramMod
         padded = (BOS, *words, EOS)
         for n in range(1, order + 1):
             for i in range(len(padded) - n + 1):
-                raw[n][padded[i:i + n]] += 1
+                raw[n][padded[i : i + n]] += 1
     raw[1].pop((BOS,), None)  # <s> is context only, never predicted
     if not raw[1]:
         raise LMError("no text to build a language model from")
@@ -227,6 +230,7 @@ def write_arpa(model: NgramModel, path: str | os.PathLike) -> None:
 
 # ------------------------------------------------------------------------------------------ reading ARPA
 
+
 @dataclass
 class ArpaInfo:
     """What decoding needs to know about an ARPA file without loading all of it."""
@@ -275,8 +279,7 @@ def read_arpa_info(path: str | os.PathLike) -> ArpaInfo:
                 elif state == "header":
                     if line.startswith("ngram "):
                         key, _, value = line[6:].partition("=")
-                        if not (key.strip().isdigit() and value.strip().isdigit()
-                                and int(key) == len(counts) + 1):
+                        if not (key.strip().isdigit() and value.strip().isdigit() and int(key) == len(counts) + 1):
                             raise _arpa_line_error(path, lineno, f"bad count line {line!r}")
                         counts.append(int(value))
                     elif line == "\\1-grams:":
@@ -292,8 +295,9 @@ def read_arpa_info(path: str | os.PathLike) -> ArpaInfo:
                         break
                     parts = line.split()
                     if len(parts) not in (2, 3):
-                        raise _arpa_line_error(path, lineno, f"a unigram line needs 'logprob word [backoff]', "
-                                                             f"found {line[:60]!r}")
+                        raise _arpa_line_error(
+                            path, lineno, f"a unigram line needs 'logprob word [backoff]', found {line[:60]!r}"
+                        )
                     try:
                         [float(x) for x in parts[:1] + parts[2:]]
                     except ValueError:
@@ -329,9 +333,11 @@ def load_arpa(path: str | os.PathLike) -> NgramModel:
                 bo = float(parts[n + 1]) if len(parts) == n + 2 else 0.0
             except ValueError:
                 raise _arpa_line_error(str(path), lineno, f"not a number in {line[:60]!r}") from None
-            model.probs[n][tuple(parts[1:n + 1])] = (p, bo)
+            model.probs[n][tuple(parts[1 : n + 1])] = (p, bo)
     for k in range(1, info.order + 1):
         if len(model.probs[k]) != info.counts[k - 1]:
-            raise LMError(f"{path}: not a valid ARPA file (header says {info.counts[k - 1]} {k}-grams, "
-                          f"found {len(model.probs[k])})")
+            raise LMError(
+                f"{path}: not a valid ARPA file (header says {info.counts[k - 1]} {k}-grams, "
+                f"found {len(model.probs[k])})"
+            )
     return model

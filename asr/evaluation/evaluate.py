@@ -32,12 +32,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from asr.decoding.greedy import Decoder
 from asr.data.manifest import read_manifest
-from asr.evaluation.metrics import ErrorBreakdown, ErrorRates, NoReferenceError
-from asr.model.file import LoadedModel
 from asr.data.tokenizer import normalize_text
+from asr.decoding.greedy import Decoder
+from asr.evaluation.metrics import ErrorBreakdown, ErrorRates, NoReferenceError
 from asr.inference.transcribe import transcribe
+from asr.model.file import LoadedModel
 
 TOP_ERRORS = 20
 
@@ -65,13 +65,21 @@ class Evaluation:
     def summary(self) -> dict[str, Any]:
         w, c = self.rates.words, self.rates.chars
         return {
-            "wer": self.rates.wer, "cer": self.rates.cer, "exact_match": self.rates.exact_match,
-            "substitutions": w.substitutions, "deletions": w.deletions, "insertions": w.insertions,
+            "wer": self.rates.wer,
+            "cer": self.rates.cer,
+            "exact_match": self.rates.exact_match,
+            "substitutions": w.substitutions,
+            "deletions": w.deletions,
+            "insertions": w.insertions,
             "reference_words": w.reference_length,
-            "char_substitutions": c.substitutions, "char_deletions": c.deletions, "char_insertions": c.insertions,
+            "char_substitutions": c.substitutions,
+            "char_deletions": c.deletions,
+            "char_insertions": c.insertions,
             "reference_chars": c.reference_length,
-            "num_utterances": self.rates.utterances, "num_unreadable": len(self.unreadable),
-            "num_broken_lines": len(self.broken_lines), "complete": self.complete,
+            "num_utterances": self.rates.utterances,
+            "num_unreadable": len(self.unreadable),
+            "num_broken_lines": len(self.broken_lines),
+            "complete": self.complete,
         }
 
     def summary_lines(self) -> list[str]:
@@ -85,19 +93,28 @@ class Evaluation:
             f"utterances {s['num_utterances']}, exact match {100 * s['exact_match']:.2f} %",
         ]
         if self.unreadable:
-            lines.append(f"{len(self.unreadable)} of {s['num_utterances']} utterances unreadable, "
-                         "counted as deletions")
+            lines.append(f"{len(self.unreadable)} of {s['num_utterances']} utterances unreadable, counted as deletions")
         if self.broken_lines:
             lines.append(f"{len(self.broken_lines)} broken manifest lines, not scored")
         return lines
 
     def report(self) -> dict[str, Any]:
-        return {**self.summary(), **self.breakdown.top(TOP_ERRORS), "unreadable": self.unreadable,
-                "broken_lines": self.broken_lines, "utterances": self.utterances}
+        return {
+            **self.summary(),
+            **self.breakdown.top(TOP_ERRORS),
+            "unreadable": self.unreadable,
+            "broken_lines": self.broken_lines,
+            "utterances": self.utterances,
+        }
 
 
-def evaluate(loaded: LoadedModel, manifest: str | os.PathLike, max_batch_seconds: float = 300.0,
-             bf16: bool = False, decoder: Decoder | None = None) -> Evaluation:
+def evaluate(
+    loaded: LoadedModel,
+    manifest: str | os.PathLike,
+    max_batch_seconds: float = 300.0,
+    bf16: bool = False,
+    decoder: Decoder | None = None,
+) -> Evaluation:
     """Score ``loaded`` on ``manifest``; unreadable audio counts as deletions, broken lines are listed.
 
     Raises :class:`NoReferenceError` (before transcribing anything) when the manifest has no reference word to
@@ -116,11 +133,16 @@ def evaluate(loaded: LoadedModel, manifest: str | os.PathLike, max_batch_seconds
         raise NoReferenceError(f"{manifest}: nothing to score: {why}; a WER over no reference words is undefined")
 
     result = Evaluation(ErrorRates(), broken_lines=broken)
-    transcripts = transcribe(loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds, bf16=bf16,
-                             decoder=decoder)
+    transcripts = transcribe(
+        loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds, bf16=bf16, decoder=decoder
+    )
     for u, ref, t in zip(utts, refs, transcripts):
-        entry: dict[str, Any] = {"source": u.source, "audio_filepath": u.audio_filepath, "duration": u.duration,
-                                 "reference": ref}
+        entry: dict[str, Any] = {
+            "source": u.source,
+            "audio_filepath": u.audio_filepath,
+            "duration": u.duration,
+            "reference": ref,
+        }
         if t.error is not None:
             w, c = result.rates.add_unreadable(ref)
             result.unreadable.append({**entry, "error": t.error})
@@ -130,11 +152,17 @@ def evaluate(loaded: LoadedModel, manifest: str | os.PathLike, max_batch_seconds
             w, c = result.rates.add(ref, hyp)
             result.breakdown.add(ref, hyp)
             entry["hypothesis"] = hyp
-        entry.update({
-            "word_errors": w.total, "reference_words": w.reference_length,
-            "substitutions": w.substitutions, "deletions": w.deletions, "insertions": w.insertions,
-            "char_errors": c.total, "reference_chars": c.reference_length,
-        })
+        entry.update(
+            {
+                "word_errors": w.total,
+                "reference_words": w.reference_length,
+                "substitutions": w.substitutions,
+                "deletions": w.deletions,
+                "insertions": w.insertions,
+                "char_errors": c.total,
+                "reference_chars": c.reference_length,
+            }
+        )
         if u.extra:
             entry["extra"] = u.extra
         result.utterances.append(entry)

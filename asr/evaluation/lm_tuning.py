@@ -49,14 +49,16 @@ class CapturingDecoder:
         return keys
 
 
-def dev_log_probs(loaded: Any, manifest: str | os.PathLike, max_batch_seconds: float = 300.0
-                  ) -> tuple[list[np.ndarray], list[str]]:
+def dev_log_probs(
+    loaded: Any, manifest: str | os.PathLike, max_batch_seconds: float = 300.0
+) -> tuple[list[np.ndarray], list[str]]:
     """Each readable utterance's log-probs and normalised reference, from one pass of the model."""
     utts = read_manifest(manifest, strict=False)
     capture = CapturingDecoder()
     # vad="none": every utterance goes whole through the model and the decoder, silent or not, so each gets a key
-    results = transcribe(loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds,
-                         decoder=capture, vad="none")
+    results = transcribe(
+        loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds, decoder=capture, vad="none"
+    )
     emissions, refs = [], []
     for u, t in zip(utts, results):
         if t.error is None:
@@ -73,9 +75,16 @@ def corpus_wer(decoder: Any, emissions: Sequence[np.ndarray], refs: Sequence[str
     return rates.wer
 
 
-def tune(decoder: BeamSearchDecoder, emissions: Sequence[np.ndarray], refs: Sequence[str],
-         lm_weights: Sequence[float], word_scores: Sequence[float], search: str = "grid", trials: int = 40,
-         seed: int = 0) -> list[dict[str, float]]:
+def tune(
+    decoder: BeamSearchDecoder,
+    emissions: Sequence[np.ndarray],
+    refs: Sequence[str],
+    lm_weights: Sequence[float],
+    word_scores: Sequence[float],
+    search: str = "grid",
+    trials: int = 40,
+    seed: int = 0,
+) -> list[dict[str, float]]:
     """WER at each (lm_weight, word_score) point, best first; the grid, or ``trials`` random points of it."""
     points = list(itertools.product(lm_weights, word_scores))
     if search == "random" and trials < len(points):
@@ -88,11 +97,22 @@ def tune(decoder: BeamSearchDecoder, emissions: Sequence[np.ndarray], refs: Sequ
     return sorted(rows, key=lambda r: (r["wer"], r["lm_weight"], abs(r["word_score"])))
 
 
-def tune_lm(model: Any, manifest: str | os.PathLike, lm: str | os.PathLike, output: str | os.PathLike, *,
-            lexicon: str | os.PathLike | None = None, lm_weights: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
-            word_scores: Sequence[float] = (-1.0, 0.0, 1.0, 2.0, 3.0), search: str = "grid", trials: int = 40,
-            beam_size: int = 32, beam_threshold: float = 25.0, max_batch_seconds: float = 300.0,
-            seed: int = 0) -> dict[str, Any]:
+def tune_lm(
+    model: Any,
+    manifest: str | os.PathLike,
+    lm: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    lexicon: str | os.PathLike | None = None,
+    lm_weights: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+    word_scores: Sequence[float] = (-1.0, 0.0, 1.0, 2.0, 3.0),
+    search: str = "grid",
+    trials: int = 40,
+    beam_size: int = 32,
+    beam_threshold: float = 25.0,
+    max_batch_seconds: float = 300.0,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Search the LM weight and word score of ``model`` (a loaded model) on ``manifest``; write the best to ``output``.
 
     Returns what was written: the best weights, the dev WER with them and greedy, and how many points were tried.
@@ -111,14 +131,26 @@ def tune_lm(model: Any, manifest: str | os.PathLike, lm: str | os.PathLike, outp
     for e, ref in zip(emissions, refs):
         ids = greedy_ids(torch.from_numpy(e)[None], torch.tensor([e.shape[0]]), model.tokenizer.blank_id)[0]
         greedy.add(ref, model.tokenizer.decode(ids))
-    log.info("model pass over %d utterances: %.1f s; greedy WER %.2f %%", len(refs), time.perf_counter() - start,
-             100 * greedy.wer)
+    log.info(
+        "model pass over %d utterances: %.1f s; greedy WER %.2f %%",
+        len(refs),
+        time.perf_counter() - start,
+        100 * greedy.wer,
+    )
     rows = tune(decoder, emissions, refs, lm_weights, word_scores, search, trials, seed)
     best = rows[0]
-    out = {"lm_weight": best["lm_weight"], "word_score": best["word_score"], "beam_size": beam_size,
-           "beam_threshold": beam_threshold, "lm": str(lm), "mode": decoder.mode,
-           "dev_manifest": str(manifest), "dev_wer": best["wer"], "dev_greedy_wer": greedy.wer,
-           "points": len(rows)}
+    out = {
+        "lm_weight": best["lm_weight"],
+        "word_score": best["word_score"],
+        "beam_size": beam_size,
+        "beam_threshold": beam_threshold,
+        "lm": str(lm),
+        "mode": decoder.mode,
+        "dev_manifest": str(manifest),
+        "dev_wer": best["wer"],
+        "dev_greedy_wer": greedy.wer,
+        "points": len(rows),
+    }
     with open(output, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=2)
         f.write("\n")

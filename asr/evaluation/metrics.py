@@ -7,12 +7,12 @@ returning 0 %, because a score of 0 % over nothing would read as perfect recogni
 
 from __future__ import annotations
 
-from asr.errors import NoReferenceError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 from collections import Counter
 from dataclasses import dataclass, field
 
 import jiwer
+
+from asr.errors import NoReferenceError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
 
 @dataclass
@@ -48,7 +48,11 @@ def _align(reference: str, hypothesis: str, unit: str) -> Errors:
         return Errors(insertions=len(hyp_units))
     if not hyp_units:
         return Errors(deletions=len(ref_units), reference_length=len(ref_units))
-    out = jiwer.process_words(reference, hypothesis) if unit == "word" else jiwer.process_characters(reference, hypothesis)
+    out = (
+        jiwer.process_words(reference, hypothesis)
+        if unit == "word"
+        else jiwer.process_characters(reference, hypothesis)
+    )
     return Errors(out.substitutions, out.deletions, out.insertions, out.hits + out.substitutions + out.deletions)
 
 
@@ -74,12 +78,16 @@ def word_edits(reference: str, hypothesis: str) -> list[tuple[str, str, str]]:
     edits = []
     for chunk in out.alignments[0]:
         if chunk.type == "substitute":
-            edits += [("sub", r, h) for r, h in zip(ref[chunk.ref_start_idx:chunk.ref_end_idx],
-                                                   hyp[chunk.hyp_start_idx:chunk.hyp_end_idx])]
+            edits += [
+                ("sub", r, h)
+                for r, h in zip(
+                    ref[chunk.ref_start_idx : chunk.ref_end_idx], hyp[chunk.hyp_start_idx : chunk.hyp_end_idx]
+                )
+            ]
         elif chunk.type == "delete":
-            edits += [("del", r, "") for r in ref[chunk.ref_start_idx:chunk.ref_end_idx]]
+            edits += [("del", r, "") for r in ref[chunk.ref_start_idx : chunk.ref_end_idx]]
         elif chunk.type == "insert":
-            edits += [("ins", "", h) for h in hyp[chunk.hyp_start_idx:chunk.hyp_end_idx]]
+            edits += [("ins", "", h) for h in hyp[chunk.hyp_start_idx : chunk.hyp_end_idx]]
     return edits
 
 
@@ -102,12 +110,14 @@ class ErrorBreakdown:
 
     def top(self, n: int = 20) -> dict[str, list[dict[str, object]]]:
         """The ``n`` most frequent of each kind, most frequent first (ties in word order, so output is stable)."""
+
         def ranked(counter: Counter) -> list:
             return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
         return {
-            "top_substitutions": [{"reference": r, "hypothesis": h, "count": c}
-                                  for (r, h), c in ranked(self.substitutions)],
+            "top_substitutions": [
+                {"reference": r, "hypothesis": h, "count": c} for (r, h), c in ranked(self.substitutions)
+            ],
             "top_deletions": [{"word": w, "count": c} for w, c in ranked(self.deletions)],
             "top_insertions": [{"word": w, "count": c} for w, c in ranked(self.insertions)],
         }

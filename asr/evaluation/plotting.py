@@ -7,10 +7,10 @@ display needed), so plotting works on a headless server and from a training call
 
 from __future__ import annotations
 
-from asr.errors import PlottingUnavailable  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import io
 from typing import Any
+
+from asr.errors import PlottingUnavailable  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
 MISSING_MATPLOTLIB = "matplotlib is not installed (pip install 'asr[reports]')"
 

@@ -78,8 +78,10 @@ def duration_buckets(utterances: Sequence[dict[str, Any]], count: int = 4) -> li
     Quantiles rather than fixed ranges, so every corpus (1-s commands or 30-s book sentences) gets groups large
     enough to compare.
     """
-    timed = sorted(((float(u["duration"]), u) for u in utterances if isinstance(u.get("duration"), (int, float))),
-                   key=lambda du: du[0])
+    timed = sorted(
+        ((float(u["duration"]), u) for u in utterances if isinstance(u.get("duration"), (int, float))),
+        key=lambda du: du[0],
+    )
     if not timed:
         return []
     count = max(1, min(count, len(timed) // 5 or 1))
@@ -120,8 +122,9 @@ def grouping_fields(utterances: Sequence[dict[str, Any]]) -> list[str]:
         if all(isinstance(v, int) for v in vals) and len(vals) > 12:
             continue
         fields.append(k)
-    return sorted(fields, key=lambda k: (PREFERRED_FIELDS.index(k) if k in PREFERRED_FIELDS else len(PREFERRED_FIELDS),
-                                         k))
+    return sorted(
+        fields, key=lambda k: (PREFERRED_FIELDS.index(k) if k in PREFERRED_FIELDS else len(PREFERRED_FIELDS), k)
+    )
 
 
 def groups_by_field(utterances: Sequence[dict[str, Any]], key: str) -> list[Group]:
@@ -144,7 +147,7 @@ def aligned_words(reference: str, hypothesis: str) -> list[tuple[str, str, str]]
     ref, hyp = out.references[0], out.hypotheses[0]
     words: list[tuple[str, str, str]] = []
     for c in out.alignments[0]:
-        r, h = ref[c.ref_start_idx:c.ref_end_idx], hyp[c.hyp_start_idx:c.hyp_end_idx]
+        r, h = ref[c.ref_start_idx : c.ref_end_idx], hyp[c.hyp_start_idx : c.hyp_end_idx]
         if c.type == "equal":
             words += [("ok", a, b) for a, b in zip(r, h)]
         elif c.type == "substitute":
@@ -159,11 +162,13 @@ def aligned_words(reference: str, hypothesis: str) -> list[tuple[str, str, str]]
 def worst_utterances(utterances: Sequence[dict[str, Any]], count: int = WORST) -> list[dict[str, Any]]:
     """Transcribed utterances with errors, most word errors first (then highest WER): where listening pays most."""
     scored = [u for u in utterances if u.get("hypothesis") is not None and u.get("word_errors")]
-    return sorted(scored, key=lambda u: (-u["word_errors"], -u["word_errors"] / max(u["reference_words"], 1),
-                                         u.get("source", "")))[:count]
+    return sorted(
+        scored, key=lambda u: (-u["word_errors"], -u["word_errors"] / max(u["reference_words"], 1), u.get("source", ""))
+    )[:count]
 
 
 # --- CTC posteriors ---------------------------------------------------------------------------------------------
+
 
 def token_label(tokenizer: Any, token_id: int) -> str:
     """How a token is written on a plot: ∅ for the blank, ␣ for a space."""
@@ -194,8 +199,7 @@ def posterior_png(loaded: Any, audio_path: str) -> bytes:
     best = probs.argmax(axis=1)
     seconds = audio.shape[1] / model.sample_rate
     frame = seconds / max(len(best), 1)
-    emitted = [(t, int(k)) for t, k in enumerate(best)
-               if k != tokenizer.blank_id and (t == 0 or best[t - 1] != k)]
+    emitted = [(t, int(k)) for t, k in enumerate(best) if k != tokenizer.blank_id and (t == 0 or best[t - 1] != k)]
     rows = sorted({tokenizer.blank_id, *(int(k) for k in best), *np.flatnonzero(probs.max(axis=0) > 0.05)})
 
     fig = new_figure(min(18.0, max(11.0, 3.0 + 1.6 * seconds)), 5.6)
@@ -204,10 +208,26 @@ def posterior_png(loaded: Any, audio_path: str) -> bytes:
     spec_ax.set_ylabel("mel bin")
     for t, k in emitted:
         spec_ax.axvline((t + 0.5) * frame, color="white", alpha=0.25, lw=0.6)
-        spec_ax.text((t + 0.5) * frame, mel.shape[1] * 0.97, token_label(tokenizer, k), color="white",
-                     ha="center", va="top", fontsize=9, fontweight="bold")
-    post_ax.imshow(probs[:, rows].T, origin="lower", aspect="auto", cmap="Blues", vmin=0, vmax=1,
-                   extent=(0, seconds, -0.5, len(rows) - 0.5), interpolation="nearest")
+        spec_ax.text(
+            (t + 0.5) * frame,
+            mel.shape[1] * 0.97,
+            token_label(tokenizer, k),
+            color="white",
+            ha="center",
+            va="top",
+            fontsize=9,
+            fontweight="bold",
+        )
+    post_ax.imshow(
+        probs[:, rows].T,
+        origin="lower",
+        aspect="auto",
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        extent=(0, seconds, -0.5, len(rows) - 0.5),
+        interpolation="nearest",
+    )
     index = {k: i for i, k in enumerate(rows)}
     path_t = [(t + 0.5) * frame for t in range(len(best))]
     post_ax.plot(path_t, [index[int(k)] for k in best], ".", color="tab:red", ms=3, label="best path (arg-max)")
@@ -218,8 +238,9 @@ def posterior_png(loaded: Any, audio_path: str) -> bytes:
     return figure_png(fig, dpi=80, colors=128)
 
 
-def posterior_plots(loaded: Any, utterances: Sequence[dict[str, Any]],
-                    count: int = POSTERIOR_PLOTS) -> list[tuple[dict[str, Any], bytes]]:
+def posterior_plots(
+    loaded: Any, utterances: Sequence[dict[str, Any]], count: int = POSTERIOR_PLOTS
+) -> list[tuple[dict[str, Any], bytes]]:
     """Posterior plots of the ``count`` worst utterances (filled up with others when fewer have errors)."""
     worst = worst_utterances(utterances, count)
     chosen_ids = {id(u) for u in worst}
@@ -269,37 +290,74 @@ def _bar(x: float | None, full: float) -> str:
 
 def _group_table(title: str, groups: Sequence[Group], limit: int = MAX_GROUPS) -> str:
     full = max((g.wer or 0 for g in groups), default=0)
-    rows = [f'<tr><th class="l">{_e(title)}</th><th>utterances</th><th>words</th><th class="l">WER</th>'
-            f'<th>CER</th><th>unreadable</th></tr>']
+    rows = [
+        f'<tr><th class="l">{_e(title)}</th><th>utterances</th><th>words</th><th class="l">WER</th>'
+        f"<th>CER</th><th>unreadable</th></tr>"
+    ]
     for g in groups[:limit]:
-        rows.append(f'<tr><td class="l">{_e(g.name)}</td><td>{g.utterances}</td><td>{g.reference_words}</td>'
-                    f'<td class="l">{_pct(g.wer)}{_bar(g.wer, full)}</td><td>{_pct(g.cer)}</td>'
-                    f'<td>{g.unreadable or ""}</td></tr>')
-    more = (f'<p class="note">{len(groups) - limit} more, with lower WER (all of them are in the JSON report\'s '
-            f'utterances)</p>') if len(groups) > limit else ""
+        rows.append(
+            f'<tr><td class="l">{_e(g.name)}</td><td>{g.utterances}</td><td>{g.reference_words}</td>'
+            f'<td class="l">{_pct(g.wer)}{_bar(g.wer, full)}</td><td>{_pct(g.cer)}</td>'
+            f"<td>{g.unreadable or ''}</td></tr>"
+        )
+    more = (
+        (
+            f'<p class="note">{len(groups) - limit} more, with lower WER (all of them are in the JSON report\'s '
+            f"utterances)</p>"
+        )
+        if len(groups) > limit
+        else ""
+    )
     return f"<table>{''.join(rows)}</table>{more}"
 
 
 def _summary(r: dict[str, Any]) -> str:
-    parts = [f'<p><span class="big">WER {_pct(r.get("wer"))}</span><span class="big">CER {_pct(r.get("cer"))}</span>'
-             f'exact match {_pct(r.get("exact_match"))}</p>']
-    rows = [("", "substitutions", "deletions", "insertions", "reference"),
-            ("words", r.get("substitutions"), r.get("deletions"), r.get("insertions"), r.get("reference_words")),
-            ("characters", r.get("char_substitutions"), r.get("char_deletions"), r.get("char_insertions"),
-             r.get("reference_chars"))]
-    parts.append("<table>" + "".join(
-        "<tr>" + "".join(f'<{"th" if i == 0 or j == 0 else "td"}{" class=l" if j == 0 else ""}>{_e(v)}'
-                         f'</{"th" if i == 0 or j == 0 else "td"}>' for j, v in enumerate(row)) + "</tr>"
-        for i, row in enumerate(rows)) + "</table>")
+    parts = [
+        f'<p><span class="big">WER {_pct(r.get("wer"))}</span><span class="big">CER {_pct(r.get("cer"))}</span>'
+        f"exact match {_pct(r.get('exact_match'))}</p>"
+    ]
+    rows = [
+        ("", "substitutions", "deletions", "insertions", "reference"),
+        ("words", r.get("substitutions"), r.get("deletions"), r.get("insertions"), r.get("reference_words")),
+        (
+            "characters",
+            r.get("char_substitutions"),
+            r.get("char_deletions"),
+            r.get("char_insertions"),
+            r.get("reference_chars"),
+        ),
+    ]
+    parts.append(
+        "<table>"
+        + "".join(
+            "<tr>"
+            + "".join(
+                f"<{'th' if i == 0 or j == 0 else 'td'}{' class=l' if j == 0 else ''}>{_e(v)}"
+                f"</{'th' if i == 0 or j == 0 else 'td'}>"
+                for j, v in enumerate(row)
+            )
+            + "</tr>"
+            for i, row in enumerate(rows)
+        )
+        + "</table>"
+    )
     n, unreadable, broken = r.get("num_utterances", 0), r.get("unreadable") or [], r.get("broken_lines") or []
-    parts.append(f"<p>{_e(n)} utterances scored; {len(unreadable)} unreadable (counted as deletions); "
-                 f"{len(broken)} broken manifest lines (not scored).</p>")
+    parts.append(
+        f"<p>{_e(n)} utterances scored; {len(unreadable)} unreadable (counted as deletions); "
+        f"{len(broken)} broken manifest lines (not scored).</p>"
+    )
     if unreadable:
-        parts.append('<p class="warn">Unreadable audio, counted as all deletions:</p><ul>' + "".join(
-            f"<li>{_e(u.get('source'))}: {_e(u.get('error'))}</li>" for u in unreadable[:50]) + "</ul>")
+        parts.append(
+            '<p class="warn">Unreadable audio, counted as all deletions:</p><ul>'
+            + "".join(f"<li>{_e(u.get('source'))}: {_e(u.get('error'))}</li>" for u in unreadable[:50])
+            + "</ul>"
+        )
     if broken:
-        parts.append('<p class="warn">Broken manifest lines, not scored:</p><ul>' + "".join(
-            f"<li>{_e(b)}</li>" for b in broken[:50]) + "</ul>")
+        parts.append(
+            '<p class="warn">Broken manifest lines, not scored:</p><ul>'
+            + "".join(f"<li>{_e(b)}</li>" for b in broken[:50])
+            + "</ul>"
+        )
     if len(unreadable) > 50 or len(broken) > 50:
         parts.append('<p class="note">The JSON report lists every one.</p>')
     return "".join(parts)
@@ -308,8 +366,9 @@ def _summary(r: dict[str, Any]) -> str:
 def _alignment(ref: str, hyp: str) -> str:
     cells = []
     for kind, r, h in aligned_words(ref, hyp):
-        cells.append(f'<span class="w {kind}"><span class="r">{_e(r or "·")}</span>'
-                     f'<span class="h">{_e(h or "·")}</span></span>')
+        cells.append(
+            f'<span class="w {kind}"><span class="r">{_e(r or "·")}</span><span class="h">{_e(h or "·")}</span></span>'
+        )
     return f'<div class="al">{"".join(cells)}</div>'
 
 
@@ -317,17 +376,24 @@ def _worst(utterances: Sequence[dict[str, Any]]) -> str:
     worst = worst_utterances(utterances)
     if not worst:
         return '<p class="note">No utterance has a word error.</p>'
-    key = ('<p class="key">Reference above, hypothesis below: <span class="sub">substitution</span>'
-           '<span class="del">deletion</span><span class="ins">insertion</span></p>')
+    key = (
+        '<p class="key">Reference above, hypothesis below: <span class="sub">substitution</span>'
+        '<span class="del">deletion</span><span class="ins">insertion</span></p>'
+    )
     items = []
     for u in worst:
-        extra = "".join(f" · {_e(k)} {_e(v)}" for k, v in (u.get("extra") or {}).items()
-                        if isinstance(v, (str, int, float)) and not isinstance(v, bool))
-        items.append(f'<div class="utt"><div class="src">{_e(u.get("source", ""))} · '
-                     f'{_e(os.path.basename(str(u.get("audio_filepath", ""))))} · '
-                     f'{u["word_errors"]} word errors / {u["reference_words"]} words '
-                     f'({u.get("substitutions", 0)} sub, {u.get("deletions", 0)} del, {u.get("insertions", 0)} ins)'
-                     f'{extra}</div>{_alignment(u["reference"], u["hypothesis"])}</div>')
+        extra = "".join(
+            f" · {_e(k)} {_e(v)}"
+            for k, v in (u.get("extra") or {}).items()
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+        )
+        items.append(
+            f'<div class="utt"><div class="src">{_e(u.get("source", ""))} · '
+            f"{_e(os.path.basename(str(u.get('audio_filepath', ''))))} · "
+            f"{u['word_errors']} word errors / {u['reference_words']} words "
+            f"({u.get('substitutions', 0)} sub, {u.get('deletions', 0)} del, {u.get('insertions', 0)} ins)"
+            f"{extra}</div>{_alignment(u['reference'], u['hypothesis'])}</div>"
+        )
     return key + "".join(items)
 
 
@@ -337,49 +403,71 @@ def _confusions(r: dict[str, Any]) -> str:
         body = "".join("<tr>" + "".join(f'<td class="l">{_e(v)}</td>' for v in row) + "</tr>" for row in rows)
         return f"<div><b>{_e(title)}</b><table><tr>{head}</tr>{body or '<tr><td>none</td></tr>'}</table></div>"
 
-    return '<div class="cols">' + "".join([
-        table("substitutions", ("reference", "hypothesis", "count"),
-              ((s["reference"], s["hypothesis"], s["count"]) for s in r.get("top_substitutions", []))),
-        table("deletions", ("word", "count"), ((d["word"], d["count"]) for d in r.get("top_deletions", []))),
-        table("insertions", ("word", "count"), ((d["word"], d["count"]) for d in r.get("top_insertions", []))),
-    ]) + "</div>"
+    return (
+        '<div class="cols">'
+        + "".join(
+            [
+                table(
+                    "substitutions",
+                    ("reference", "hypothesis", "count"),
+                    ((s["reference"], s["hypothesis"], s["count"]) for s in r.get("top_substitutions", [])),
+                ),
+                table("deletions", ("word", "count"), ((d["word"], d["count"]) for d in r.get("top_deletions", []))),
+                table("insertions", ("word", "count"), ((d["word"], d["count"]) for d in r.get("top_insertions", []))),
+            ]
+        )
+        + "</div>"
+    )
 
 
-def render_html(report: dict[str, Any], posteriors: Sequence[tuple[dict[str, Any], bytes]] = (),
-                posterior_note: str = "") -> str:
+def render_html(
+    report: dict[str, Any], posteriors: Sequence[tuple[dict[str, Any], bytes]] = (), posterior_note: str = ""
+) -> str:
     """The page for ``report`` (the JSON report's data) with ``posteriors`` as (utterance, PNG) pairs."""
     utts = report.get("utterances") or []
-    sections = [f"<h1>Evaluation report</h1><p class=\"meta\">model {_e(report.get('model', '?'))}<br>manifest "
-                f"{_e(report.get('manifest', '?'))}<br>written {_e(datetime.datetime.now().isoformat('T', 'seconds'))}"
-                "</p>",
-                f'<section id="summary"><h2>Summary</h2>{_summary(report)}</section>']
+    sections = [
+        f'<h1>Evaluation report</h1><p class="meta">model {_e(report.get("model", "?"))}<br>manifest '
+        f"{_e(report.get('manifest', '?'))}<br>written {_e(datetime.datetime.now().isoformat('T', 'seconds'))}"
+        "</p>",
+        f'<section id="summary"><h2>Summary</h2>{_summary(report)}</section>',
+    ]
     buckets = duration_buckets(utts)
     if buckets:
-        sections.append(f'<section id="by-duration"><h2>WER by duration</h2>'
-                        f'{_group_table("duration", buckets)}</section>')
+        sections.append(
+            f'<section id="by-duration"><h2>WER by duration</h2>{_group_table("duration", buckets)}</section>'
+        )
     for key in grouping_fields(utts):
-        sections.append(f'<section id="by-{_e(key)}"><h2>WER by {_e(key)}</h2>'
-                        f'{_group_table(key, groups_by_field(utts, key))}</section>')
+        sections.append(
+            f'<section id="by-{_e(key)}"><h2>WER by {_e(key)}</h2>'
+            f"{_group_table(key, groups_by_field(utts, key))}</section>"
+        )
     sections.append(f'<section id="confusions"><h2>Most frequent confusions</h2>{_confusions(report)}</section>')
     sections.append(f'<section id="worst"><h2>Worst utterances</h2>{_worst(utts)}</section>')
-    images = "".join(f'<div class="utt"><div class="src">{_e(u.get("source", ""))} · '
-                     f'{_e(os.path.basename(str(u.get("audio_filepath", ""))))}</div>'
-                     f'{_alignment(u.get("reference", ""), u.get("hypothesis") or "")}</div>'
-                     f'<img alt="CTC posteriors of {_e(u.get("source", ""))}" '
-                     f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                     for u, png in posteriors)
+    images = "".join(
+        f'<div class="utt"><div class="src">{_e(u.get("source", ""))} · '
+        f"{_e(os.path.basename(str(u.get('audio_filepath', ''))))}</div>"
+        f"{_alignment(u.get('reference', ''), u.get('hypothesis') or '')}</div>"
+        f'<img alt="CTC posteriors of {_e(u.get("source", ""))}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        for u, png in posteriors
+    )
     note = f'<p class="note">{_e(posterior_note)}</p>' if posterior_note else ""
-    sections.append('<section id="posteriors"><h2>CTC posteriors</h2><p>Top: log-mel spectrogram with the tokens '
-                    'the best path emits. Bottom: per-frame probability of each token (dark = high; ∅ is the CTC '
-                    f'blank), the arg-max path in red.</p>{note}{images}</section>')
+    sections.append(
+        '<section id="posteriors"><h2>CTC posteriors</h2><p>Top: log-mel spectrogram with the tokens '
+        "the best path emits. Bottom: per-frame probability of each token (dark = high; ∅ is the CTC "
+        f"blank), the arg-max path in red.</p>{note}{images}</section>"
+    )
     title = f"ASR evaluation: WER {_pct(report.get('wer'))}"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{STYLE}</style></head>'
-            f'<body>{"".join(sections)}</body></html>\n')
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{STYLE}</style></head>'
+        f"<body>{''.join(sections)}</body></html>\n"
+    )
 
 
-def write_html_report(report: dict[str, Any], report_json: str | os.PathLike, loaded: Any = None,
-                      plots: int = POSTERIOR_PLOTS) -> Path:
+def write_html_report(
+    report: dict[str, Any], report_json: str | os.PathLike, loaded: Any = None, plots: int = POSTERIOR_PLOTS
+) -> Path:
     """Write the HTML page beside ``report_json`` and return its path.
 
     ``loaded`` (a :class:`~asr.model.file.LoadedModel`) draws the posterior plots; without it, or without

@@ -15,10 +15,10 @@ integer milliseconds.
 
 from __future__ import annotations
 
-from asr.errors import UsageError
-
 import json
 from dataclasses import dataclass
+
+from asr.errors import UsageError
 
 FORMATS = ("text", "json", "srt", "vtt", "tsv")
 MAX_LINE_CHARS = 42
@@ -59,8 +59,10 @@ def write_result(result: dict, fmt: str) -> str:
         return "\n".join(rows) + "\n"
     cues = subtitle_cues(result)
     if fmt == "srt":
-        blocks = [f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n" + "\n".join(c.lines)
-                  for i, c in enumerate(cues, 1)]
+        blocks = [
+            f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n" + "\n".join(c.lines)
+            for i, c in enumerate(cues, 1)
+        ]
         return "\n\n".join(blocks) + "\n" if blocks else ""
     blocks = [f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n" + "\n".join(c.lines) for c in cues]
     return "\n\n".join(["WEBVTT", *blocks]) + "\n"
@@ -113,7 +115,7 @@ def wrap_lines(words: list[str], width: int = MAX_LINE_CHARS) -> list[str]:
             best = (longer, k)
     assert best is not None
     if best[0] <= width:
-        return [" ".join(words[:best[1]]), " ".join(words[best[1]:])]
+        return [" ".join(words[: best[1]]), " ".join(words[best[1] :])]
     # More than two lines' worth: fill greedily.
     lines, line = [], ""
     for w in words:

@@ -18,12 +18,12 @@ Windows start on the model's frame grid, so spliced outputs and timestamps line 
 
 from __future__ import annotations
 
-from asr.errors import UsageError
-
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
 import numpy as np
+
+from asr.errors import UsageError
 
 VAD_NAMES = ("silero", "webrtc", "energy", "none")
 
@@ -72,7 +72,7 @@ def _frames(blocks: Iterable[np.ndarray], size: int, hop: int) -> Iterable[np.nd
         n = (x.shape[0] - size) // hop + 1 if x.shape[0] >= size else 0
         if n > 0:
             yield np.lib.stride_tricks.sliding_window_view(x, size)[: n * hop : hop]
-        carry = x[n * hop:]
+        carry = x[n * hop :]
 
 
 class SileroVAD:
@@ -143,8 +143,16 @@ class EnergyVAD:
     ``min_range_db`` (digital silence, steady noise) has no speech at all.
     """
 
-    def __init__(self, mel_fb: np.ndarray, n_fft: int, win_length: int, hop_length: int, sample_rate: int,
-                 margin_db: float = 9.0, min_range_db: float = 10.0):
+    def __init__(
+        self,
+        mel_fb: np.ndarray,
+        n_fft: int,
+        win_length: int,
+        hop_length: int,
+        sample_rate: int,
+        margin_db: float = 9.0,
+        min_range_db: float = 10.0,
+    ):
         self.mel_fb = np.asarray(mel_fb, dtype=np.float32)  # (n_fft // 2 + 1, n_mels)
         self.n_fft, self.win, self.hop = n_fft, win_length, hop_length
         self.window = np.hanning(win_length + 1)[:-1].astype(np.float32)  # periodic Hann, as torch's
@@ -155,7 +163,7 @@ class EnergyVAD:
         out = []
         for frames in _frames(blocks, self.win, self.hop):
             spec = np.fft.rfft(frames * self.window, n=self.n_fft)
-            mel = (spec.real ** 2 + spec.imag ** 2) @ self.mel_fb
+            mel = (spec.real**2 + spec.imag**2) @ self.mel_fb
             out.append(10 * np.log10(mel.sum(axis=1) + 1e-10))
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, dtype=np.float32)
 
@@ -204,8 +212,14 @@ def speech_regions(probs: np.ndarray, frame_seconds: float, config: Segmentation
     return [(s * frame_seconds, e * frame_seconds) for s, e in regions]
 
 
-def plan_windows(probs: np.ndarray | None, frame_seconds: float, num_samples: int, sample_rate: int,
-                 config: SegmentationConfig, grid: int = 1) -> list[Window]:
+def plan_windows(
+    probs: np.ndarray | None,
+    frame_seconds: float,
+    num_samples: int,
+    sample_rate: int,
+    config: SegmentationConfig,
+    grid: int = 1,
+) -> list[Window]:
     """Windows covering the speech in a file of ``num_samples``, each at most ``max_segment_seconds`` long.
 
     ``probs`` are the detector's per-frame speech probabilities (``None``: the whole file is speech). Window
@@ -221,18 +235,31 @@ def plan_windows(probs: np.ndarray | None, frame_seconds: float, num_samples: in
         spans = [(0, num_samples)]
     else:
         pad = config.speech_pad_seconds
-        spans = [(max(0, int((s - pad) * sample_rate)), min(num_samples, int(np.ceil((e + pad) * sample_rate))))
-                 for s, e in speech_regions(probs, frame_seconds, config)]
+        spans = [
+            (max(0, int((s - pad) * sample_rate)), min(num_samples, int(np.ceil((e + pad) * sample_rate))))
+            for s, e in speech_regions(probs, frame_seconds, config)
+        ]
         spans = [(a // grid * grid, b) for a, b in spans if b > a]
-        spans = _merge(spans, int(config.merge_gap_seconds * sample_rate),
-                       int(config.max_segment_seconds * sample_rate))
+        spans = _merge(
+            spans, int(config.merge_gap_seconds * sample_rate), int(config.max_segment_seconds * sample_rate)
+        )
     max_len = max(grid, int(config.max_segment_seconds * sample_rate) // grid * grid)
     overlap = max(grid, int(config.overlap_seconds * sample_rate) // grid * grid)
     speech = None if probs is None else probs >= config.threshold
     windows: list[Window] = []
     for a, b in spans:
-        windows.extend(_split(a, b, max_len, overlap, grid, speech, frame_seconds * sample_rate,
-                              max(1, int(round(config.min_cut_pause_seconds / frame_seconds)))))
+        windows.extend(
+            _split(
+                a,
+                b,
+                max_len,
+                overlap,
+                grid,
+                speech,
+                frame_seconds * sample_rate,
+                max(1, int(round(config.min_cut_pause_seconds / frame_seconds))),
+            )
+        )
     return windows
 
 
@@ -253,8 +280,16 @@ def _merge(spans: list[tuple[int, int]], gap: int, max_len: int) -> list[tuple[i
     return out
 
 
-def _split(a: int, b: int, max_len: int, overlap: int, grid: int, speech: np.ndarray | None,
-           frame_samples: float, min_pause_frames: int) -> list[Window]:
+def _split(
+    a: int,
+    b: int,
+    max_len: int,
+    overlap: int,
+    grid: int,
+    speech: np.ndarray | None,
+    frame_samples: float,
+    min_pause_frames: int,
+) -> list[Window]:
     """Cut [a, b) into windows of at most ``max_len``: at the longest pause (of ``min_pause_frames`` or more) in
     the second half of each window if there is one, else into windows overlapping by ``overlap`` that are
     spliced back together."""

@@ -20,8 +20,6 @@ pipe and a microphone into chunks at the model's rate.
 
 from __future__ import annotations
 
-from asr.errors import StreamingError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import logging
 import os
 import time
@@ -33,6 +31,7 @@ import torch
 
 from asr.data.audio import AudioError, audio_info
 from asr.decoding.greedy import Decoder, GreedyDecoder
+from asr.errors import StreamingError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 from asr.model.file import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -121,7 +120,7 @@ class _FeatureStream:
             return torch.zeros(1, 0, self.logmel.n_mels, device=self.device)
         span = self.buffer[: (k - 1) * self.hop + self.n_fft]
         feats = self.logmel.normalize_frames(self.logmel.log_mel(span[None], center=False))
-        self.buffer = self.buffer[k * self.hop:]
+        self.buffer = self.buffer[k * self.hop :]
         self.next += k
         return feats
 
@@ -159,7 +158,7 @@ class _ConvStream:
         if m <= 0:
             return self.buffer.new_zeros(1, self.out_channels, 0, (self.buffer.shape[3] - 1) // 2 + 1)
         out = self.frontend.layer_without_time_padding(self.index, self.buffer[:, :, : (m - 1) * self.stride + 3])
-        self.buffer = self.buffer[:, :, m * self.stride:]
+        self.buffer = self.buffer[:, :, m * self.stride :]
         self.next += m
         return out
 
@@ -176,9 +175,11 @@ class StreamingRecognizer:
     def __init__(self, loaded: LoadedModel, decoder: Decoder | None = None, keep_log_probs: bool = False):
         problem = exact_streaming_problem(loaded)
         if problem:
-            raise StreamingError(f"cannot stream this model exactly: {problem}; "
-                                 "train with model.bidirectional=false and features.normalize=global "
-                                 "(recipes/synth/conf_streaming.yaml), or use SegmentedRecognizer")
+            raise StreamingError(
+                f"cannot stream this model exactly: {problem}; "
+                "train with model.bidirectional=false and features.normalize=global "
+                "(recipes/synth/conf_streaming.yaml), or use SegmentedRecognizer"
+            )
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.sample_rate = self.model.sample_rate
         self.decoder = decoder
@@ -222,8 +223,9 @@ class StreamingRecognizer:
         text = self.tokenizer.decode(self.ids)
         if self.decoder is not None and self.frames:
             text = self.decoder(log_probs[None], torch.tensor([self.frames]))[0]
-        return Final(text, self.features.received, self.frames, self.sample_rate,
-                     log_probs if self.keep_log_probs else None)
+        return Final(
+            text, self.features.received, self.frames, self.sample_rate, log_probs if self.keep_log_probs else None
+        )
 
     def _partial(self) -> Partial:
         return Partial(self.tokenizer.decode(self.ids), self.features.received, self.frames, self.sample_rate)
@@ -269,9 +271,16 @@ class EnergyEndpointer:
     changing noise.
     """
 
-    def __init__(self, sample_rate: int, min_silence_s: float = 0.5, max_segment_s: float = 20.0,
-                 margin_db: float = 12.0, min_level_db: float = -55.0, floor_rise_db_per_s: float = 3.0,
-                 initial_floor_db: float = -50.0):
+    def __init__(
+        self,
+        sample_rate: int,
+        min_silence_s: float = 0.5,
+        max_segment_s: float = 20.0,
+        margin_db: float = 12.0,
+        min_level_db: float = -55.0,
+        floor_rise_db_per_s: float = 3.0,
+        initial_floor_db: float = -50.0,
+    ):
         self.frame = max(1, sample_rate // 100)
         self.min_silence = max(1, int(round(min_silence_s * 100)))
         self.max_frames = max(1, int(round(max_segment_s * 100)))
@@ -291,11 +300,11 @@ class EnergyEndpointer:
         closed = []
         n = self.pending.shape[0] // self.frame
         for k in range(n):
-            span = self._step(self.pending[k * self.frame:(k + 1) * self.frame])
+            span = self._step(self.pending[k * self.frame : (k + 1) * self.frame])
             self.position += self.frame
             if span is not None:
                 closed.append((*span, self.position))
-        self.pending = self.pending[n * self.frame:]
+        self.pending = self.pending[n * self.frame :]
         return closed
 
     def _step(self, frame: np.ndarray) -> tuple[int, int] | None:
@@ -329,8 +338,14 @@ class SegmentedRecognizer:
     after the speech. Audio between segments is not decoded, so a silent stream costs nothing.
     """
 
-    def __init__(self, loaded: LoadedModel, decoder: Decoder | None = None, min_silence_s: float = 0.5,
-                 max_segment_s: float = 20.0, margin_s: float = 0.15):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        decoder: Decoder | None = None,
+        min_silence_s: float = 0.5,
+        max_segment_s: float = 20.0,
+        margin_s: float = 0.15,
+    ):
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.sample_rate = self.model.sample_rate
         self.decoder = decoder or GreedyDecoder(self.tokenizer)
@@ -380,7 +395,7 @@ class SegmentedRecognizer:
 
     @torch.inference_mode()
     def _decode(self, first: int, end: int) -> None:
-        segment = self.audio[max(0, first - self.start): max(0, end - self.start)]
+        segment = self.audio[max(0, first - self.start) : max(0, end - self.start)]
         if segment.shape[0] == 0:
             return
         audio = torch.from_numpy(np.ascontiguousarray(segment))[None].to(self.model.device)
@@ -392,17 +407,20 @@ class SegmentedRecognizer:
 Recognizer = StreamingRecognizer | SegmentedRecognizer
 
 
-def open_stream(loaded: LoadedModel, decoder: Decoder | None = None,
-                keep_log_probs: bool = False) -> tuple[Recognizer, str | None]:
+def open_stream(
+    loaded: LoadedModel, decoder: Decoder | None = None, keep_log_probs: bool = False
+) -> tuple[Recognizer, str | None]:
     """The exact recogniser when the model allows it, else the per-segment one with a note saying why."""
     problem = exact_streaming_problem(loaded)
     if problem is None:
         return StreamingRecognizer(loaded, decoder, keep_log_probs), None
     return SegmentedRecognizer(loaded, decoder), (
-        f"{problem}: streaming per segment, each decoded when a pause closes it (no partial text within a segment)")
+        f"{problem}: streaming per segment, each decoded when a pause closes it (no partial text within a segment)"
+    )
 
 
 # Audio sources: each yields 1-D float32 chunks at the model's rate.
+
 
 def file_chunks(path: str | os.PathLike, sample_rate: int, chunk_samples: int) -> Iterator[np.ndarray]:
     """A file read block by block (any format soundfile reads), down-mixed and resampled as it goes."""
@@ -423,8 +441,14 @@ def file_chunks(path: str | os.PathLike, sample_rate: int, chunk_samples: int) -
         yield tail
 
 
-def pcm_chunks(stream: BinaryIO, rate: int, sample_rate: int, chunk_samples: int,
-               warn: Callable[[str], None] = log.warning, name: str = "standard input") -> Iterator[np.ndarray]:
+def pcm_chunks(
+    stream: BinaryIO,
+    rate: int,
+    sample_rate: int,
+    chunk_samples: int,
+    warn: Callable[[str], None] = log.warning,
+    name: str = "standard input",
+) -> Iterator[np.ndarray]:
     """Raw signed 16-bit little-endian mono PCM at ``rate`` from a pipe, as it arrives.
 
     Chunks come as soon as the pipe has data (``read1``), so a live source (``arecord``) is heard without
@@ -459,8 +483,9 @@ def mic_chunks(sample_rate: int, chunk_samples: int) -> Iterator[np.ndarray]:
     except ImportError:
         raise StreamingError("--mic needs the optional package sounddevice: pip install 'asr[mic]'") from None
     except OSError as e:  # the package is there but PortAudio is not
-        raise StreamingError(f"--mic: sounddevice cannot load PortAudio ({e}); on Debian/Ubuntu: "
-                             "apt install libportaudio2") from None
+        raise StreamingError(
+            f"--mic: sounddevice cannot load PortAudio ({e}); on Debian/Ubuntu: apt install libportaudio2"
+        ) from None
     try:
         with sd.InputStream(samplerate=sample_rate, channels=1, dtype="float32", blocksize=chunk_samples) as mic:
             while True:

@@ -20,8 +20,15 @@ import torch
 
 from asr.data.audio import AudioError, audio_info, read_blocks
 from asr.decoding.greedy import Decoder, GreedyDecoder
+from asr.inference.segmentation import (
+    SegmentationConfig,
+    VoiceActivityDetector,
+    Window,
+    make_vad,
+    plan_windows,
+    speech_regions,
+)
 from asr.model.file import LoadedModel
-from asr.inference.segmentation import SegmentationConfig, VoiceActivityDetector, Window, make_vad, plan_windows, speech_regions
 
 DEFAULT_VAD = "energy"  # chosen by measurement: docs/transcription.md
 
@@ -37,8 +44,12 @@ class Transcript:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able result (whisper's shape) that :func:`asr.inference.formats.write_result` renders."""
-        return {"path": self.path, "text": self.text, "duration": round(self.duration or 0.0, 3),
-                "segments": [s.to_dict() for s in self.segments]}
+        return {
+            "path": self.path,
+            "text": self.text,
+            "duration": round(self.duration or 0.0, 3),
+            "segments": [s.to_dict() for s in self.segments],
+        }
 
 
 @dataclass
@@ -65,9 +76,17 @@ class _File:
 class Transcriber:
     """A loaded model with its segmentation, decoder and batch size: call :meth:`run` on a list of paths."""
 
-    def __init__(self, loaded: LoadedModel, max_batch_seconds: float = 300.0, bf16: bool = False,
-                 decoder: Decoder | None = None, segmentation: SegmentationConfig | None = None,
-                 vad: str = DEFAULT_VAD, word_timestamps: bool = True, block_seconds: float = 30.0):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        max_batch_seconds: float = 300.0,
+        bf16: bool = False,
+        decoder: Decoder | None = None,
+        segmentation: SegmentationConfig | None = None,
+        vad: str = DEFAULT_VAD,
+        word_timestamps: bool = True,
+        block_seconds: float = 30.0,
+    ):
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.decoder = decoder or GreedyDecoder(self.tokenizer)
         self.config = segmentation or SegmentationConfig()
@@ -90,9 +109,14 @@ class Transcriber:
             from tqdm import tqdm
 
             total = sum(_header_seconds(f.path) for f in files)
-            self._progress = tqdm(total=round(total, 1), unit="s", desc="transcribing", file=sys.stderr,
-                                  dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} audio s "
-                                                                 "[{elapsed}<{remaining}]")
+            self._progress = tqdm(
+                total=round(total, 1),
+                unit="s",
+                desc="transcribing",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} audio s [{elapsed}<{remaining}]",
+            )
         emitted = 0
         try:
             for f in files:
@@ -122,13 +146,12 @@ class Transcriber:
                 counted = _Counted(self._blocks(f))
                 probs, frame_s = self.vad.speech_probabilities(counted), self.vad.frame_seconds
                 f.num_samples = counted.samples
-            f.windows = plan_windows(probs, frame_s, f.num_samples, self.sample_rate, self.config,
-                                     self.frame_samples)
+            f.windows = plan_windows(probs, frame_s, f.num_samples, self.sample_rate, self.config, self.frame_samples)
             whole = f.windows == [Window(0, f.num_samples)]  # a short file: normalised as training did
             if probs is not None and not whole:  # speech regions (short pauses bridged), as the detector frames them
                 f.speech, f.speech_frame_s = np.zeros(len(probs), dtype=bool), frame_s
                 for s, e in speech_regions(probs, frame_s, self.config):
-                    f.speech[int(round(s / frame_s)):int(round(e / frame_s))] = True
+                    f.speech[int(round(s / frame_s)) : int(round(e / frame_s))] = True
             f.warnings[:] = list(dict.fromkeys(f.warnings))  # the second read repeats the first's warnings
             self._queue_windows(f)
             f.warnings[:] = list(dict.fromkeys(f.warnings))
@@ -186,8 +209,9 @@ class Transcriber:
         stats = self._speech_masks(batch, int(lengths.max()) // self.hop + 1)
         device = self.model.device
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            feats, feat_lens = self.model.features(padded.to(device), lengths.to(device),
-                                                   stats_mask=None if stats is None else stats.to(device))
+            feats, feat_lens = self.model.features(
+                padded.to(device), lengths.to(device), stats_mask=None if stats is None else stats.to(device)
+            )
             log_probs, out_lens = self.model.encoder(feats, feat_lens)
         log_probs = log_probs.float().cpu()
         for row, ((f, k, a), n) in enumerate(zip(batch, out_lens.tolist())):
@@ -247,7 +271,7 @@ class Transcriber:
             split = (mid - wa.start) // self.frame_samples  # frames of ``a`` before the splice
             parts.append(f.log_probs[a][take_from:split])
             take_from = split - (wb.start - wa.start) // self.frame_samples
-        parts.append(f.log_probs[group[-1]][max(0, take_from):])
+        parts.append(f.log_probs[group[-1]][max(0, take_from) :])
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _segment(self, log_probs: torch.Tensor, start: float, end: float):
@@ -284,10 +308,18 @@ def _header_seconds(path: str) -> float:
         return 0.0
 
 
-def transcribe(loaded: LoadedModel, paths: Sequence[str | os.PathLike], max_batch_seconds: float = 300.0,
-               num_threads: int = 2, bf16: bool = False, decoder: Decoder | None = None,
-               segmentation: SegmentationConfig | None = None, vad: str = DEFAULT_VAD,
-               word_timestamps: bool = False, progress: bool = False) -> list[Transcript]:
+def transcribe(
+    loaded: LoadedModel,
+    paths: Sequence[str | os.PathLike],
+    max_batch_seconds: float = 300.0,
+    num_threads: int = 2,
+    bf16: bool = False,
+    decoder: Decoder | None = None,
+    segmentation: SegmentationConfig | None = None,
+    vad: str = DEFAULT_VAD,
+    word_timestamps: bool = False,
+    progress: bool = False,
+) -> list[Transcript]:
     """Transcribe ``paths`` (any length, rate and channel count); results in input order, ``error`` set for
     files that cannot be read. ``bf16`` runs the encoder under bfloat16 autocast (features stay float32).
     ``decoder`` turns log-probs into text (default: greedy). ``num_threads`` is kept for callers of the old

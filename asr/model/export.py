@@ -20,8 +20,6 @@ model can stream; see :class:`EncoderStep` for its contract.
 
 from __future__ import annotations
 
-from asr.errors import ExportError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import contextlib
 import dataclasses
 import json
@@ -40,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asr.model.features import LogMel, lengths_to_mask
-from asr.model.network import ASRModel, Encoder
-from asr.model.file import LoadedModel
 from asr.data.tokenizer import tokenizer_from_dict
+from asr.errors import ExportError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
+from asr.model.features import LogMel, lengths_to_mask
+from asr.model.file import LoadedModel
+from asr.model.network import ASRModel, Encoder
 
 OPSET = 17  # LSTM/GRU/RNN, Conv, GatherElements all exist long before; 17 is what onnxruntime >= 1.13 runs
 FORMATS = ("onnx", "torchscript")
@@ -64,7 +63,7 @@ def dft_basis(n_fft: int, window: torch.Tensor) -> torch.Tensor:
     n_freq = n_fft // 2 + 1
     left = (n_fft - window.numel()) // 2
     w = torch.zeros(n_fft, dtype=torch.float64)
-    w[left:left + window.numel()] = window.double()
+    w[left : left + window.numel()] = window.double()
     k = torch.arange(n_freq, dtype=torch.float64)[:, None]
     n = torch.arange(n_fft, dtype=torch.float64)[None, :]
     angle = 2 * math.pi * ((k * n) % n_fft) / n_fft  # the modulo keeps the float64 angles exact
@@ -166,10 +165,9 @@ class EncoderStep(nn.Module):
         new_caches = []
         if n_convs:
             x = x.unsqueeze(1)  # (B, 1, N, F)
-            for conv, stride, cache, r in zip(self.encoder.frontend.convs, self.time_strides, caches,
-                                              self.lookahead):
+            for conv, stride, cache, r in zip(self.encoder.frontend.convs, self.time_strides, caches, self.lookahead):
                 buffer = torch.cat([cache, x], dim=2)
-                new_caches.append(buffer[:, :, -(r + 1):-r] if r else buffer[:, :, -1:])
+                new_caches.append(buffer[:, :, -(r + 1) : -r] if r else buffer[:, :, -1:])
                 x = torch.relu(F.conv2d(buffer, conv.weight, conv.bias, stride=(stride, 2), padding=(0, 1)))
                 valid = torch.div(valid + (stride - 1), stride, rounding_mode="floor")
                 x = x * lengths_to_mask(valid, x.shape[2])[:, None, :, None].to(x.dtype)
@@ -178,10 +176,10 @@ class EncoderStep(nn.Module):
         new_h, new_c = [], []
         for i, layer in enumerate(self.encoder.layers):
             if self.is_lstm:
-                x, (h, c) = layer.forward_cell(x, (rnn_states[0][i:i + 1], rnn_states[1][i:i + 1]))
+                x, (h, c) = layer.forward_cell(x, (rnn_states[0][i : i + 1], rnn_states[1][i : i + 1]))
                 new_c.append(c)
             else:
-                x, h = layer.forward_cell(x, rnn_states[0][i:i + 1])
+                x, h = layer.forward_cell(x, rnn_states[0][i : i + 1])
             new_h.append(h)
         log_probs = torch.log_softmax(self.encoder.head(x).float(), dim=-1)
         out_lengths = lengths_to_mask(valid, x.shape[1]).sum(1)  # real frames, the right context left out
@@ -201,22 +199,42 @@ class EncoderStep(nn.Module):
 def _metadata(loaded: LoadedModel, graph: str, **extra: Any) -> dict[str, str]:
     model = loaded.model
     meta = {
-        "format": METADATA_FORMAT, "graph": graph, "opset": OPSET,
+        "format": METADATA_FORMAT,
+        "graph": graph,
+        "opset": OPSET,
         "tokenizer": loaded.tokenizer.to_dict(),
-        "features": dataclasses.asdict(model.feature_config), "model": dataclasses.asdict(model.dims),
-        "sample_rate": model.sample_rate, **extra,
+        "features": dataclasses.asdict(model.feature_config),
+        "model": dataclasses.asdict(model.dims),
+        "sample_rate": model.sample_rate,
+        **extra,
     }
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
 
 
-def _write_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
-                output_names: list[str], dynamic_axes: dict[str, dict[int, str]], metadata: dict[str, str]) -> None:
+def _write_onnx(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+    metadata: dict[str, str],
+) -> None:
     import onnx
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     graph = onnx.load(str(path))
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
@@ -231,8 +249,13 @@ def _quantize(src: Path, dst: Path) -> None:
 
     excluded = [n.name for n in onnx.load(str(src)).graph.node if n.name.startswith(FEATURE_SCOPE)]
     with _quiet_logging():  # onnxruntime's quantiser logs advice and per-tensor notes through the root logger
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["LSTM", "MatMul", "Gemm"], nodes_to_exclude=excluded)
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
+            nodes_to_exclude=excluded,
+        )
 
 
 @contextlib.contextmanager
@@ -264,11 +287,20 @@ def export_onnx(loaded: LoadedModel, path: str | os.PathLike, int8: bool = False
         raw = Path(tmp) / "offline.onnx"
         audio = torch.randn(2, model.sample_rate)
         lengths = torch.tensor([model.sample_rate, model.sample_rate * 2 // 3])
-        _write_onnx(ExportableModel(model).eval(), (audio, lengths), raw, ["audio", "lengths"],
-                    ["log_probs", "out_lengths"],
-                    {"audio": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
-                     "log_probs": {0: "batch", 1: "frames"}, "out_lengths": {0: "batch"}},
-                    _metadata(loaded, "offline", int8=int8))
+        _write_onnx(
+            ExportableModel(model).eval(),
+            (audio, lengths),
+            raw,
+            ["audio", "lengths"],
+            ["log_probs", "out_lengths"],
+            {
+                "audio": {0: "batch", 1: "samples"},
+                "lengths": {0: "batch"},
+                "log_probs": {0: "batch", 1: "frames"},
+                "out_lengths": {0: "batch"},
+            },
+            _metadata(loaded, "offline", int8=int8),
+        )
         written.append(_finish(raw, path, int8))
         if not model.dims.bidirectional:
             step = EncoderStep(model.encoder).eval()
@@ -276,17 +308,33 @@ def export_onnx(loaded: LoadedModel, path: str | os.PathLike, int8: bool = False
             frames = torch.randn(2, 4 * step.subsampling + step.right_context, n_mels)
             states = step.initial_state(2, n_mels)
             names = step.state_names()
-            axes: dict[str, dict[int, str]] = {"frames": {0: "batch", 1: "frames"}, "lengths": {0: "batch"},
-                                               "log_probs": {0: "batch", 1: "out_frames"}, "out_lengths": {0: "batch"}}
+            axes: dict[str, dict[int, str]] = {
+                "frames": {0: "batch", 1: "frames"},
+                "lengths": {0: "batch"},
+                "log_probs": {0: "batch", 1: "out_frames"},
+                "out_lengths": {0: "batch"},
+            }
             for name in names:
                 batch_axis = 1 if name in ("h", "c") else 0
                 axes[name] = {batch_axis: "batch"}
                 axes[f"new_{name}"] = {batch_axis: "batch"}
             raw_step = Path(tmp) / "step.onnx"
-            _write_onnx(step, (frames, torch.tensor([frames.shape[1], 5]), *states), raw_step,
-                        ["frames", "lengths", *names], ["log_probs", "out_lengths", *(f"new_{n}" for n in names)],
-                        axes, _metadata(loaded, "encoder_step", int8=int8, right_context=step.right_context,
-                                        subsampling=step.subsampling, states=names))
+            _write_onnx(
+                step,
+                (frames, torch.tensor([frames.shape[1], 5]), *states),
+                raw_step,
+                ["frames", "lengths", *names],
+                ["log_probs", "out_lengths", *(f"new_{n}" for n in names)],
+                axes,
+                _metadata(
+                    loaded,
+                    "encoder_step",
+                    int8=int8,
+                    right_context=step.right_context,
+                    subsampling=step.subsampling,
+                    states=names,
+                ),
+            )
             written.append(_finish(raw_step, step_path(path), int8))
     return written
 
@@ -324,8 +372,9 @@ def quantize_torch(model: ASRModel) -> ASRModel:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch 2.13 deprecates quantised tensors; still works
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.LSTM, nn.GRU, nn.Linear},
-                                                      dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(model), {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8
+        )
 
 
 def _require(module: str, what: str) -> None:
@@ -341,8 +390,9 @@ def default_output(model_path: str | os.PathLike, fmt: str, int8: bool) -> Path:
     return stem.with_name(stem.name + (".int8" if int8 else "") + suffix)
 
 
-def export_model(model_path: str | os.PathLike, fmt: str = "onnx", output: str | os.PathLike | None = None,
-                 int8: bool = False) -> list[Path]:
+def export_model(
+    model_path: str | os.PathLike, fmt: str = "onnx", output: str | os.PathLike | None = None, int8: bool = False
+) -> list[Path]:
     """Export the model file at ``model_path``; returns the files written. Errors are one-line ExportError or
     ModelFileError, raised before any work where they can be."""
     from asr.model.file import load_model
@@ -406,8 +456,10 @@ class OnnxModel:
 
     def __call__(self, audio: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Audio (B, S) float32 zero-padded and lengths (B,) in samples -> log-probs (B, T, V), lengths (B,)."""
-        log_probs, out_lengths = self.session.run(None, {"audio": np.ascontiguousarray(audio, dtype=np.float32),
-                                                         "lengths": np.asarray(lengths, dtype=np.int64)})
+        log_probs, out_lengths = self.session.run(
+            None,
+            {"audio": np.ascontiguousarray(audio, dtype=np.float32), "lengths": np.asarray(lengths, dtype=np.int64)},
+        )
         return log_probs, out_lengths
 
 

@@ -60,8 +60,19 @@ class LogMel(nn.Module):
         if compute_filterbank:
             import librosa
 
-            fb = torch.from_numpy(librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
-                                                      fmin=config.f_min, fmax=config.f_max)).float().T.contiguous()
+            fb = (
+                torch.from_numpy(
+                    librosa.filters.mel(
+                        sr=config.sample_rate,
+                        n_fft=config.n_fft,
+                        n_mels=config.n_mels,
+                        fmin=config.f_min,
+                        fmax=config.f_max,
+                    )
+                )
+                .float()
+                .T.contiguous()
+            )
         self.register_buffer("mel_fb", fb, persistent=True)  # (n_freq, n_mels)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
         self.register_buffer("global_mean", torch.zeros(config.n_mels), persistent=True)
@@ -84,14 +95,27 @@ class LogMel(nn.Module):
         """
         c = self.config
         with torch.autocast(device_type=audio.device.type, enabled=False):
-            spec = torch.stft(audio.float(), n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
-                              window=self.window, center=center, pad_mode="constant", return_complex=True)
+            spec = torch.stft(
+                audio.float(),
+                n_fft=c.n_fft,
+                hop_length=c.hop_length,
+                win_length=c.win_length,
+                window=self.window,
+                center=center,
+                pad_mode="constant",
+                return_complex=True,
+            )
             power = spec.real.square() + spec.imag.square()  # (B, n_freq, T)
             mel = torch.matmul(power.transpose(1, 2), self.mel_fb if mel_fb is None else mel_fb.float())
             return torch.log(mel + 1e-6)
 
-    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, mel_fb: torch.Tensor | None = None,
-                stats_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        mel_fb: torch.Tensor | None = None,
+        stats_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``stats_mask`` (B, T) bool limits the per-utterance mean/variance to those frames (long-form
         transcription passes the speech frames, so the pauses around a segment do not shift its statistics);
         a row without any such frame falls back to all its frames."""

@@ -26,8 +26,6 @@ Format history:
 
 from __future__ import annotations
 
-from asr.errors import ModelFileError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import dataclasses
 import datetime
 import logging
@@ -42,16 +40,27 @@ from typing import Any, Callable
 import torch
 
 from asr import __version__
+from asr.data.tokenizer import Tokenizer, tokenizer_from_dict
+from asr.errors import ModelFileError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 from asr.model.features import FeatureConfig
 from asr.model.network import ASRModel, ModelDimensions
-from asr.data.tokenizer import Tokenizer, tokenizer_from_dict
 
 log = logging.getLogger(__name__)
 
 FORMAT = "asr-rnn-ctc"
 FORMAT_VERSION = 2
-TOP_LEVEL_FIELDS = ("format", "format_version", "asr_version", "created", "frame_seconds", "features", "model",
-                    "tokenizer", "metadata", "state_dict")
+TOP_LEVEL_FIELDS = (
+    "format",
+    "format_version",
+    "asr_version",
+    "created",
+    "frame_seconds",
+    "features",
+    "model",
+    "tokenizer",
+    "metadata",
+    "state_dict",
+)
 
 
 class UnknownFieldsWarning(UserWarning):
@@ -76,8 +85,9 @@ def frame_seconds(features: FeatureConfig, dims: ModelDimensions) -> float:
     return features.hop_length * dims.subsampling / features.sample_rate
 
 
-def save_model(path: str | os.PathLike, model: ASRModel, tokenizer: Tokenizer,
-               metadata: dict[str, Any] | None = None) -> None:
+def save_model(
+    path: str | os.PathLike, model: ASRModel, tokenizer: Tokenizer, metadata: dict[str, Any] | None = None
+) -> None:
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     obj = {
         "format": FORMAT,
@@ -113,8 +123,10 @@ def _known(d: dict[str, Any], cls: type) -> dict[str, Any]:
 
 def _warn_unknown(path: str, where: str, unknown: set[str], written_by: str) -> None:
     if unknown:
-        msg = (f"{path}: ignored {where} field(s) unknown to asr {__version__}: {', '.join(sorted(unknown))} "
-               f"(written by asr {written_by}; a newer release may use them)")
+        msg = (
+            f"{path}: ignored {where} field(s) unknown to asr {__version__}: {', '.join(sorted(unknown))} "
+            f"(written by asr {written_by}; a newer release may use them)"
+        )
         warnings.warn(msg, UnknownFieldsWarning, stacklevel=3)
 
 
@@ -126,15 +138,18 @@ def _migrate(path: str, obj: dict[str, Any]) -> tuple[dict[str, Any], int]:
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: model file format version {version} was written by asr {written_by}, newer than this asr "
-            f"{__version__} (reads format versions up to {FORMAT_VERSION}); upgrade asr to load it")
+            f"{__version__} (reads format versions up to {FORMAT_VERSION}); upgrade asr to load it"
+        )
     stored = version
     try:
         while version < FORMAT_VERSION:
             obj = MIGRATIONS[version](obj)
             version += 1
     except (KeyError, TypeError, ValueError) as e:
-        raise ModelFileError(f"{path}: model file format version {stored} is damaged: cannot migrate it to "
-                             f"version {FORMAT_VERSION} ({str(e).splitlines()[0][:300]})") from None
+        raise ModelFileError(
+            f"{path}: model file format version {stored} is damaged: cannot migrate it to "
+            f"version {FORMAT_VERSION} ({str(e).splitlines()[0][:300]})"
+        ) from None
     if stored != FORMAT_VERSION:
         log.debug("%s: migrated model file format %d -> %d", path, stored, FORMAT_VERSION)
     return obj, stored
@@ -147,8 +162,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         raise ModelFileError(f"{path}: model file not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, KeyError,
-            IndexError, TypeError, AttributeError) as e:  # what the legacy unpickler raises on arbitrary bytes
+    except (
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+    ) as e:  # what the legacy unpickler raises on arbitrary bytes
         if isinstance(e, (KeyError, IndexError, TypeError, AttributeError)):
             first = "not a PyTorch file"  # the legacy unpickler's errors on arbitrary bytes say nothing useful
         else:

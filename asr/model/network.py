@@ -117,8 +117,9 @@ class RecurrentLayer(nn.Module):
         back, _ = self.backward_cell(reverse_padded(x, reverse))
         return torch.cat([out, reverse_padded(back, reverse)], dim=-1)
 
-    def forward_step(self, x: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
-                     ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    def forward_step(
+        self, x: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         """The forward cell alone on (B, T, I) from ``state`` (None: zeros), returning its output and final state
         (h, or (h, c) for an LSTM): a stream carries that state from one chunk to the next."""
         return self.forward_cell(x, state)
@@ -133,9 +134,14 @@ class Encoder(nn.Module):
         self.frontend = ConvFrontEnd(n_mels, dims.conv_channels, dims.subsampling)
         directions = 2 if dims.bidirectional else 1
         self.layers = nn.ModuleList(
-            RecurrentLayer(dims.cell, self.frontend.output_size if i == 0 else dims.hidden_size * directions,
-                           dims.hidden_size, dims.bidirectional)
-            for i in range(dims.num_layers))
+            RecurrentLayer(
+                dims.cell,
+                self.frontend.output_size if i == 0 else dims.hidden_size * directions,
+                dims.hidden_size,
+                dims.bidirectional,
+            )
+            for i in range(dims.num_layers)
+        )
         self.dropout = nn.Dropout(dims.dropout)
         self.head = nn.Linear(dims.hidden_size * directions, dims.vocab_size)
         self._init_weights()
@@ -147,7 +153,7 @@ class Encoder(nn.Module):
             for name, p in self.layers.named_parameters():
                 if "bias_ih" in name:
                     with torch.no_grad():
-                        p[h:2 * h].fill_(1.0)
+                        p[h : 2 * h].fill_(1.0)
 
     def output_lengths(self, feature_lengths: torch.Tensor) -> torch.Tensor:
         return self.frontend.output_lengths(feature_lengths)

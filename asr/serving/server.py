@@ -28,8 +28,6 @@ Why it is built the way it is:
 
 from __future__ import annotations
 
-from asr.errors import UsageError
-
 import asyncio
 import contextlib
 import io
@@ -56,24 +54,33 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from asr import __version__
 from asr.data.audio import AudioError, resample
 from asr.decoding.greedy import Decoder, GreedyDecoder
-from asr.model.file import LoadedModel
+from asr.errors import UsageError
 from asr.inference.formats import write_result
+from asr.model.file import LoadedModel
 
 log = logging.getLogger(__name__)
 
 # ?format= values and the media type each is served with.
-MEDIA_TYPES = {"json": "application/json", "srt": "application/x-subrip; charset=utf-8",
-               "vtt": "text/vtt; charset=utf-8", "text": "text/plain; charset=utf-8",
-               "tsv": "text/tab-separated-values; charset=utf-8"}
+MEDIA_TYPES = {
+    "json": "application/json",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "text": "text/plain; charset=utf-8",
+    "tsv": "text/tab-separated-values; charset=utf-8",
+}
 # PCM encodings the stream accepts: numpy dtype of each (little-endian).
 STREAM_ENCODINGS = {"s16le": "<i2", "f32le": "<f4"}
-WEB_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
-             "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-             "/worklet.js": ("worklet.js", "text/javascript; charset=utf-8"),
-             "/style.css": ("style.css", "text/css; charset=utf-8")}
+WEB_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/worklet.js": ("worklet.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
 # The page loads nothing from elsewhere; recorded audio is played back from blob: URLs.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; media-src 'self' blob:; connect-src 'self'; img-src 'self' data:; "
-                           "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; media-src 'self' blob:; connect-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 MAX_NAME_CHARS = 200
 
 
@@ -92,8 +99,9 @@ class Limits:
             if not getattr(self, name) > 0:
                 raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_concurrent < 1 or self.max_queue < 0:
-            raise UsageError(f"max_concurrent must be >= 1 and max_queue >= 0, got {self.max_concurrent} and "
-                             f"{self.max_queue}")
+            raise UsageError(
+                f"max_concurrent must be >= 1 and max_queue >= 0, got {self.max_concurrent} and {self.max_queue}"
+            )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -135,8 +143,11 @@ class Recognizer:
         from asr.inference.streaming import exact_streaming_problem
 
         problem = exact_streaming_problem(self.loaded)
-        return None if problem is None else (
-            f"{problem}: streaming per segment, each decoded when a pause (or the end of the stream) closes it")
+        return (
+            None
+            if problem is None
+            else (f"{problem}: streaming per segment, each decoded when a pause (or the end of the stream) closes it")
+        )
 
     def decoder_info(self) -> dict[str, Any]:
         """The decoder (its ``info()``), and what decodes a stream's partial results.
@@ -151,9 +162,15 @@ class Recognizer:
 
     def info(self) -> dict[str, Any]:
         dims = self.model.dims
-        return {"cell": dims.cell, "layers": dims.num_layers, "hidden_size": dims.hidden_size,
-                "bidirectional": dims.bidirectional, "sample_rate": self.sample_rate,
-                "frame_seconds": self.loaded.frame_seconds, "created": self.loaded.created}
+        return {
+            "cell": dims.cell,
+            "layers": dims.num_layers,
+            "hidden_size": dims.hidden_size,
+            "bidirectional": dims.bidirectional,
+            "sample_rate": self.sample_rate,
+            "frame_seconds": self.loaded.frame_seconds,
+            "created": self.loaded.created,
+        }
 
     def transcribe(self, data: bytes, name: str) -> dict[str, Any]:
         """The result of ``asr transcribe --format json`` for the uploaded file ``data``, labelled ``name``.
@@ -205,8 +222,11 @@ class InferencePool:
     def admit(self) -> None:
         """Take a slot, or raise 503 when every slot is taken."""
         if self.admitted >= self.capacity:
-            raise HTTPProblem(503, f"server busy: {self.admitted} requests running or queued (limit "
-                                   f"{self.capacity}); retry later", {"Retry-After": str(self.retry_after())})
+            raise HTTPProblem(
+                503,
+                f"server busy: {self.admitted} requests running or queued (limit {self.capacity}); retry later",
+                {"Retry-After": str(self.retry_after())},
+            )
         self.admitted += 1
 
     def release(self) -> None:
@@ -224,8 +244,9 @@ class InferencePool:
             return await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
             job.cancel()  # a job still queued leaves now; a running one keeps its slot until it ends
-            raise HTTPProblem(504, f"transcription did not finish within the server's timeout of {timeout:g} s"
-                              ) from None
+            raise HTTPProblem(
+                504, f"transcription did not finish within the server's timeout of {timeout:g} s"
+            ) from None
 
     async def compute(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in the pool for a caller that already holds a slot (an open stream)."""
@@ -308,8 +329,10 @@ async def _read_upload(request: Request, limits: Limits) -> tuple[bytes, str]:
         raise too_big
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
-        raise HTTPProblem(400, "send the audio as multipart/form-data in a field named 'file' "
-                               f"(got content type {content_type[:80]!r})")
+        raise HTTPProblem(
+            400,
+            f"send the audio as multipart/form-data in a field named 'file' (got content type {content_type[:80]!r})",
+        )
 
     async def body():
         received = 0
@@ -373,8 +396,12 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
         content, media = web[route]
 
         async def serve_file() -> Response:
-            return Response(content, media_type=media, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                                                                "X-Content-Type-Options": "nosniff"})
+            return Response(
+                content,
+                media_type=media,
+                headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff"},
+            )
+
         return serve_file
 
     for route in web:
@@ -384,13 +411,34 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         """Liveness and what this server offers: the model, its decoder, its streaming mode, the limits and the
         load."""
-        return {"status": "ok", "version": __version__, "model": recognizer.info(), "decoder": decoder,
-                "streaming": streaming_mode, "limits": asdict(limits), "admitted": pool.admitted,
-                "capacity": pool.capacity}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "model": recognizer.info(),
+            "decoder": decoder,
+            "streaming": streaming_mode,
+            "limits": asdict(limits),
+            "admitted": pool.admitted,
+            "capacity": pool.capacity,
+        }
 
-    @app.post("/v1/transcribe", openapi_extra={"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                           "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
+    @app.post(
+        "/v1/transcribe",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    }
+                },
+            }
+        },
+    )
     async def transcribe(request: Request, format: str = "json") -> Response:
         """Transcribe the uploaded audio (multipart field ``file``); ``format``: json, srt, vtt, text or tsv."""
         if format not in MEDIA_TYPES:
@@ -417,8 +465,9 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
     return app
 
 
-async def _stream_session(ws: WebSocket, recognizer: Recognizer, pool: InferencePool, limits: Limits, rate: int,
-                          encoding: str) -> None:
+async def _stream_session(
+    ws: WebSocket, recognizer: Recognizer, pool: InferencePool, limits: Limits, rate: int, encoding: str
+) -> None:
     """One WebSocket stream: binary PCM messages in; ``partial`` messages as the text changes; ``final`` when the
     client sends ``{"type": "end"}`` (or the stream reaches ``max_duration`` or goes quiet for ``timeout``)."""
     await ws.accept()
@@ -444,9 +493,18 @@ async def _stream_session(ws: WebSocket, recognizer: Recognizer, pool: Inference
 
         converter = StreamResampler(rate, recognizer.sample_rate)
         decoder = recognizer.decoder_info()
-        await ws.send_json({"type": "ready", "mode": mode, "note": note, "sample_rate": rate, "encoding": encoding,
-                            "model_sample_rate": recognizer.sample_rate, "decoder": decoder["name"],
-                            "partials": decoder["stream_partials"]})
+        await ws.send_json(
+            {
+                "type": "ready",
+                "mode": mode,
+                "note": note,
+                "sample_rate": rate,
+                "encoding": encoding,
+                "model_sample_rate": recognizer.sample_rate,
+                "decoder": decoder["name"],
+                "partials": decoder["stream_partials"],
+            }
+        )
         received, text, stopped = 0, "", None
         while stopped is None:
             try:
@@ -462,8 +520,10 @@ async def _stream_session(ws: WebSocket, recognizer: Recognizer, pool: Inference
                 return await refuse(1003, 'text messages must be {"type": "end"}; send audio as binary PCM')
             chunk = message.get("bytes") or b""
             if len(chunk) % dtype.itemsize:
-                return await refuse(1007, f"a {encoding} message must hold whole samples of {dtype.itemsize} "
-                                          f"bytes; got {len(chunk)} bytes")
+                return await refuse(
+                    1007,
+                    f"a {encoding} message must hold whole samples of {dtype.itemsize} bytes; got {len(chunk)} bytes",
+                )
             samples = np.frombuffer(chunk, dtype=dtype)
             if dtype.kind == "f" and not np.isfinite(samples).all():
                 return await refuse(1007, "audio contains NaN or infinite samples")
@@ -472,8 +532,9 @@ async def _stream_session(ws: WebSocket, recognizer: Recognizer, pool: Inference
                 stopped = f"the stream reached this server's limit of {limits.max_duration:g} s"
             received += samples.shape[0]
             # a copy either way: the message's buffer is read-only
-            audio = converter(samples.astype(np.float32) / 32768.0 if dtype.kind == "i"
-                              else np.array(samples, dtype=np.float32))
+            audio = converter(
+                samples.astype(np.float32) / 32768.0 if dtype.kind == "i" else np.array(samples, dtype=np.float32)
+            )
             partial = await pool.compute(session.accept, audio)
             if partial.text != text:
                 text = partial.text
@@ -482,8 +543,16 @@ async def _stream_session(ws: WebSocket, recognizer: Recognizer, pool: Inference
         if tail.shape[0]:
             await pool.compute(session.accept, tail)
         final = await pool.compute(session.finish)
-        await ws.send_json({"type": "final", "text": final.text, "seconds": round(received / rate, 3),
-                            "mode": mode, "note": note, "stopped": stopped})
+        await ws.send_json(
+            {
+                "type": "final",
+                "text": final.text,
+                "seconds": round(received / rate, 3),
+                "mode": mode,
+                "note": note,
+                "stopped": stopped,
+            }
+        )
         await ws.close(1000)
     except WebSocketDisconnect:
         pass
@@ -518,15 +587,24 @@ def describe_decoding(decoder: dict[str, Any]) -> str:
     """:meth:`Recognizer.decoder_info` as the start-up log says it."""
     if decoder["name"] == "greedy":
         return "greedy decoding"
-    settings = ", ".join(f"{k} {v}" for k, v in decoder.items()
-                         if k not in ("name", "stream_partials") and v is not None)
-    streams = ("partial results greedy, final text with the LM" if decoder["stream_partials"] == "greedy"
-               else "each segment with the LM")
+    settings = ", ".join(
+        f"{k} {v}" for k, v in decoder.items() if k not in ("name", "stream_partials") and v is not None
+    )
+    streams = (
+        "partial results greedy, final text with the LM"
+        if decoder["stream_partials"] == "greedy"
+        else "each segment with the LM"
+    )
     return f"{decoder['name']} decoding ({settings}); streams: {streams}"
 
 
-def serve(recognizer: Recognizer, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          label: str = "model") -> None:
+def serve(
+    recognizer: Recognizer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: Limits | None = None,
+    label: str = "model",
+) -> None:
     """Serve ``recognizer`` (a model loaded once, and its decoder) until interrupted; ``label`` names it in the log.
 
     >>> loaded = load_model("exp/synth/model.pt")
@@ -540,9 +618,21 @@ def serve(recognizer: Recognizer, host: str = "127.0.0.1", port: int = 8000, lim
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // limits.max_concurrent))
     if not is_loopback(host):
         log.warning("listening on %s: the server has no authentication; anyone who can reach it can use it", host)
-    log.info("model %s (streaming: %s), %s; page and API at http://%s:%d/", label, recognizer.streaming_mode,
-             describe_decoding(recognizer.decoder_info()), f"[{host}]" if ":" in host else host, port)
+    log.info(
+        "model %s (streaming: %s), %s; page and API at http://%s:%d/",
+        label,
+        recognizer.streaming_mode,
+        describe_decoding(recognizer.decoder_info()),
+        f"[{host}]" if ":" in host else host,
+        port,
+    )
     app = create_app(recognizer, limits)
     # Open connections are bounded too: a few per slot covers page loads and health checks beside the work.
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5,
-                limit_concurrency=max(64, 4 * (limits.max_concurrent + limits.max_queue)))
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_keep_alive=5,
+        limit_concurrency=max(64, 4 * (limits.max_concurrent + limits.max_queue)),
+    )

@@ -51,8 +51,14 @@ class SpecAugment(nn.Module):
     of frames. Masks never reach into the padding. The mask value is 0, the mean of normalised features.
     """
 
-    def __init__(self, freq_masks: int = 2, freq_width: int = 27, time_masks: int = 10,
-                 time_width: float | int = 0.05, generator: GeneratorLike = None) -> None:
+    def __init__(
+        self,
+        freq_masks: int = 2,
+        freq_width: int = 27,
+        time_masks: int = 10,
+        time_width: float | int = 0.05,
+        generator: GeneratorLike = None,
+    ) -> None:
         super().__init__()
         if freq_masks < 0 or time_masks < 0 or freq_width < 0 or time_width < 0:
             raise ValueError("mask counts and widths must be non-negative")
@@ -91,9 +97,14 @@ class SpecAugment(nn.Module):
         return features.masked_fill(mask, 0.0)
 
 
-def sinc_resample_kernel(orig: int, new: int, lowpass_filter_width: int = 6, rolloff: float = 0.99,
-                         dtype: torch.dtype = torch.float32,
-                         device: torch.device | str = "cpu") -> tuple[torch.Tensor, int]:
+def sinc_resample_kernel(
+    orig: int,
+    new: int,
+    lowpass_filter_width: int = 6,
+    rolloff: float = 0.99,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, int]:
     """Polyphase windowed-sinc (Hann) filter bank for resampling by ``new/orig`` (coprime integers).
 
     Returns the kernels ``(new, 1, 2 * width + orig)`` for a strided ``conv1d`` and the padding ``width``. The
@@ -137,8 +148,13 @@ class SpeedPerturb(nn.Module):
     sharing a factor are then resampled together, one convolution each.
     """
 
-    def __init__(self, factors: Sequence[float] = (0.9, 1.0, 1.1), generator: GeneratorLike = None,
-                 max_denominator: int = 100, per_utterance: bool = False) -> None:
+    def __init__(
+        self,
+        factors: Sequence[float] = (0.9, 1.0, 1.1),
+        generator: GeneratorLike = None,
+        max_denominator: int = 100,
+        per_utterance: bool = False,
+    ) -> None:
         super().__init__()
         if not factors or any(f <= 0 for f in factors):
             raise ValueError(f"speed factors must be positive, got {factors}")
@@ -205,15 +221,23 @@ class VTLP(nn.Module):
     above ``boundary_hz`` are compressed or stretched so that the Nyquist frequency stays in place.
     """
 
-    def __init__(self, sample_rate: int, n_fft: int, factors: Sequence[float] = (0.9, 1.1),
-                 boundary_hz: float = 4800.0, generator: GeneratorLike = None) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        n_fft: int,
+        factors: Sequence[float] = (0.9, 1.1),
+        boundary_hz: float = 4800.0,
+        generator: GeneratorLike = None,
+    ) -> None:
         super().__init__()
         if len(factors) != 2 or not 0 < factors[0] <= factors[1]:
             raise ValueError(f"VTLP factors must be a range (lo, hi) with 0 < lo <= hi, got {list(factors)}")
         nyquist = sample_rate / 2
         if not 0 < boundary_hz * max(factors[1], 1.0) < nyquist:
-            raise ValueError(f"VTLP boundary {boundary_hz} Hz times the largest factor must stay below the Nyquist "
-                             f"frequency {nyquist} Hz")
+            raise ValueError(
+                f"VTLP boundary {boundary_hz} Hz times the largest factor must stay below the Nyquist "
+                f"frequency {nyquist} Hz"
+            )
         self.factors = (float(factors[0]), float(factors[1]))
         self.nyquist = nyquist
         self.boundary_hz = float(boundary_hz)
@@ -248,9 +272,14 @@ class AddNoise(nn.Module):
     (not saved in checkpoints): an hour of noise takes 230 MB of device memory.
     """
 
-    def __init__(self, noise: str | os.PathLike | Sequence[torch.Tensor | np.ndarray],
-                 snr_db: tuple[float, float] = (0.0, 20.0), prob: float = 0.5, sample_rate: int = 16000,
-                 generator: GeneratorLike = None) -> None:
+    def __init__(
+        self,
+        noise: str | os.PathLike | Sequence[torch.Tensor | np.ndarray],
+        snr_db: tuple[float, float] = (0.0, 20.0),
+        prob: float = 0.5,
+        sample_rate: int = 16000,
+        generator: GeneratorLike = None,
+    ) -> None:
         super().__init__()
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"prob must be in [0, 1], got {prob}")
@@ -295,8 +324,10 @@ def _load_noise(noise: str | os.PathLike | Sequence[torch.Tensor | np.ndarray], 
         from asr.data.audio import load_audio
         from asr.data.manifest import read_manifest
 
-        named = [(u.audio_filepath, torch.from_numpy(load_audio(u.audio_filepath, sample_rate)))
-                 for u in read_manifest(noise)]
+        named = [
+            (u.audio_filepath, torch.from_numpy(load_audio(u.audio_filepath, sample_rate)))
+            for u in read_manifest(noise)
+        ]
     else:
         named = [(f"noise clip {i}", torch.as_tensor(c, dtype=torch.float32)) for i, c in enumerate(noise)]
     if not named:

@@ -46,8 +46,9 @@ class EMACallback(L.Callback):
             self._loaded = None
 
     @torch.no_grad()
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # With gradient accumulation (or a skipped batch) not every batch ends in an optimizer step.
         if self.ema is None or trainer.global_step == self._last_step:
             return
@@ -85,8 +86,7 @@ class EMACallback(L.Callback):
         # place before it saves.
         self._swap_out(pl_module)
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if self.ema is None:
             return
         if self._raw is not None:  # saved mid-validation: "state_dict" must still be the weights being trained
@@ -94,8 +94,7 @@ class EMACallback(L.Callback):
         checkpoint["ema_state_dict"] = self.state_dict_for(pl_module)
         checkpoint["ema_updates"] = self.num_updates
 
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if "ema_state_dict" not in checkpoint:
             return  # resuming a run that had no EMA: start one from the restored weights
         state, updates = checkpoint["ema_state_dict"], int(checkpoint.get("ema_updates", 0))

@@ -93,8 +93,16 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
-def _try_step(model: nn.Module, n: int, samples: int, target_len: int, vocab: int, blank: int,
-              device: torch.device, amp_dtype: torch.dtype | None) -> tuple[int, float]:
+def _try_step(
+    model: nn.Module,
+    n: int,
+    samples: int,
+    target_len: int,
+    vocab: int,
+    blank: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> tuple[int, float]:
     """Forward + backward of ``n`` utterances of ``samples`` samples, twice (the first builds cuDNN plans);
     returns (peak bytes, seconds of the second step). Raises on out-of-memory."""
     torch.cuda.reset_peak_memory_stats(device)
@@ -108,24 +116,47 @@ def _try_step(model: nn.Module, n: int, samples: int, target_len: int, vocab: in
     return int(torch.cuda.max_memory_allocated(device)), seconds
 
 
-def _step(model: nn.Module, n: int, samples: int, target_len: int, vocab: int, blank: int,
-          device: torch.device, amp_dtype: torch.dtype | None) -> None:
+def _step(
+    model: nn.Module,
+    n: int,
+    samples: int,
+    target_len: int,
+    vocab: int,
+    blank: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> None:
     audio = torch.randn(n, samples, device=device) * 0.05
     lengths = torch.full((n,), samples, dtype=torch.long, device=device)
     targets = torch.randint(1, vocab, (n, target_len), device=device)
     targets[targets == blank] = (blank + 1) % vocab
     with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         log_probs, out_lens = model(audio, lengths)
-    loss = nn.functional.ctc_loss(log_probs.float().transpose(0, 1), targets, out_lens,
-                                  torch.full((n,), target_len, dtype=torch.long, device=device),
-                                  blank=blank, reduction="sum", zero_infinity=True)
+    loss = nn.functional.ctc_loss(
+        log_probs.float().transpose(0, 1),
+        targets,
+        out_lens,
+        torch.full((n,), target_len, dtype=torch.long, device=device),
+        blank=blank,
+        reduction="sum",
+        zero_infinity=True,
+    )
     loss.backward()
 
 
-def probe_batch_seconds(model: nn.Module, longest_seconds: float, sample_rate: int, vocab_size: int,
-                        device: torch.device | str = "cuda", amp_dtype: torch.dtype | None = torch.float16,
-                        memory_fraction: float = 0.6, max_batch_seconds: float = MAX_PROBE_SECONDS,
-                        min_gain: float = 0.0, blank: int = 0, chars_per_second: float = 15.0) -> ProbeResult:
+def probe_batch_seconds(
+    model: nn.Module,
+    longest_seconds: float,
+    sample_rate: int,
+    vocab_size: int,
+    device: torch.device | str = "cuda",
+    amp_dtype: torch.dtype | None = torch.float16,
+    memory_fraction: float = 0.6,
+    max_batch_seconds: float = MAX_PROBE_SECONDS,
+    min_gain: float = 0.0,
+    blank: int = 0,
+    chars_per_second: float = 15.0,
+) -> ProbeResult:
     """The padded-seconds budget to train with on ``device`` (a CUDA device): see :func:`choose_batch`.
 
     ``model`` maps (audio, lengths) to (log-probs, frame lengths), as :class:`asr.model.network.ASRModel` does; it is
@@ -161,14 +192,23 @@ def probe_batch_seconds(model: nn.Module, longest_seconds: float, sample_rate: i
             torch.cuda.empty_cache()
         speed = n * longest_seconds / seconds if ok and seconds > 0 else None
         tried.append((n, ok, peak, speed or 0.0))
-        log.info("batch probe: %d x %.1f s -> %s (peak %.1f of %.1f GiB, %s audio-s/s)", n, longest_seconds,
-                 "fits" if ok else "too large", peak / 2**30, total / 2**30, f"{speed:.0f}" if speed else "-")
+        log.info(
+            "batch probe: %d x %.1f s -> %s (peak %.1f of %.1f GiB, %s audio-s/s)",
+            n,
+            longest_seconds,
+            "fits" if ok else "too large",
+            peak / 2**30,
+            total / 2**30,
+            f"{speed:.0f}" if speed else "-",
+        )
         return speed
 
     good = choose_batch(try_n, cap, min_gain)
     if good == 0:
-        raise RuntimeError(f"one utterance of {longest_seconds:.1f} s does not fit in {device}'s memory: "
-                           "lower data.max_duration or the model size")
+        raise RuntimeError(
+            f"one utterance of {longest_seconds:.1f} s does not fit in {device}'s memory: "
+            "lower data.max_duration or the model size"
+        )
     peak = max(p for m, ok, p, _ in tried if ok and m == good)
     return ProbeResult(good * longest_seconds, good, longest_seconds, peak, total, tried)
 
@@ -193,17 +233,24 @@ def longest_training_seconds(durations: list[float], speed_factors: list[float] 
     return max(durations) / min(slowest, 1.0)
 
 
-def steps_cap(epoch_seconds: float, min_steps: int, ranks: int = 1, accumulate: int = 1,
-              longest_seconds: float = 0.0) -> float:
+def steps_cap(
+    epoch_seconds: float, min_steps: int, ranks: int = 1, accumulate: int = 1, longest_seconds: float = 0.0
+) -> float:
     """The largest per-rank batch (padded seconds) that still leaves ``min_steps`` optimizer steps per epoch of
     ``epoch_seconds`` of audio, with ``ranks`` data-parallel ranks each accumulating ``accumulate`` batches per
     step; never below one longest utterance (a batch must hold it)."""
     return max(longest_seconds, epoch_seconds / (min_steps * ranks * accumulate))
 
 
-def choose_auto_batch(on_gpu: bool, probe: Callable[[float], float], reference_seconds: float, lr: float,
-                      agree: Callable[[float], float] = lambda x: x, device: str = "cuda",
-                      cap_seconds: float | None = None) -> BatchChoice:
+def choose_auto_batch(
+    on_gpu: bool,
+    probe: Callable[[float], float],
+    reference_seconds: float,
+    lr: float,
+    agree: Callable[[float], float] = lambda x: x,
+    device: str = "cuda",
+    cap_seconds: float | None = None,
+) -> BatchChoice:
     """``data.max_batch_seconds: auto``: on a GPU the probed budget (``probe(limit)``, searched up to ``limit``
     seconds), made the same on every rank by ``agree`` (the minimum over ranks under DDP), with ``lr`` scaled by
     :func:`scale_lr`; on a CPU, where memory does not bound the batch, ``reference_seconds`` and ``lr`` unchanged.
@@ -211,8 +258,12 @@ def choose_auto_batch(on_gpu: bool, probe: Callable[[float], float], reference_s
     ``cap_seconds`` (:func:`steps_cap`) bounds the search so that an epoch keeps enough optimizer steps.
     """
     if not on_gpu:
-        log.info("data.max_batch_seconds: auto on a CPU: training with data.reference_batch_seconds = %g s and "
-                 "optim.lr = %g (the probe measures GPU memory)", reference_seconds, lr)
+        log.info(
+            "data.max_batch_seconds: auto on a CPU: training with data.reference_batch_seconds = %g s and "
+            "optim.lr = %g (the probe measures GPU memory)",
+            reference_seconds,
+            lr,
+        )
         return BatchChoice(reference_seconds, lr, "CPU fallback")
     limit = cap_seconds if cap_seconds is not None else MAX_PROBE_SECONDS
     seconds = agree(probe(limit))
@@ -220,10 +271,19 @@ def choose_auto_batch(on_gpu: bool, probe: Callable[[float], float], reference_s
     # The probe stops within one utterance of the limit when memory is not what binds.
     capped = cap_seconds is not None and seconds > 0.9 * cap_seconds
     how = f"probed on {device}" + (", capped by data.auto_min_steps_per_epoch" if capped else "")
-    log.info("data.max_batch_seconds: auto -> %.0f s of padded audio per batch (%s%s); optim.lr %g -> %g "
-             "(square-root rule from data.reference_batch_seconds = %g s)", seconds, how,
-             f": memory would allow more, but an epoch would then have fewer than the minimum steps (at most "
-             f"{limit:.0f} s per batch)" if capped else "", lr, scaled, reference_seconds)
+    log.info(
+        "data.max_batch_seconds: auto -> %.0f s of padded audio per batch (%s%s); optim.lr %g -> %g "
+        "(square-root rule from data.reference_batch_seconds = %g s)",
+        seconds,
+        how,
+        f": memory would allow more, but an epoch would then have fewer than the minimum steps (at most "
+        f"{limit:.0f} s per batch)"
+        if capped
+        else "",
+        lr,
+        scaled,
+        reference_seconds,
+    )
     return BatchChoice(seconds, scaled, how)
 
 

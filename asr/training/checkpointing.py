@@ -13,8 +13,6 @@ intact instead of a truncated one.
 
 from __future__ import annotations
 
-from asr.errors import CheckpointWriteError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import logging
 import os
 from pathlib import Path
@@ -24,6 +22,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from asr.errors import CheckpointWriteError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
 log = logging.getLogger("asr")
 
@@ -35,8 +35,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     rename) when that folder is on another file system, and can leave a truncated file behind.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
-                        storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
         path = Path(path)
@@ -50,8 +51,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         except OSError as e:
             tmp.unlink(missing_ok=True)
-            raise CheckpointWriteError(e.errno, f"{path}: could not write the checkpoint ({e.strerror or e}); "
-                                                "the previous file there, if any, is intact") from e
+            raise CheckpointWriteError(
+                e.errno,
+                f"{path}: could not write the checkpoint ({e.strerror or e}); "
+                "the previous file there, if any, is intact",
+            ) from e
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -81,8 +85,9 @@ class LastCheckpoint(Checkpoint):
         self._saved_step = trainer.global_step
         log.info("saved %s (epoch %d, step %d)", self.path, trainer.current_epoch, trainer.global_step)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         max_steps_reached = 0 <= trainer.max_steps <= trainer.global_step
         if trainer.should_stop or max_steps_reached:
             self.save(trainer)

@@ -7,8 +7,6 @@ suggests the closest known key. Command-line overrides use the same dotted names
 
 from __future__ import annotations
 
-from asr.errors import ConfigError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import dataclasses
 import difflib
 import os
@@ -19,10 +17,10 @@ from typing import Any
 
 import yaml
 
+from asr.data.tokenizer import DEFAULT_ALPHABET, TokenizerConfig  # noqa: F401  (a config section)
+from asr.errors import ConfigError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 from asr.model.features import FeatureConfig
 from asr.model.network import ModelDimensions
-from asr.data.tokenizer import DEFAULT_ALPHABET, TokenizerConfig  # noqa: F401  (a config section)
-
 
 DEFAULT_WARMUP = 0.05  # optim.warmup when neither it nor optim.warmup_steps is set
 # Keys that are two forms of one setting: an override of one replaces the other one (file or earlier override).
@@ -58,12 +56,15 @@ class DataConfig:
     def __post_init__(self) -> None:
         if isinstance(self.max_batch_seconds, str):
             if self.max_batch_seconds != "auto":
-                raise ValueError(f"data.max_batch_seconds must be a number of seconds or 'auto', got "
-                                 f"{self.max_batch_seconds!r}")
+                raise ValueError(
+                    f"data.max_batch_seconds must be a number of seconds or 'auto', got {self.max_batch_seconds!r}"
+                )
             if self.reference_batch_seconds is None:
-                raise ValueError("data.max_batch_seconds: auto needs data.reference_batch_seconds, the batch "
-                                 "(padded seconds) optim.lr was tuned at: the learning rate is scaled from it, "
-                                 "and a CPU trains with it")
+                raise ValueError(
+                    "data.max_batch_seconds: auto needs data.reference_batch_seconds, the batch "
+                    "(padded seconds) optim.lr was tuned at: the learning rate is scaled from it, "
+                    "and a CPU trains with it"
+                )
         elif not self.max_batch_seconds > 0:
             raise ValueError(f"data.max_batch_seconds must be positive, got {self.max_batch_seconds}")
         if self.auto_min_steps_per_epoch < 1:
@@ -117,8 +118,10 @@ class OptimConfig:
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.warmup is not None and self.warmup_steps is not None:
-            raise ValueError(f"optim.warmup ({self.warmup}, a fraction of the run) and optim.warmup_steps "
-                             f"({self.warmup_steps}, steps) are two forms of one setting: set only one")
+            raise ValueError(
+                f"optim.warmup ({self.warmup}, a fraction of the run) and optim.warmup_steps "
+                f"({self.warmup_steps}, steps) are two forms of one setting: set only one"
+            )
         if self.warmup is not None and not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"optim.warmup is a fraction of the run, in [0, 1); got {self.warmup}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
@@ -177,16 +180,22 @@ class TrainerConfig:
         if self.max_epochs < -1 or self.max_epochs == 0:
             raise ValueError(f"trainer.max_epochs must be positive, or -1 for no epoch cap; got {self.max_epochs}")
         if self.max_epochs == -1 and not self.max_minutes and self.max_steps < 0:
-            raise ValueError("trainer.max_epochs=-1 (no epoch cap) needs a time budget: set trainer.max_minutes "
-                             "(--max-minutes) or trainer.max_steps, or training would never end")
+            raise ValueError(
+                "trainer.max_epochs=-1 (no epoch cap) needs a time budget: set trainer.max_minutes "
+                "(--max-minutes) or trainer.max_steps, or training would never end"
+            )
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"trainer.max_minutes must be positive, got {self.max_minutes}")
         if self.early_stopping_patience < 0 or self.early_stopping_min_delta < 0:
-            raise ValueError("trainer.early_stopping_patience (validations; 0 = off) and "
-                             "trainer.early_stopping_min_delta must be 0 or more")
+            raise ValueError(
+                "trainer.early_stopping_patience (validations; 0 = off) and "
+                "trainer.early_stopping_min_delta must be 0 or more"
+            )
         if self.val_check_minutes is not None and not self.val_check_minutes > 0:
-            raise ValueError(f"trainer.val_check_minutes must be positive (or unset: validate at epoch ends), "
-                             f"got {self.val_check_minutes}")
+            raise ValueError(
+                f"trainer.val_check_minutes must be positive (or unset: validate at epoch ends), "
+                f"got {self.val_check_minutes}"
+            )
         if self.average_checkpoints < 0:
             raise ValueError(f"trainer.average_checkpoints must be 0 (off) or more, got {self.average_checkpoints}")
 

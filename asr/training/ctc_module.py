@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from asr.data.manifest import ManifestError
+from asr.data.tokenizer import build_tokenizer, tokenizer_from_dict
+from asr.decoding.greedy import greedy_decode
+from asr.evaluation.metrics import ErrorRates
+from asr.model.features import FeatureConfig
+from asr.model.network import ASRModel, ModelDimensions
 from asr.training.augment import VTLP, AddNoise, SpecAugment, SpeedPerturb
 from asr.training.config import AugmentConfig, Config, ConfigError, OptimConfig
-from asr.decoding.greedy import greedy_decode
-from asr.model.features import FeatureConfig
-from asr.data.manifest import ManifestError
-from asr.evaluation.metrics import ErrorRates
-from asr.model.network import ASRModel, ModelDimensions
-from asr.data.tokenizer import build_tokenizer, tokenizer_from_dict
 
 log = logging.getLogger("asr")
 
@@ -35,8 +35,15 @@ def step_fraction(step: int, warmup: int, total: int | None) -> float:
     return min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
 
 
-def lr_lambda(step: int, warmup: int, total: int | None, schedule: str, min_ratio: float,
-              time_fraction: float = 0.0, progress: float | None = None) -> float:
+def lr_lambda(
+    step: int,
+    warmup: int,
+    total: int | None,
+    schedule: str,
+    min_ratio: float,
+    time_fraction: float = 0.0,
+    progress: float | None = None,
+) -> float:
     """Linear warm-up to 1 over ``warmup`` steps, then cosine decay to ``min_ratio`` at ``total`` steps (or
     constant): the schedule of ``optim.warmup_steps`` (see :func:`fraction_lr` for ``optim.warmup``).
 
@@ -116,8 +123,15 @@ def ctc_feasible(targets: torch.Tensor, target_lengths: torch.Tensor, frames: to
 
 
 class CTCModule(L.LightningModule):
-    def __init__(self, features: dict[str, Any], model: dict[str, Any], tokenizer: dict[str, Any],
-                 optim: dict[str, Any], augment: dict[str, Any], seed: int = 0):
+    def __init__(
+        self,
+        features: dict[str, Any],
+        model: dict[str, Any],
+        tokenizer: dict[str, Any],
+        optim: dict[str, Any],
+        augment: dict[str, Any],
+        seed: int = 0,
+    ):
         super().__init__()
         # Plain dicts only: Lightning checkpoints then load with weights_only=True.
         self.save_hyperparameters()
@@ -125,15 +139,31 @@ class CTCModule(L.LightningModule):
         self.model = ASRModel(ModelDimensions(**model), FeatureConfig(**features))
         self.optim_config = OptimConfig(**optim)
         aug = AugmentConfig(**augment)
-        self.spec_augment = (SpecAugment(freq_masks=aug.freq_masks, freq_width=aug.freq_width,
-                                         time_masks=aug.time_masks, time_width=aug.time_width, generator=seed)
-                             if aug.spec_augment else None)
+        self.spec_augment = (
+            SpecAugment(
+                freq_masks=aug.freq_masks,
+                freq_width=aug.freq_width,
+                time_masks=aug.time_masks,
+                time_width=aug.time_width,
+                generator=seed,
+            )
+            if aug.spec_augment
+            else None
+        )
         self.speed_perturb = SpeedPerturb(aug.speed_factors, generator=seed + 1) if aug.speed_perturb else None
         fc = self.model.feature_config
-        self.vtlp = (VTLP(fc.sample_rate, fc.n_fft, aug.vtlp_factors, generator=seed + 3) if aug.vtlp else None)
-        self.add_noise = (AddNoise(aug.noise_manifest, snr_db=tuple(aug.noise_snr_db), prob=aug.noise_prob,
-                                   sample_rate=self.model.sample_rate, generator=seed + 2)
-                          if aug.noise_manifest else None)
+        self.vtlp = VTLP(fc.sample_rate, fc.n_fft, aug.vtlp_factors, generator=seed + 3) if aug.vtlp else None
+        self.add_noise = (
+            AddNoise(
+                aug.noise_manifest,
+                snr_db=tuple(aug.noise_snr_db),
+                prob=aug.noise_prob,
+                sample_rate=self.model.sample_rate,
+                generator=seed + 2,
+            )
+            if aug.noise_manifest
+            else None
+        )
         self.ctc = nn.CTCLoss(blank=self.tokenizer.blank_id, reduction="sum", zero_infinity=True)
         self.skipped_batches = 0
         self.skipped_utterances = 0
@@ -163,9 +193,14 @@ class CTCModule(L.LightningModule):
         except ValueError as e:
             raise ConfigError(str(e)) from None
         dims = dataclasses.replace(config.model, vocab_size=len(tokenizer))
-        return cls(features=dataclasses.asdict(config.features), model=dataclasses.asdict(dims),
-                   tokenizer=tokenizer.to_dict(), optim=dataclasses.asdict(config.optim),
-                   augment=dataclasses.asdict(config.augment), seed=config.trainer.seed)
+        return cls(
+            features=dataclasses.asdict(config.features),
+            model=dataclasses.asdict(dims),
+            tokenizer=tokenizer.to_dict(),
+            optim=dataclasses.asdict(config.optim),
+            augment=dataclasses.asdict(config.augment),
+            seed=config.trainer.seed,
+        )
 
     # --- training -------------------------------------------------------------------------------------------
     def _augment_audio(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,13 +220,21 @@ class CTCModule(L.LightningModule):
             if self.skipped_utterances <= 20:
                 log.warning("skipped %s", s)
 
-    def ctc_loss(self, log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor,
-                 target_lengths: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def ctc_loss(
+        self, log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
         """Mean per-utterance CTC loss over the utterances whose transcript fits their frames, and how many did
         not (``zero_infinity`` alone would count those as a loss of 0 without a word)."""
         feasible = ctc_feasible(targets, target_lengths, out_lens)
-        losses = nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, out_lens, target_lengths,
-                                        blank=self.tokenizer.blank_id, reduction="none", zero_infinity=True)
+        losses = nn.functional.ctc_loss(
+            log_probs.transpose(0, 1),
+            targets,
+            out_lens,
+            target_lengths,
+            blank=self.tokenizer.blank_id,
+            reduction="none",
+            zero_infinity=True,
+        )
         kept = int(feasible.sum())
         return (losses * feasible).sum() / max(kept, 1), len(feasible) - kept
 
@@ -208,12 +251,18 @@ class CTCModule(L.LightningModule):
             loss, infeasible = self.ctc_loss(log_probs, out_lens, batch["targets"], batch["target_lengths"])
             if infeasible:
                 self.infeasible_utterances += infeasible
-                log.warning("%d utterance(s) in batch %d too short for their transcript after augmentation; left out "
-                            "of the loss (%d so far)", infeasible, batch_idx, self.infeasible_utterances)
+                log.warning(
+                    "%d utterance(s) in batch %d too short for their transcript after augmentation; left out "
+                    "of the loss (%d so far)",
+                    infeasible,
+                    batch_idx,
+                    self.infeasible_utterances,
+                )
             usable = infeasible < log_probs.shape[0] and bool(torch.isfinite(loss))
             if not usable and infeasible < log_probs.shape[0]:
-                log.warning("non-finite loss in batch %d (files: %s); skipped", batch_idx,
-                            ", ".join(batch["paths"][:3]))
+                log.warning(
+                    "non-finite loss in batch %d (files: %s); skipped", batch_idx, ", ".join(batch["paths"][:3])
+                )
         else:
             self._epoch_empty_batches += 1
         # Every rank takes part in this collective, even one whose batch could not be read, so all skip together
@@ -225,8 +274,12 @@ class CTCModule(L.LightningModule):
         if self._skip_step:
             self.skipped_batches += 1
             if self.skipped_batches <= 20 or self.skipped_batches % 100 == 0:
-                log.warning("batch %d skipped on every rank (%d so far)%s", batch_idx, self.skipped_batches,
-                            "" if usable else ": nothing usable in this rank's batch")
+                log.warning(
+                    "batch %d skipped on every rank (%d so far)%s",
+                    batch_idx,
+                    self.skipped_batches,
+                    "" if usable else ": nothing usable in this rank's batch",
+                )
             # Not None: Lightning refuses that under DDP. A zero loss reaching every parameter keeps DDP's gradient
             # all-reduce paired on all ranks; optimizer_step then leaves the weights and optimizer state alone.
             zero = torch.zeros((), device=self.device)
@@ -262,8 +315,12 @@ class CTCModule(L.LightningModule):
                 p.grad = None
         elif self._frozen and not self._thaw_logged:
             self._thaw_logged = True
-            log.info("step %d: the %d frozen parameter tensors (optim.freeze_layers=%d) train from now on",
-                     self.global_step, len(self._frozen), self.optim_config.freeze_layers)
+            log.info(
+                "step %d: the %d frozen parameter tensors (optim.freeze_layers=%d) train from now on",
+                self.global_step,
+                len(self._frozen),
+                self.optim_config.freeze_layers,
+            )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Every random draw of a batch (augmentation generators, dropout) is seeded from (seed, rank, epoch, batch),
@@ -294,8 +351,10 @@ class CTCModule(L.LightningModule):
     def _no_step_error(self) -> ManifestError:
         e, empty = self.current_epoch, self._epoch_empty_batches
         if empty:
-            why = (f"{empty} of its batches had no readable audio (e.g. {self._first_skipped}); check that the "
-                   "training manifest's audio files exist and decode")
+            why = (
+                f"{empty} of its batches had no readable audio (e.g. {self._first_skipped}); check that the "
+                "training manifest's audio files exist and decode"
+            )
         else:
             why = "every batch had a non-finite loss; lower optim.lr or check the data"
         return ManifestError(f"epoch {e} trained no step: {why}")
@@ -321,8 +380,11 @@ class CTCModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         r = self._val_rates
-        counts = torch.tensor([r.words.total, r.words.reference_length, r.chars.total, r.chars.reference_length,
-                               self._epoch_steps], dtype=torch.float64, device=self.device)
+        counts = torch.tensor(
+            [r.words.total, r.words.reference_length, r.chars.total, r.chars.reference_length, self._epoch_steps],
+            dtype=torch.float64,
+            device=self.device,
+        )
         if self.trainer.world_size > 1:
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
         # Fail before val_wer is logged, so ModelCheckpoint never keeps a "best" model that learnt nothing or was
@@ -330,10 +392,15 @@ class CTCModule(L.LightningModule):
         if not self.trainer.sanity_checking and counts[4] == 0:
             raise self._no_step_error()
         if counts[1] == 0:
-            unreadable = (f"; {len(self._val_skipped)} utterances could not be read, e.g. {self._val_skipped[0]}"
-                          if self._val_skipped else "; every transcript is empty")
-            raise ManifestError(f"validation at epoch {self.current_epoch} had no reference words{unreadable}. A "
-                                "WER over nothing is not 0 %: check the validation manifest")
+            unreadable = (
+                f"; {len(self._val_skipped)} utterances could not be read, e.g. {self._val_skipped[0]}"
+                if self._val_skipped
+                else "; every transcript is empty"
+            )
+            raise ManifestError(
+                f"validation at epoch {self.current_epoch} had no reference words{unreadable}. A "
+                "WER over nothing is not 0 %: check the validation manifest"
+            )
         wer = (counts[0] / counts[1].clamp(min=1)).item()
         cer = (counts[2] / counts[3].clamp(min=1)).item()
         self.log("val_wer", wer, prog_bar=True, sync_dist=False)
@@ -350,8 +417,11 @@ class CTCModule(L.LightningModule):
         c = self.optim_config
         decay = [p for n, p in self.named_parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for n, p in self.named_parameters() if p.requires_grad and p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=tuple(c.betas))
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=c.lr,
+            betas=tuple(c.betas),
+        )
         control = None
         if self.trainer is not None:
             from asr.training.run_control import RunControl

@@ -14,8 +14,6 @@ the last drawing took under 2 % of the time since it (1-2 s each on a busy 2-cor
 
 from __future__ import annotations
 
-from asr.errors import UsageError
-
 import bisect
 import csv
 import logging
@@ -28,6 +26,7 @@ from typing import Callable
 
 import lightning as L
 
+from asr.errors import UsageError
 from asr.evaluation.plotting import PlottingUnavailable, figure_png, new_figure
 
 log = logging.getLogger("asr")
@@ -188,8 +187,7 @@ def plot_training_curves(metrics_csv: str | os.PathLike, png: str | os.PathLike,
         log_loss = bool(losses) and min(losses) > 0 and max(losses) / min(losses) > 20
         if train_key:
             x, y = xy(train_key)
-            loss_ax.plot(x, y, lw=0.7, alpha=0.35 if len(y) > SMOOTH_AFTER else 0.8, color="C0",
-                         label="training loss")
+            loss_ax.plot(x, y, lw=0.7, alpha=0.35 if len(y) > SMOOTH_AFTER else 0.8, color="C0", label="training loss")
             if len(y) > SMOOTH_AFTER:
                 loss_ax.plot(x, smoothed(y, log_loss), lw=1.2, color="C0", label="training loss (smoothed)")
         if VAL_LOSS in series:
@@ -257,8 +255,9 @@ class TrainingCurves(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = self._last_drawn = time.monotonic()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         pl_module.log(ELAPSED, self._elapsed(), on_step=True, on_epoch=False)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -281,8 +280,11 @@ class TrainingCurves(L.Callback):
         started = time.monotonic()
         try:
             metrics = self._flush_log(trainer)
-            plot_training_curves(metrics, self.png, title=f"{self.png.parent.name}: step {trainer.global_step}, "
-                                                          f"epoch {trainer.current_epoch}")
+            plot_training_curves(
+                metrics,
+                self.png,
+                title=f"{self.png.parent.name}: step {trainer.global_step}, epoch {trainer.current_epoch}",
+            )
         except Exception as e:  # noqa: BLE001 - a picture must never cost a training run
             if at_end or not self._disabled:
                 reason = str(e) if isinstance(e, PlottingUnavailable) else f"{type(e).__name__}: {e}"

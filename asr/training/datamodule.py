@@ -10,17 +10,22 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from asr.training.config import DataConfig
 from asr.data.dataset import AudioDataset, Skipped, collate, screen_utterances
 from asr.data.manifest import ManifestError, Utterance, read_manifest
 from asr.data.sampler import DynamicBucketingSampler
 from asr.data.tokenizer import Tokenizer
+from asr.training.config import DataConfig
 
 log = logging.getLogger("asr")
 
 
-def load_split(path: str | os.PathLike, tokenizer: Tokenizer, output_frames: Callable[[Sequence[float]], Sequence[int]],
-               max_duration: float | None, fastest_speed: float = 1.0) -> tuple[list[Utterance], list[Skipped]]:
+def load_split(
+    path: str | os.PathLike,
+    tokenizer: Tokenizer,
+    output_frames: Callable[[Sequence[float]], Sequence[int]],
+    max_duration: float | None,
+    fastest_speed: float = 1.0,
+) -> tuple[list[Utterance], list[Skipped]]:
     """Read and screen one manifest; bad lines and unusable utterances are returned as :class:`Skipped`.
 
     ``fastest_speed`` is the largest speed-perturbation factor training may apply (1.0 without it): the audio is
@@ -32,8 +37,10 @@ def load_split(path: str | os.PathLike, tokenizer: Tokenizer, output_frames: Cal
     kept, rejected = screen_utterances(utts, tokenizer, output_frames, max_duration, fastest_speed)
     skipped += rejected
     if not kept:
-        raise ManifestError(f"{path}: no usable utterances ({len(skipped)} skipped; first: "
-                            f"{skipped[0] if skipped else 'manifest is empty'})")
+        raise ManifestError(
+            f"{path}: no usable utterances ({len(skipped)} skipped; first: "
+            f"{skipped[0] if skipped else 'manifest is empty'})"
+        )
     return kept, skipped
 
 
@@ -71,8 +78,15 @@ class ResumableDataLoader(DataLoader):
 
 
 class ASRDataModule(L.LightningDataModule):
-    def __init__(self, train: list[Utterance], val: list[Utterance], tokenizer: Tokenizer, sample_rate: int,
-                 config: DataConfig, seed: int = 0):
+    def __init__(
+        self,
+        train: list[Utterance],
+        val: list[Utterance],
+        tokenizer: Tokenizer,
+        sample_rate: int,
+        config: DataConfig,
+        seed: int = 0,
+    ):
         super().__init__()
         self.config = config
         self.seed = seed
@@ -87,32 +101,54 @@ class ASRDataModule(L.LightningDataModule):
     def _loader(self, dataset: AudioDataset, batch_sampler, resumable: bool = False) -> DataLoader:
         workers = self.config.num_workers
         loader = ResumableDataLoader if resumable else DataLoader
-        return loader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=workers,
-                      pin_memory=self.config.pin_memory and torch.cuda.is_available(),
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+        return loader(
+            dataset,
+            batch_sampler=batch_sampler,
+            collate_fn=collate,
+            num_workers=workers,
+            pin_memory=self.config.pin_memory and torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self._world()
         c = self.config
         sampler = DynamicBucketingSampler(
-            self.train_set.durations, max_batch_seconds=c.max_batch_seconds, shuffle=True, seed=self.seed,
-            num_replicas=world, rank=rank, sortagrad=c.sortagrad, max_batch_size=c.max_batch_size,
-            shuffle_window=c.shuffle_window)
+            self.train_set.durations,
+            max_batch_seconds=c.max_batch_seconds,
+            shuffle=True,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            sortagrad=c.sortagrad,
+            max_batch_size=c.max_batch_size,
+            shuffle_window=c.shuffle_window,
+        )
         stats = sampler.stats()
-        log.info("train batches per rank: %d, padding %.1f %% of frames", len(sampler),
-                 100 * stats.padding_fraction)
+        log.info("train batches per rank: %d, padding %.1f %% of frames", len(sampler), 100 * stats.padding_fraction)
         return self._loader(self.train_set, sampler, resumable=True)
 
     def val_dataloader(self) -> DataLoader:
         world, rank = self._world()
         # Sorted, tightly packed, every utterance once; ranks take every world-th batch (counts may differ by one,
         # which is fine because validation steps do no collective communication).
-        batches = list(DynamicBucketingSampler(self.val_set.durations, self.config.max_batch_seconds, shuffle=False,
-                                               num_replicas=1, rank=0, max_batch_size=self.config.max_batch_size))
+        batches = list(
+            DynamicBucketingSampler(
+                self.val_set.durations,
+                self.config.max_batch_seconds,
+                shuffle=False,
+                num_replicas=1,
+                rank=0,
+                max_batch_size=self.config.max_batch_size,
+            )
+        )
         if len(batches) < world:  # a small dev set on many devices: every rank still needs a batch
             if len(self.val_set) < world:
-                raise ManifestError(f"the validation set has {len(self.val_set)} usable utterances, fewer than the "
-                                    f"{world} training processes; add utterances or use fewer devices")
+                raise ManifestError(
+                    f"the validation set has {len(self.val_set)} usable utterances, fewer than the "
+                    f"{world} training processes; add utterances or use fewer devices"
+                )
             order = sorted(range(len(self.val_set)), key=lambda i: self.val_set.durations[i])
             batches = [order[r::world] for r in range(world)]
         return self._loader(self.val_set, batches[rank::world])

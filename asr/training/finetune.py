@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from asr.training.config import Config, ConfigError
-from asr.model.network import ASRModel
 from asr.model.file import load_model
+from asr.model.network import ASRModel
+from asr.training.config import Config, ConfigError
 
 log = logging.getLogger("asr")
 
@@ -45,8 +45,12 @@ class InitReport:
     vocabulary_changed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "loaded": len(self.loaded), "not_loaded": dict(self.not_loaded),
-                "output_layer_reinitialised": self.vocabulary_changed}
+        return {
+            "source": self.source,
+            "loaded": len(self.loaded),
+            "not_loaded": dict(self.not_loaded),
+            "output_layer_reinitialised": self.vocabulary_changed,
+        }
 
 
 def check_features(config: Config, source_features: Any, path: str) -> None:
@@ -56,8 +60,10 @@ def check_features(config: Config, source_features: Any, path: str) -> None:
     if diff:
         listed = "; ".join(f"features.{k}: config {ours.get(k)!r}, model {theirs[k]!r}" for k in diff)
         fix = " ".join(f"features.{k}={theirs[k]}" for k in diff)
-        raise ConfigError(f"{path}: --init-from keeps the source model's feature settings, and the config differs "
-                          f"({listed}); set them in the config or as overrides: {fix}")
+        raise ConfigError(
+            f"{path}: --init-from keeps the source model's feature settings, and the config differs "
+            f"({listed}); set them in the config or as overrides: {fix}"
+        )
 
 
 def init_from(model: ASRModel, tokenizer: Any, config: Config, path: str | os.PathLike) -> InitReport:
@@ -76,8 +82,10 @@ def init_from(model: ASRModel, tokenizer: Any, config: Config, path: str | os.Pa
         if name not in theirs:
             report.not_loaded[name] = "not in the source model"
         elif name.startswith(OUTPUT_LAYER) and report.vocabulary_changed:
-            report.not_loaded[name] = (f"output layer re-initialised: the vocabulary differs "
-                                       f"({len(source.tokenizer)} -> {len(tokenizer)} tokens)")
+            report.not_loaded[name] = (
+                f"output layer re-initialised: the vocabulary differs "
+                f"({len(source.tokenizer)} -> {len(tokenizer)} tokens)"
+            )
         elif theirs[name].shape != tensor.shape:
             report.not_loaded[name] = f"shape {tuple(theirs[name].shape)} in the source, {tuple(tensor.shape)} here"
         else:
@@ -85,8 +93,10 @@ def init_from(model: ASRModel, tokenizer: Any, config: Config, path: str | os.Pa
             report.loaded.append(name)
     learned = [n for n in chosen if not n.startswith(("features.", OUTPUT_LAYER))]  # a bias alone is no start
     if not learned:
-        raise ConfigError(f"{path}: none of its weights fit this config's model (e.g. {next(iter(report.not_loaded))}: "
-                          f"{next(iter(report.not_loaded.values()))}); --init-from needs the same model.* settings")
+        raise ConfigError(
+            f"{path}: none of its weights fit this config's model (e.g. {next(iter(report.not_loaded))}: "
+            f"{next(iter(report.not_loaded.values()))}); --init-from needs the same model.* settings"
+        )
     model.load_state_dict(chosen, strict=False)
     log.info("--init-from %s: loaded %d of %d tensors", path, len(report.loaded), len(ours))
     for name, why in report.not_loaded.items():
@@ -101,7 +111,9 @@ def frozen_parameters(model: ASRModel, layers: int) -> list[str]:
         return []
     n_rnn = len(model.encoder.layers)
     if layers > n_rnn + 1:
-        raise ConfigError(f"optim.freeze_layers={layers}, but the model has the front-end and {n_rnn} recurrent "
-                          f"layers below its output layer: at most {n_rnn + 1}")
+        raise ConfigError(
+            f"optim.freeze_layers={layers}, but the model has the front-end and {n_rnn} recurrent "
+            f"layers below its output layer: at most {n_rnn + 1}"
+        )
     prefixes = ["encoder.frontend."] + [f"encoder.layers.{i}." for i in range(layers - 1)]
     return [n for n, _ in model.named_parameters() if any(n.startswith(p) for p in prefixes)]

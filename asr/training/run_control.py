@@ -71,8 +71,14 @@ class RunControl(L.Callback):
         return "RunControl"
 
     def state_dict(self) -> dict[str, Any]:
-        return {"elapsed_seconds": self.elapsed, "epochs_done": self.epochs_done, "progress": self.progress,
-                "validations": [list(v) for v in self.validations], "best_wer": self.best_wer, "wait": self.wait}
+        return {
+            "elapsed_seconds": self.elapsed,
+            "epochs_done": self.epochs_done,
+            "progress": self.progress,
+            "validations": [list(v) for v in self.validations],
+            "best_wer": self.best_wer,
+            "wait": self.wait,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.elapsed = float(state["elapsed_seconds"])
@@ -101,8 +107,12 @@ class RunControl(L.Callback):
         seconds = self._elapsed_at_start + time.monotonic() - self._started if self._started is not None else None
         if self.record_validation(trainer.global_step, float(wer), seconds) and self.stop_reason is None:
             self.stop_reason = EARLY_STOPPING
-            log.info("early stopping: val_wer has not improved by more than %g for %d validations (best %.2f %%)",
-                     self.min_delta, self.wait, 100 * (self.best_wer or 0.0))
+            log.info(
+                "early stopping: val_wer has not improved by more than %g for %d validations (best %.2f %%)",
+                self.min_delta,
+                self.wait,
+                100 * (self.best_wer or 0.0),
+            )
             trainer.should_stop = True
 
     # --- the schedule ---------------------------------------------------------------------------------------
@@ -141,8 +151,10 @@ class RunControl(L.Callback):
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         self._request = INTERRUPT
-        log.warning("Ctrl-C: stopping after this batch and saving last.ckpt (press Ctrl-C again to abort at once, "
-                    "without saving)")
+        log.warning(
+            "Ctrl-C: stopping after this batch and saving last.ckpt (press Ctrl-C again to abort at once, "
+            "without saving)"
+        )
 
     def _restore_sigint(self) -> None:
         if self._old_sigint is not None:
@@ -155,8 +167,9 @@ class RunControl(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_sigint()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._check(trainer)
         if not trainer.should_stop and self._last_batch_of_run(trainer, batch_idx):
             # Lightning validates when a run is stopped inside its loop: so the run's final weights are always
@@ -172,8 +185,10 @@ class RunControl(L.Callback):
             return False
         last = getattr(trainer, "_last_val_time", None)
         if last is None:
-            raise RuntimeError("this Lightning version validates on a clock without the trainer attributes asr "
-                               "reads to keep ranks in step: leave trainer.val_check_minutes unset")
+            raise RuntimeError(
+                "this Lightning version validates on a clock without the trainer attributes asr "
+                "reads to keep ranks in step: leave trainer.val_check_minutes unset"
+            )
         return time.monotonic() - last >= interval
 
     @staticmethod
@@ -181,8 +196,7 @@ class RunControl(L.Callback):
         if 0 <= trainer.max_steps <= trainer.global_step:
             return True
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1
-        return (0 < max_epochs == trainer.current_epoch + 1
-                and batch_idx + 1 >= trainer.num_training_batches)
+        return 0 < max_epochs == trainer.current_epoch + 1 and batch_idx + 1 >= trainer.num_training_batches
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.current.completed >= trainer.num_training_batches:
@@ -193,9 +207,15 @@ class RunControl(L.Callback):
         """Agree with the other ranks on the time trained and on any stop request; stop if either says so."""
         assert self._started is not None
         request = max(self._request, SIGTERM if trainer.received_sigterm else 0)
-        state = torch.tensor([self._elapsed_at_start + time.monotonic() - self._started, float(request),
-                              float(self._validation_due(trainer))],
-                             dtype=torch.float64, device=trainer.strategy.root_device)
+        state = torch.tensor(
+            [
+                self._elapsed_at_start + time.monotonic() - self._started,
+                float(request),
+                float(self._validation_due(trainer)),
+            ],
+            dtype=torch.float64,
+            device=trainer.strategy.root_device,
+        )
         if trainer.world_size > 1:
             state = trainer.strategy.reduce(state, reduce_op="max")
         elapsed, request, due = state.tolist()
@@ -219,8 +239,9 @@ def read_state(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     return checkpoint.get("callbacks", {}).get("RunControl")
 
 
-def still_improving(validations: list[tuple[int, float, float]], final_step: int, tail: float = 0.2,
-                    threshold: float = 0.10) -> str | None:
+def still_improving(
+    validations: list[tuple[int, float, float]], final_step: int, tail: float = 0.2, threshold: float = 0.10
+) -> str | None:
     """A warning when validation WER fell by more than ``threshold`` (relative) over the last ``tail`` of the run
     (by optimizer steps), else None.
 
@@ -234,8 +255,10 @@ def still_improving(validations: list[tuple[int, float, float]], final_step: int
     end = validations[-1]
     if start[2] <= 0 or (start[2] - end[2]) / start[2] <= threshold:
         return None
-    return (f"validation WER was still falling when training stopped: {100 * start[2]:.2f} % at step {start[0]} "
-            f"({100 * start[0] / final_step:.0f} % of the run) -> {100 * end[2]:.2f} % at step {end[0]}, "
-            f"{100 * (start[2] - end[2]) / start[2]:.0f} % lower. The model would likely improve with more training: "
-            "give it more time (--max-minutes) or more epochs (--max-epochs); --resume with a larger budget "
-            "continues this run")
+    return (
+        f"validation WER was still falling when training stopped: {100 * start[2]:.2f} % at step {start[0]} "
+        f"({100 * start[0] / final_step:.0f} % of the run) -> {100 * end[2]:.2f} % at step {end[0]}, "
+        f"{100 * (start[2] - end[2]) / start[2]:.0f} % lower. The model would likely improve with more training: "
+        "give it more time (--max-minutes) or more epochs (--max-epochs); --resume with a larger budget "
+        "continues this run"
+    )

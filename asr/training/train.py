@@ -20,15 +20,14 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from asr.data.audio import load_audio
-from asr.training.batch_sizing import (BatchChoice, amp_dtype_of, choose_auto_batch, longest_training_seconds,
-                              steps_cap)
+from asr.data.dataset import Skipped
+from asr.data.manifest import Utterance, read_manifest
+from asr.model.file import save_model
+from asr.training.batch_sizing import BatchChoice, amp_dtype_of, choose_auto_batch, longest_training_seconds, steps_cap
 from asr.training.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from asr.training.config import Config, ConfigError, DataConfig, dump_config
 from asr.training.ctc_module import CTCModule
 from asr.training.datamodule import ASRDataModule, load_split
-from asr.data.dataset import Skipped
-from asr.data.manifest import Utterance, read_manifest
-from asr.model.file import save_model
 from asr.training.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
 from asr.training.training_log import MetricsLog, TensorBoardLog
 
@@ -59,15 +58,22 @@ def resolve_precision(precision: str, accelerator: str) -> str:
             return "16-mixed"
         return "bf16-mixed" if cpu_has_amx_bf16() else "32-true"
     if not on_gpu and precision.startswith("16"):
-        raise ConfigError(f"trainer.precision={precision} on a CPU: float16 runs hundreds of times slower than "
-                          "float32 there; use 32-true (or bf16-mixed)")
+        raise ConfigError(
+            f"trainer.precision={precision} on a CPU: float16 runs hundreds of times slower than "
+            "float32 there; use 32-true (or bf16-mixed)"
+        )
     return precision
 
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -82,8 +88,9 @@ class TrainingStopped(Exception):
 
 
 @torch.no_grad()
-def estimate_global_stats(module: CTCModule, utterances: Sequence[Utterance], max_utterances: int = 500,
-                          seed: int = 0) -> None:
+def estimate_global_stats(
+    module: CTCModule, utterances: Sequence[Utterance], max_utterances: int = 500, seed: int = 0
+) -> None:
     """Mean/std of log-mel per bin over a seeded random sample of the training set, for ``features.normalize:
     global``; a sample of the whole set, because the first lines of a sorted manifest are a handful of speakers."""
     feats = module.model.features
@@ -129,13 +136,20 @@ class EpochLog(L.Callback):
         m = trainer.callback_metrics
         pct = lambda key: f"{100 * float(m[key]):.2f} %" if key in m else "-"  # noqa: E731
         elapsed = time.time() - self.started
-        log.info("epoch %d: train_loss %.3f  val_wer %s  val_cer %s  %.0f audio-s/s per rank  (%.0f s)",
-                 trainer.current_epoch, self.loss_sum / max(self.steps, 1), pct("val_wer"), pct("val_cer"),
-                 self.audio_seconds / max(elapsed, 1e-9), elapsed)
+        log.info(
+            "epoch %d: train_loss %.3f  val_wer %s  val_cer %s  %.0f audio-s/s per rank  (%.0f s)",
+            trainer.current_epoch,
+            self.loss_sum / max(self.steps, 1),
+            pct("val_wer"),
+            pct("val_cer"),
+            self.audio_seconds / max(elapsed, 1e-9),
+            elapsed,
+        )
 
 
-def check_not_finished(ckpt_path: str, max_epochs: int, max_minutes: float | None, max_steps: int = -1,
-                       patience: int = 0) -> dict:
+def check_not_finished(
+    ckpt_path: str, max_epochs: int, max_minutes: float | None, max_steps: int = -1, patience: int = 0
+) -> dict:
     """Refuse to resume a run that has nothing left to do under the given caps, saying which cap to raise;
     returns the checkpoint."""
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -146,14 +160,18 @@ def check_not_finished(ckpt_path: str, max_epochs: int, max_minutes: float | Non
     steps_done = 0 <= max_steps <= int(checkpoint.get("global_step", 0))
     if (0 <= max_epochs <= epochs) or (max_minutes is not None and minutes >= max_minutes) or steps_done:
         budget = f" of the {max_minutes:g} min budget" if max_minutes is not None else ""
-        raise ConfigError(f"{ckpt_path}: already trained {epochs} epochs / {minutes:.1f} min{budget}; nothing to "
-                          f"do (trainer.max_epochs={max_epochs}); pass a larger --max-epochs or --max-minutes to "
-                          "train on")
+        raise ConfigError(
+            f"{ckpt_path}: already trained {epochs} epochs / {minutes:.1f} min{budget}; nothing to "
+            f"do (trainer.max_epochs={max_epochs}); pass a larger --max-epochs or --max-minutes to "
+            "train on"
+        )
     wait = int(state.get("wait", 0))
     if 0 < patience <= wait:
-        raise ConfigError(f"{ckpt_path}: this run stopped early: val_wer did not improve for {wait} validations "
-                          f"(best {100 * float(state.get('best_wer') or 0):.2f} %); nothing to do with "
-                          f"trainer.early_stopping_patience={patience}: raise it, or set it to 0, to train on")
+        raise ConfigError(
+            f"{ckpt_path}: this run stopped early: val_wer did not improve for {wait} validations "
+            f"(best {100 * float(state.get('best_wer') or 0):.2f} %); nothing to do with "
+            f"trainer.early_stopping_patience={patience}: raise it, or set it to 0, to train on"
+        )
     return checkpoint
 
 
@@ -163,8 +181,14 @@ class AutoBatch(L.Callback):
     chosen. A resumed run keeps the choice stored in its checkpoint (the sampler's position and the schedule
     refer to those batches), so it never probes again."""
 
-    def __init__(self, data_config: DataConfig, longest_seconds: float, precision: str,
-                 stored: dict | None = None, epoch_seconds: float = float("inf")):
+    def __init__(
+        self,
+        data_config: DataConfig,
+        longest_seconds: float,
+        precision: str,
+        stored: dict | None = None,
+        epoch_seconds: float = float("inf"),
+    ):
         self.data_config, self.longest, self.precision, self.stored = data_config, longest_seconds, precision, stored
         self.epoch_seconds = epoch_seconds
         self.choice: BatchChoice | None = None
@@ -184,8 +208,11 @@ class AutoBatch(L.Callback):
 
     def _choose(self, trainer: L.Trainer, module: L.LightningModule) -> BatchChoice:
         if self.stored:
-            log.info("data.max_batch_seconds: auto -> %.0f s, optim.lr %g, as chosen when this run started",
-                     self.stored["batch_seconds"], self.stored["lr"])
+            log.info(
+                "data.max_batch_seconds: auto -> %.0f s, optim.lr %g, as chosen when this run started",
+                self.stored["batch_seconds"],
+                self.stored["lr"],
+            )
             return BatchChoice(float(self.stored["batch_seconds"]), float(self.stored["lr"]), "resumed")
         from asr.training.batch_sizing import probe_batch_seconds
 
@@ -195,9 +222,16 @@ class AutoBatch(L.Callback):
         def probe(limit: float) -> float:
             model = copy.deepcopy(module.model)
             try:
-                return probe_batch_seconds(model, self.longest, module.model.sample_rate, len(tokenizer), device,
-                                           amp_dtype_of(self.precision), blank=tokenizer.blank_id,
-                                           max_batch_seconds=limit).batch_seconds
+                return probe_batch_seconds(
+                    model,
+                    self.longest,
+                    module.model.sample_rate,
+                    len(tokenizer),
+                    device,
+                    amp_dtype_of(self.precision),
+                    blank=tokenizer.blank_id,
+                    max_batch_seconds=limit,
+                ).batch_seconds
             finally:
                 del model
                 torch.cuda.empty_cache()
@@ -210,10 +244,16 @@ class AutoBatch(L.Callback):
 
         reference = self.data_config.reference_batch_seconds
         assert reference is not None  # DataConfig requires it with auto
-        cap = steps_cap(self.epoch_seconds, self.data_config.auto_min_steps_per_epoch, trainer.world_size,
-                        trainer.accumulate_grad_batches, self.longest)
-        return choose_auto_batch(device.type == "cuda", probe, reference, module.optim_config.lr, agree,
-                                 str(device), cap_seconds=cap)
+        cap = steps_cap(
+            self.epoch_seconds,
+            self.data_config.auto_min_steps_per_epoch,
+            trainer.world_size,
+            trainer.accumulate_grad_batches,
+            self.longest,
+        )
+        return choose_auto_batch(
+            device.type == "cuda", probe, reference, module.optim_config.lr, agree, str(device), cap_seconds=cap
+        )
 
 
 def stop_reason(control: RunControl, trainer: L.Trainer, max_epochs: int, max_steps: int) -> str:
@@ -221,8 +261,10 @@ def stop_reason(control: RunControl, trainer: L.Trainer, max_epochs: int, max_st
     if control.stop_reason == TIME_BUDGET:
         return f"time budget (trainer.max_minutes={control.budget_s / 60:g})" if control.budget_s else TIME_BUDGET
     if control.stop_reason == EARLY_STOPPING:
-        return (f"early stopping (no val_wer improvement for {control.wait} validations, "
-                f"trainer.early_stopping_patience={control.patience})")
+        return (
+            f"early stopping (no val_wer improvement for {control.wait} validations, "
+            f"trainer.early_stopping_patience={control.patience})"
+        )
     if 0 <= max_steps <= trainer.global_step:
         return f"max_steps (trainer.max_steps={max_steps})"
     if control.stop_reason:
@@ -234,15 +276,22 @@ def describe_tokenizer(tokenizer, out: Path) -> None:
     """Log the vocabulary; a sentencepiece model is also written out (tokenizer.model) for LM and lexicon tools."""
     if hasattr(tokenizer, "model_proto"):
         (out / "tokenizer.model").write_bytes(tokenizer.model_proto)
-        log.info("tokenizer: %d sentencepiece pieces + blank, written to %s", len(tokenizer) - 1,
-                 out / "tokenizer.model")
+        log.info(
+            "tokenizer: %d sentencepiece pieces + blank, written to %s", len(tokenizer) - 1, out / "tokenizer.model"
+        )
     else:
         log.info("tokenizer: %d characters + blank", len(tokenizer) - 1)
 
 
-def train(config: Config, train_manifest: str, val_manifest: str, output_dir: str | os.PathLike,
-          resume: str | bool = False, callbacks: Sequence[L.Callback] = (),
-          init_from: str | os.PathLike | None = None) -> Path:
+def train(
+    config: Config,
+    train_manifest: str,
+    val_manifest: str,
+    output_dir: str | os.PathLike,
+    resume: str | bool = False,
+    callbacks: Sequence[L.Callback] = (),
+    init_from: str | os.PathLike | None = None,
+) -> Path:
     """Train a model and write ``output_dir/model.pt``; returns that path.
 
     ``callbacks`` are added to Lightning's (tests use this to watch what each rank sees). ``init_from``: a
@@ -257,8 +306,7 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
         ckpt_path = str(resume) if isinstance(resume, str) else str(ckpt_dir / "last.ckpt")
         if not os.path.exists(ckpt_path):
             raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-        checkpoint = check_not_finished(ckpt_path, t.max_epochs, t.max_minutes, t.max_steps,
-                                        t.early_stopping_patience)
+        checkpoint = check_not_finished(ckpt_path, t.max_epochs, t.max_minutes, t.max_steps, t.early_stopping_patience)
         log.info("resuming from %s", ckpt_path)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     # Word pieces (tokenizer.type: bpe) are learned from the training transcripts before anything else.
@@ -280,8 +328,9 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
 
     # Speed perturbation can make audio this much shorter; a transcript must fit the shortest version.
     fastest = max(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
-    train_utts, train_skipped = load_split(train_manifest, tokenizer, output_frames, config.data.max_duration,
-                                           fastest_speed=max(fastest, 1.0))
+    train_utts, train_skipped = load_split(
+        train_manifest, tokenizer, output_frames, config.data.max_duration, fastest_speed=max(fastest, 1.0)
+    )
     val_utts, val_skipped = load_split(val_manifest, tokenizer, output_frames, None)
     for name, utts, skipped in (("train", train_utts, train_skipped), ("val", val_utts, val_skipped)):
         hours = sum(u.duration for u in utts) / 3600
@@ -290,8 +339,9 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
             write_skipped(out / f"skipped_{name}.txt", skipped)
             for s in skipped[:5]:
                 log.warning("%s: skipped %s", name, s)
-            log.warning("%s: %d utterances skipped in all; the list is in %s", name, len(skipped),
-                        out / f"skipped_{name}.txt")
+            log.warning(
+                "%s: %d utterances skipped in all; the list is in %s", name, len(skipped), out / f"skipped_{name}.txt"
+            )
 
     if config.features.normalize == "global" and init_report is None:  # a source model brings its own
         estimate_global_stats(module, train_utts, seed=config.trainer.seed)
@@ -302,18 +352,35 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     if data_config.max_batch_seconds == "auto":
         speeds = config.augment.speed_factors if config.augment.speed_perturb else None
         stored = (checkpoint or {}).get("callbacks", {}).get("AutoBatch") or None
-        auto_batch = AutoBatch(data_config, longest_training_seconds([u.duration for u in train_utts], speeds),
-                               resolve_precision(t.precision, t.accelerator), stored,
-                               epoch_seconds=sum(u.duration for u in train_utts))
+        auto_batch = AutoBatch(
+            data_config,
+            longest_training_seconds([u.duration for u in train_utts], speeds),
+            resolve_precision(t.precision, t.accelerator),
+            stored,
+            epoch_seconds=sum(u.duration for u in train_utts),
+        )
     data = ASRDataModule(train_utts, val_utts, tokenizer, sr, data_config, seed=t.seed)
     # Top-k by val_wer only; last.ckpt is LastCheckpoint's, written at every epoch end and every stop.
     # Saved when a validation ends, wherever in the epoch it falls (trainer.val_check_minutes).
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}-step{step:06d}-wer{val_wer:.4f}",
-                           monitor="val_wer", mode="min", save_top_k=max(3, t.average_checkpoints), save_last=False,
-                           auto_insert_metric_name=False, save_on_train_epoch_end=False)
+    ckpt = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="epoch{epoch:03d}-step{step:06d}-wer{val_wer:.4f}",
+        monitor="val_wer",
+        mode="min",
+        save_top_k=max(3, t.average_checkpoints),
+        save_last=False,
+        auto_insert_metric_name=False,
+        save_on_train_epoch_end=False,
+    )
     control = RunControl(t.max_minutes, t.early_stopping_patience, t.early_stopping_min_delta)
-    all_callbacks: list[L.Callback] = [control, ckpt, LastCheckpoint(ckpt_dir),
-                                       LearningRateMonitor(logging_interval="step"), EpochLog(sr), *callbacks]
+    all_callbacks: list[L.Callback] = [
+        control,
+        ckpt,
+        LastCheckpoint(ckpt_dir),
+        LearningRateMonitor(logging_interval="step"),
+        EpochLog(sr),
+        *callbacks,
+    ]
     if auto_batch is not None:
         all_callbacks.insert(0, auto_batch)
     if t.ema_decay > 0:
@@ -328,16 +395,27 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     precision = resolve_precision(t.precision, t.accelerator)
     log.info("precision %s%s", precision, " (trainer.precision: auto)" if t.precision == "auto" else "")
     trainer = L.Trainer(
-        default_root_dir=out, max_epochs=t.max_epochs, max_steps=t.max_steps,
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=precision, plugins=[AtomicCheckpointIO()],
-        gradient_clip_val=config.optim.grad_clip or None, accumulate_grad_batches=t.accumulate_grad_batches,
-        log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
+        default_root_dir=out,
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=precision,
+        plugins=[AtomicCheckpointIO()],
+        gradient_clip_val=config.optim.grad_clip or None,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
         val_check_interval=timedelta(minutes=t.val_check_minutes) if t.val_check_minutes else 1.0,
-        callbacks=all_callbacks, enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
+        callbacks=all_callbacks,
+        enable_progress_bar=t.progress_bar and sys.stderr.isatty(),
         use_distributed_sampler=False,
-        logger=[TensorBoardLog(out / "logs", resume=checkpoint is not None),
-                MetricsLog(out / "logs" / "csv" / "metrics.csv", resume=checkpoint is not None)],
+        logger=[
+            TensorBoardLog(out / "logs", resume=checkpoint is not None),
+            MetricsLog(out / "logs" / "csv" / "metrics.csv", resume=checkpoint is not None),
+        ],
         num_sanity_val_steps=0,
     )
     started = time.time()
@@ -348,10 +426,12 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     minutes = (time.time() - started) / 60
     if control.stop_reason in STOP_REASONS.values():
         last = ckpt_dir / "last.ckpt"
-        raise TrainingStopped(f"{control.stop_reason} after {control.epochs_done} full epochs, at step "
-                              f"{trainer.global_step} ({control.elapsed / 60:.1f} min trained); {last} holds it: "
-                              "continue with --resume",
-                              130 if control.stop_reason == STOP_REASONS[1] else 143)
+        raise TrainingStopped(
+            f"{control.stop_reason} after {control.epochs_done} full epochs, at step "
+            f"{trainer.global_step} ({control.elapsed / 60:.1f} min trained); {last} holds it: "
+            "continue with --resume",
+            130 if control.stop_reason == STOP_REASONS[1] else 143,
+        )
 
     reason = stop_reason(control, trainer, t.max_epochs, t.max_steps)
     schedule = getattr(module, "lr_schedule", None)
@@ -362,10 +442,16 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     position = schedule.position(step) if schedule is not None else None
     falling = still_improving(control.validations, trainer.global_step)
     if trainer.is_global_zero:
-        log.info("training stopped: %s, after %d steps, %.1f min trained; learning rate at the end %.3g (%.0f %% "
-                 "of the schedule; its end is %.3g)", reason, trainer.global_step, control.elapsed / 60,
-                 final_lr or 0.0, 100 * (position or 0.0),
-                 module.optim_config.lr * (config.optim.min_lr_ratio if config.optim.schedule == "cosine" else 1.0))
+        log.info(
+            "training stopped: %s, after %d steps, %.1f min trained; learning rate at the end %.3g (%.0f %% "
+            "of the schedule; its end is %.3g)",
+            reason,
+            trainer.global_step,
+            control.elapsed / 60,
+            final_lr or 0.0,
+            100 * (position or 0.0),
+            module.optim_config.lr * (config.optim.min_lr_ratio if config.optim.schedule == "cosine" else 1.0),
+        )
         if falling:
             log.warning("%s", falling)
 
@@ -373,7 +459,7 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
     if trainer.is_global_zero:
         last = ckpt_dir / "last.ckpt"
         best = ckpt.best_model_path or (str(last) if last.exists() else "")
-        averaged = sorted(ckpt.best_k_models, key=lambda p: float(ckpt.best_k_models[p]))[:t.average_checkpoints]
+        averaged = sorted(ckpt.best_k_models, key=lambda p: float(ckpt.best_k_models[p]))[: t.average_checkpoints]
         if averaged:
             from asr.training.averaging import average_checkpoints
 
@@ -386,17 +472,26 @@ def train(config: Config, train_manifest: str, val_manifest: str, output_dir: st
             "best_val_wer": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
             "checkpoint": os.path.basename(best) if best else None,
             "averaged_checkpoints": [os.path.basename(p) for p in averaged],
-            "epochs": trainer.current_epoch, "train_minutes": round(minutes, 2), "precision": precision,
+            "epochs": trainer.current_epoch,
+            "train_minutes": round(minutes, 2),
+            "precision": precision,
             "total_train_minutes": round(control.elapsed / 60, 2),
             "infeasible_utterances": module.infeasible_utterances,
-            "train_utterances": len(train_utts), "train_hours": sum(u.duration for u in train_utts) / 3600,
-            "skipped_train": len(train_skipped), "skipped_while_decoding": module.skipped_utterances,
-            "git_commit": git_commit(), "config": config.to_dict(),
-            "stop_reason": reason, "steps": trainer.global_step, "final_lr": final_lr,
-            "schedule_position": position, "still_improving": falling,
+            "train_utterances": len(train_utts),
+            "train_hours": sum(u.duration for u in train_utts) / 3600,
+            "skipped_train": len(train_skipped),
+            "skipped_while_decoding": module.skipped_utterances,
+            "git_commit": git_commit(),
+            "config": config.to_dict(),
+            "stop_reason": reason,
+            "steps": trainer.global_step,
+            "final_lr": final_lr,
+            "schedule_position": position,
+            "still_improving": falling,
             "validations": [{"step": s, "minutes": round(m / 60, 3), "val_wer": w} for s, m, w in control.validations],
-            "batch": auto_batch.choice.to_dict() if auto_batch is not None and auto_batch.choice else
-                     BatchChoice(float(data_config.max_batch_seconds), module.optim_config.lr, "fixed").to_dict(),
+            "batch": auto_batch.choice.to_dict()
+            if auto_batch is not None and auto_batch.choice
+            else BatchChoice(float(data_config.max_batch_seconds), module.optim_config.lr, "fixed").to_dict(),
             "init_from": init_report.to_dict() if init_report is not None else None,
         }
         save_model(model_path, module.model.cpu(), tokenizer, metadata)
