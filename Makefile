@@ -1,6 +1,6 @@
 # Set-up and the two jobs the README opens with. Everything installs into ./.venv.
 #   make demo   build the offline synthetic corpus, train, evaluate on unseen voices, transcribe a file
-#   make test   the test suite
+#   make test   the linters (make lint), then the test suite
 # TORCH picks the PyTorch build: the default pin is a CPU wheel on machines that have one locally and PyPI's
 # (CUDA) build on a normal Linux GPU box; e.g. TORCH="torch --index-url https://download.pytorch.org/whl/cu128".
 PYTHON ?= python3
@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test browser clean
+.PHONY: setup demo test lint browser clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,15 @@ demo: $(STAMP)
 # when missing under CI (CI=true) or as root; a failed install is fatal only under CI (elsewhere the test skips).
 ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-test: $(STAMP) $(if $(or $(CI),$(ROOT)),browser)
+test: lint $(if $(or $(CI),$(ROOT)),browser)
 	$(BIN)/python -m pytest -q
+
+# The formatter, the linter and the import rules of pyproject.toml ([tool.ruff], [tool.importlinter]).
+LINTED := asr tests scripts
+lint: $(STAMP)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/ruff check $(LINTED)
+	cd $(CURDIR) && $(BIN)/lint-imports --no-cache
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (for tests/test_web_page.py)"; \

@@ -1,23 +1,20 @@
 """asr: recurrent-network (RNN / LSTM / GRU) CTC speech recognition.
 
-The data flow is one-way and each stage has its own module:
-manifest -> dataset -> batch -> features -> model -> log-probs -> decoding -> text -> metrics.
-
-From Python (as whisper does it)::
+From Python, as whisper does it::
 
     import asr
-    from asr.evaluation.evaluate import evaluate
-    from asr.inference.transcribe import transcribe
 
     model = asr.load_model("exp/synth/model.pt")
-    for t in transcribe(model, ["a.wav", "long_recording.flac"], word_timestamps=True):
+    for t in asr.transcribe(model, ["a.wav", "long_recording.flac"], word_timestamps=True):
         print(t.text, t.to_dict()["segments"])
-    print(evaluate(model, "data/synth/test.jsonl").summary()["wer"])
+    print(asr.evaluate(model, "data/synth/test.jsonl").summary()["wer"])
 
-``asr.load_model`` is imported on first use (PEP 562), so ``import asr`` and ``asr --help`` stay fast. Unlike
-whisper, ``asr.inference.transcribe`` and ``asr.evaluation.evaluate`` name the modules, not the functions: importing a submodule sets
-the package attribute of the same name, so a lazy function there would be replaced by its module as soon as
-anything imported ``asr.inference.transcribe``.
+The package is in wings, one per stage of the data flow, each importing only from the wings below it
+(checked by import-linter, ``make lint``): ``data`` (audio, manifests, tokenizers, batches) < ``model`` and
+``decoding`` < ``inference`` < ``evaluation`` < ``training``, ``serving`` and ``corpora`` < ``cli``. Every error
+bad input can cause derives from :class:`asr.ASRError` (:mod:`asr.errors`).
+
+The names below are imported on first use (PEP 562), so ``import asr`` and ``asr --help`` load no torch.
 """
 
 import os
@@ -35,7 +32,18 @@ if "torch" not in sys.modules:
 
 __version__ = "0.1.0"
 
-_LAZY = {"load_model": "asr.model.file"}
+# name -> the module that defines it
+_LAZY = {
+    "load_model": "asr.model.file",
+    "transcribe": "asr.inference.transcribe",
+    "evaluate": "asr.evaluation.evaluate",
+    "train": "asr.training.train",
+    "open_stream": "asr.inference.streaming",
+    "load_config": "asr.training.config",
+    "GreedyDecoder": "asr.decoding.greedy",
+    "BeamSearchDecoder": "asr.decoding.beam_search",
+    "ASRError": "asr.errors",
+}
 __all__ = ["__version__", *_LAZY]
 
 
@@ -43,5 +51,11 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # looked up once
+        return value
     raise AttributeError(f"module 'asr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -29,6 +29,7 @@ from asr.inference.segmentation import (
     speech_regions,
 )
 from asr.model.file import LoadedModel
+from asr.model.network import frame_seconds
 
 DEFAULT_VAD = "energy"  # chosen by measurement: docs/transcription.md
 
@@ -96,7 +97,7 @@ class Transcriber:
         self.sample_rate = self.model.sample_rate
         f = self.model.feature_config
         self.frame_samples = f.hop_length * self.model.dims.subsampling  # samples per CTC output frame
-        self.frame_seconds = self.frame_samples / self.sample_rate
+        self.frame_seconds = frame_seconds(f, self.model.dims)
         self.hop = f.hop_length
         self._pool: list[tuple[_File, int, np.ndarray]] = []
         self._pool_samples = 0

@@ -43,7 +43,7 @@ from asr import __version__
 from asr.data.tokenizer import Tokenizer, tokenizer_from_dict
 from asr.errors import ModelFileError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 from asr.model.features import FeatureConfig
-from asr.model.network import ASRModel, ModelDimensions
+from asr.model.network import ASRModel, ModelDimensions, frame_seconds
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,6 @@ class LoadedModel:
     @property
     def frame_seconds(self) -> float:
         return frame_seconds(self.model.feature_config, self.model.dims)
-
-
-def frame_seconds(features: FeatureConfig, dims: ModelDimensions) -> float:
-    """Seconds of audio per output (log-prob) frame: the feature hop times the encoder's time subsampling."""
-    return features.hop_length * dims.subsampling / features.sample_rate
 
 
 def save_model(

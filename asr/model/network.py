@@ -183,12 +183,13 @@ class ASRModel(nn.Module):
         return self.feature_config.sample_rate
 
     @property
+    def frame_samples(self) -> int:
+        """Audio samples per output (log-prob) frame: the feature hop times the front-end's time subsampling."""
+        return self.feature_config.hop_length * self.dims.subsampling
+
+    @property
     def frame_seconds(self) -> float:
-        """Seconds between the model's output frames: the feature hop times the front-end's time subsampling."""
-        stride = 1
-        for s in self.encoder.frontend.time_strides:
-            stride *= s
-        return self.feature_config.hop_length * stride / self.sample_rate
+        return frame_seconds(self.feature_config, self.dims)
 
     @property
     def device(self) -> torch.device:
@@ -201,3 +202,10 @@ class ASRModel(nn.Module):
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, feat_lens = self.features(audio, audio_lengths)
         return self.encoder(feats, feat_lens)
+
+
+def frame_seconds(features: FeatureConfig, dims: ModelDimensions) -> float:
+    """Seconds of audio per output (log-prob) frame: the feature hop times the encoder's time subsampling.
+
+    The one definition: the model, the model file's metadata and the transcriber's word times all use it."""
+    return features.hop_length * dims.subsampling / features.sample_rate
