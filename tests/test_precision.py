@@ -185,18 +185,18 @@ def test_average_checkpoints_config_rejects_a_negative_count():
 
 
 def test_precision_auto_on_cpu_follows_amx(monkeypatch):
-    import asr.training.train
+    import asr.training.precision
 
-    monkeypatch.setattr(asr.training.train, "cpu_has_amx_bf16", lambda: True)
-    assert asr.training.train.resolve_precision("auto", "cpu") == "bf16-mixed"
-    monkeypatch.setattr(asr.training.train, "cpu_has_amx_bf16", lambda: False)
-    assert asr.training.train.resolve_precision("auto", "cpu") == "32-true"
-    assert asr.training.train.resolve_precision("32-true", "cpu") == "32-true"
+    monkeypatch.setattr(asr.training.precision, "cpu_has_amx_bf16", lambda: True)
+    assert asr.training.precision.resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(asr.training.precision, "cpu_has_amx_bf16", lambda: False)
+    assert asr.training.precision.resolve_precision("auto", "cpu") == "32-true"
+    assert asr.training.precision.resolve_precision("32-true", "cpu") == "32-true"
 
 
 def test_precision_auto_and_the_fp16_on_cpu_guard():
     from asr.training.config import ConfigError
-    from asr.training.train import resolve_precision
+    from asr.training.precision import resolve_precision
 
     assert resolve_precision("auto", "gpu") == "16-mixed"  # cuDNN RNNs run fp16 under any CUDA autocast
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"

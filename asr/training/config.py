@@ -155,7 +155,7 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     # "auto": 16-mixed (fp16 + gradient scaler) on GPUs, bf16-mixed on CPUs with AMX, else 32-true; see
-    # asr.training.train.resolve_precision.
+    # asr.training.precision.resolve_precision.
     precision: str = "auto"
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 20

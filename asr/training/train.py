@@ -6,8 +6,6 @@ import copy
 import dataclasses
 import logging
 import os
-import random
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -19,64 +17,22 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from asr.data.audio import load_audio
 from asr.data.dataset import Skipped
-from asr.data.manifest import Utterance, read_manifest
+from asr.data.manifest import read_manifest
 from asr.model.file import save_model
-from asr.training.batch_sizing import BatchChoice, amp_dtype_of, choose_auto_batch, longest_training_seconds, steps_cap
+from asr.training.batch_sizing import BatchChoice, longest_training_seconds
+from asr.training.callbacks import AutoBatch, EpochLog
 from asr.training.checkpointing import AtomicCheckpointIO, LastCheckpoint
-from asr.training.config import Config, ConfigError, DataConfig, dump_config
+from asr.training.config import Config, ConfigError, dump_config
 from asr.training.ctc_module import CTCModule
 from asr.training.datamodule import ASRDataModule, load_split
+from asr.training.feature_stats import estimate_global_stats
+from asr.training.precision import resolve_precision
+from asr.training.provenance import git_commit
 from asr.training.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
 from asr.training.training_log import MetricsLog, TensorBoardLog
 
 log = logging.getLogger("asr")
-
-
-def cpu_has_amx_bf16() -> bool:
-    """True on CPUs with AMX bf16 tiles (Intel Sapphire Rapids and later), where oneDNN's bf16 kernels are fast."""
-    try:
-        return bool(torch.cpu.get_capabilities().get("amx_bf16", False))
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """'auto' -> 16-mixed (fp16 autocast + gradient scaler) on GPUs; bf16-mixed on CPUs with AMX; else 32-true.
-
-    Not bf16-mixed on GPUs, although they have it: under CUDA autocast PyTorch runs cuDNN's RNN kernels in float16
-    whatever the autocast dtype (we measured float16 LSTM outputs under bf16 autocast on an H100, torch 2.11), so
-    bf16-mixed would give float16 recurrent gradients with no loss scaling to protect them. 16-mixed runs the same
-    kernels and adds the scaler. On CPUs fp16 is hundreds of times slower. bf16 pays on a CPU only where it has
-    AMX tiles: there the synth recipe's BiLSTM trained 11-26 % faster, at about the same accuracy per epoch
-    (recipes/synth/RESULTS.md); on CPUs without them (AVX-512 bf16 alone) bf16 gave no training speed-up.
-    """
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if precision == "auto":
-        if on_gpu:
-            return "16-mixed"
-        return "bf16-mixed" if cpu_has_amx_bf16() else "32-true"
-    if not on_gpu and precision.startswith("16"):
-        raise ConfigError(
-            f"trainer.precision={precision} on a CPU: float16 runs hundreds of times slower than "
-            "float32 there; use 32-true (or bf16-mixed)"
-        )
-    return precision
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 class TrainingStopped(Exception):
@@ -87,64 +43,10 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
-@torch.no_grad()
-def estimate_global_stats(
-    module: CTCModule, utterances: Sequence[Utterance], max_utterances: int = 500, seed: int = 0
-) -> None:
-    """Mean/std of log-mel per bin over a seeded random sample of the training set, for ``features.normalize:
-    global``; a sample of the whole set, because the first lines of a sorted manifest are a handful of speakers."""
-    feats = module.model.features
-    total, total_sq, count = torch.zeros(feats.n_mels), torch.zeros(feats.n_mels), 0
-    chosen = sorted(random.Random(seed).sample(range(len(utterances)), min(max_utterances, len(utterances))))
-    for u in (utterances[i] for i in chosen):
-        x = feats.log_mel(torch.from_numpy(load_audio(u.audio_filepath, module.model.sample_rate))[None])[0]
-        total += x.sum(0)
-        total_sq += (x**2).sum(0)
-        count += x.shape[0]
-    feats.set_global_stats(total, total_sq, count)
-
-
 def write_skipped(path: Path, skipped: list[Skipped]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for s in skipped:
             f.write(f"{s}\n")
-
-
-class EpochLog(L.Callback):
-    """One log line per epoch (loss, WER, CER, throughput): readable in a file, unlike a progress bar."""
-
-    def __init__(self, sample_rate: int):
-        self.sample_rate = sample_rate
-        self._reset()
-
-    def _reset(self) -> None:
-        self.audio_seconds, self.loss_sum, self.steps, self.started = 0.0, 0.0, 0, time.time()
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._reset()
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        self.audio_seconds += float(batch["audio_lengths"].sum()) / self.sample_rate
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None and not getattr(module, "_skip_step", False):
-            self.loss_sum += float(loss)
-            self.steps += 1
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        m = trainer.callback_metrics
-        pct = lambda key: f"{100 * float(m[key]):.2f} %" if key in m else "-"  # noqa: E731
-        elapsed = time.time() - self.started
-        log.info(
-            "epoch %d: train_loss %.3f  val_wer %s  val_cer %s  %.0f audio-s/s per rank  (%.0f s)",
-            trainer.current_epoch,
-            self.loss_sum / max(self.steps, 1),
-            pct("val_wer"),
-            pct("val_cer"),
-            self.audio_seconds / max(elapsed, 1e-9),
-            elapsed,
-        )
 
 
 def check_not_finished(
@@ -173,87 +75,6 @@ def check_not_finished(
             f"trainer.early_stopping_patience={patience}: raise it, or set it to 0, to train on"
         )
     return checkpoint
-
-
-class AutoBatch(L.Callback):
-    """``data.max_batch_seconds: auto``, resolved in Lightning's setup hook: the devices (and DDP's process group)
-    exist there, and the data loaders and the optimizer are built after it, with the budget and learning rate
-    chosen. A resumed run keeps the choice stored in its checkpoint (the sampler's position and the schedule
-    refer to those batches), so it never probes again."""
-
-    def __init__(
-        self,
-        data_config: DataConfig,
-        longest_seconds: float,
-        precision: str,
-        stored: dict | None = None,
-        epoch_seconds: float = float("inf"),
-    ):
-        self.data_config, self.longest, self.precision, self.stored = data_config, longest_seconds, precision, stored
-        self.epoch_seconds = epoch_seconds
-        self.choice: BatchChoice | None = None
-
-    @property
-    def state_key(self) -> str:
-        return "AutoBatch"
-
-    def state_dict(self) -> dict:
-        return self.choice.to_dict() if self.choice else {}
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.choice is None:
-            self.choice = self._choose(trainer, pl_module)
-        self.data_config.max_batch_seconds = self.choice.batch_seconds
-        pl_module.optim_config.lr = self.choice.lr
-
-    def _choose(self, trainer: L.Trainer, module: L.LightningModule) -> BatchChoice:
-        if self.stored:
-            log.info(
-                "data.max_batch_seconds: auto -> %.0f s, optim.lr %g, as chosen when this run started",
-                self.stored["batch_seconds"],
-                self.stored["lr"],
-            )
-            return BatchChoice(float(self.stored["batch_seconds"]), float(self.stored["lr"]), "resumed")
-        from asr.training.batch_sizing import probe_batch_seconds
-
-        device = trainer.strategy.root_device
-        tokenizer = module.tokenizer
-
-        def probe(limit: float) -> float:
-            model = copy.deepcopy(module.model)
-            try:
-                return probe_batch_seconds(
-                    model,
-                    self.longest,
-                    module.model.sample_rate,
-                    len(tokenizer),
-                    device,
-                    amp_dtype_of(self.precision),
-                    blank=tokenizer.blank_id,
-                    max_batch_seconds=limit,
-                ).batch_seconds
-            finally:
-                del model
-                torch.cuda.empty_cache()
-
-        def agree(seconds: float) -> float:  # every rank must cut the same batches and use the same lr
-            if trainer.world_size == 1:
-                return seconds
-            value = torch.tensor(seconds, dtype=torch.float64, device=device)
-            return float(trainer.strategy.reduce(value, reduce_op="min"))
-
-        reference = self.data_config.reference_batch_seconds
-        assert reference is not None  # DataConfig requires it with auto
-        cap = steps_cap(
-            self.epoch_seconds,
-            self.data_config.auto_min_steps_per_epoch,
-            trainer.world_size,
-            trainer.accumulate_grad_batches,
-            self.longest,
-        )
-        return choose_auto_batch(
-            device.type == "cuda", probe, reference, module.optim_config.lr, agree, str(device), cap_seconds=cap
-        )
 
 
 def stop_reason(control: RunControl, trainer: L.Trainer, max_epochs: int, max_steps: int) -> str:
