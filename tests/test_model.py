@@ -9,7 +9,7 @@ from asr.model.features import FeatureConfig
 from asr.model.network import ASRModel, ModelDimensions
 
 
-def make(cell="lstm", bidirectional=True, subsampling=2, hidden=32, layers=2):
+def make(cell="lstm", bidirectional=True, subsampling=2, hidden=32, layers=2, lookahead=0, normalize=None):
     torch.manual_seed(0)
     dims = ModelDimensions(
         vocab_size=29,
@@ -20,8 +20,10 @@ def make(cell="lstm", bidirectional=True, subsampling=2, hidden=32, layers=2):
         dropout=0.0,
         subsampling=subsampling,
         conv_channels=8,
+        lookahead_frames=lookahead,
     )
-    return ASRModel(dims, FeatureConfig(n_mels=40)).eval()
+    features = FeatureConfig(n_mels=40) if normalize is None else FeatureConfig(n_mels=40, normalize=normalize)
+    return ASRModel(dims, features).eval()
 
 
 @pytest.mark.parametrize("cell,bidirectional", list(itertools.product(["rnn", "lstm", "gru"], [False, True])))
@@ -40,6 +42,37 @@ def test_shapes_and_padding_invariance(cell, bidirectional):
                 alone, n = model(audio[i : i + 1, : lengths[i]], lengths[i : i + 1])
                 assert n.item() == out_lens[i].item()
                 torch.testing.assert_close(log_probs[i, : n.item()], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lookahead", [1, 4])
+def test_lookahead_layer_is_padding_proof_and_reads_only_k_frames_ahead(lookahead):
+    model = make("gru", bidirectional=False, subsampling=3, lookahead=lookahead, normalize="none")
+    with torch.no_grad():  # a look-ahead that is not the identity it starts as
+        model.encoder.lookahead.weight.normal_()
+    audio = torch.randn(2, 16000)
+    lengths = torch.tensor([16000, 7001])
+    with torch.no_grad():
+        log_probs, out_lens = model(audio, lengths)
+        alone, n = model(audio[1:, :7001], lengths[1:])
+        torch.testing.assert_close(log_probs[1, : n.item()], alone[0], atol=1e-5, rtol=1e-5)
+        # Output t depends on frames up to t + k and no further: changing the audio after ~frame 20 + k leaves
+        # the frames before 20 alone, and changes frame 20 - k onwards (k frames early, not more).
+        frame = model.frame_samples
+        changed = audio.clone()
+        changed[0, 20 * frame :] = torch.randn(16000 - 20 * frame)
+        other, _ = model(changed, lengths)
+    differs = (other[0] - log_probs[0]).abs().amax(-1) > 1e-6
+    first = int(differs.nonzero()[0])
+    assert 20 - lookahead - 2 <= first <= 20 - lookahead  # 2: the conv front-end's own frames of context
+    assert model.lookahead_seconds == pytest.approx(lookahead * 0.03)
+
+
+def test_lookahead_starts_as_the_identity():
+    a, b = make(bidirectional=False, lookahead=0), make(bidirectional=False, lookahead=3)
+    b.load_state_dict({**a.state_dict(), "encoder.lookahead.weight": b.encoder.lookahead.weight}, strict=True)
+    audio = torch.randn(1, 8000)
+    with torch.no_grad():
+        torch.testing.assert_close(a(audio, torch.tensor([8000]))[0], b(audio, torch.tensor([8000]))[0])
 
 
 def test_subsampling_factor():
@@ -69,6 +102,9 @@ def test_bad_dimensions():
         ModelDimensions(vocab_size=29, cell="transformer")
     with pytest.raises(ValueError, match="subsampling"):
         ModelDimensions(vocab_size=29, subsampling=5)
+    for bad in (-1, 65, 1.5, True):
+        with pytest.raises(ValueError, match="model.lookahead_frames"):
+            ModelDimensions(vocab_size=29, lookahead_frames=bad)
 
 
 def test_greedy_decoding_merges_repeats_and_drops_blanks():

@@ -34,7 +34,7 @@ SR = 16000
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_model(cell="lstm", subsampling=3, bidirectional=False, normalize="global", seed=0) -> LoadedModel:
+def tiny_model(cell="lstm", subsampling=3, bidirectional=False, normalize="global", seed=0, lookahead=0) -> LoadedModel:
     torch.manual_seed(seed)
     tok = CharTokenizer()
     dims = ModelDimensions(
@@ -46,6 +46,7 @@ def tiny_model(cell="lstm", subsampling=3, bidirectional=False, normalize="globa
         subsampling=subsampling,
         conv_channels=4,
         dropout=0.0,
+        lookahead_frames=lookahead,
     )
     model = ASRModel(dims, FeatureConfig(n_mels=20, normalize=normalize), compute_filterbank=False)
     with torch.no_grad():  # a filterbank and statistics that are not the trivial ones
@@ -53,6 +54,8 @@ def tiny_model(cell="lstm", subsampling=3, bidirectional=False, normalize="globa
         model.features.global_mean.normal_()
         model.features.global_std.uniform_(0.5, 2.0)
         model.encoder.head.weight.mul_(20)  # confident outputs: text that differs from frame to frame
+        if lookahead:  # a look-ahead that mixes the future in, not the identity it starts as
+            model.encoder.lookahead.weight.normal_()
     return LoadedModel(model.eval(), tok, {})
 
 
@@ -86,9 +89,13 @@ def stream(recognizer, audio: np.ndarray, sizes) -> tuple[list, object]:
     return partials, recognizer.finish()
 
 
-@pytest.mark.parametrize("cell,subsampling", [("rnn", 1), ("gru", 2), ("lstm", 3), ("lstm", 4), ("gru", 3)])
-def test_stream_equals_offline_for_any_chunking(cell, subsampling):
-    loaded = tiny_model(cell, subsampling)
+@pytest.mark.parametrize(
+    "cell,subsampling,lookahead",
+    [("rnn", 1, 0), ("gru", 2, 0), ("lstm", 3, 0), ("lstm", 4, 0), ("gru", 3, 0)]
+    + [("lstm", 3, 1), ("gru", 2, 2), ("lstm", 3, 4), ("rnn", 1, 4)],
+)
+def test_stream_equals_offline_for_any_chunking(cell, subsampling, lookahead):
+    loaded = tiny_model(cell, subsampling, lookahead=lookahead)
     audio = bursts((0.9,), seed=1)[: int(1.23 * SR) + 37]  # not a whole number of hops
     ref_lp, ref_text = offline(loaded, audio)
     assert ref_text  # the comparison below is about something
@@ -107,15 +114,18 @@ def test_stream_equals_offline_for_any_chunking(cell, subsampling):
         assert final.frames == ref_lp.shape[0] and final.samples == audio.shape[0]
 
 
-def test_partial_results_are_offline_best_path_of_the_frames_so_far():
-    loaded = tiny_model("lstm", 3)
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_partial_results_are_offline_best_path_of_the_frames_so_far(lookahead):
+    loaded = tiny_model("lstm", 3, lookahead=lookahead)
     audio = bursts((1.0,), seed=3)
     ref_lp, _ = offline(loaded, audio)
     partials, final = stream(StreamingRecognizer(loaded), audio, [1600] * 20)
     assert [p.frames for p in partials] == sorted(p.frames for p in partials)
     for p in partials:
-        # Output frames wait only for the half window and one conv frame per layer (2 layers x 10 ms here)
-        assert p.frames >= loaded.model.output_lengths(torch.tensor(p.samples)).item() - 2
+        # Output frames wait only for the half window, one conv frame per layer (2 layers x 10 ms here) and
+        # the look-ahead's frames; and for nothing more.
+        due = loaded.model.output_lengths(torch.tensor(p.samples)).item()
+        assert due - 2 - lookahead <= p.frames <= due - lookahead
         prefix = greedy_decode(ref_lp[None, : p.frames], torch.tensor([p.frames]), loaded.tokenizer)[0]
         assert p.text == prefix
     assert final.log_probs is None  # not kept unless asked for
@@ -202,9 +212,38 @@ def test_cli_stream_file_prints_partials_then_final(model_file, tmp_path, capsys
     wav = tmp_path / "a.wav"
     sf.write(wav, audio, SR, subtype="FLOAT")
     assert main(["transcribe", "--model", str(model_file), "--stream", str(wav), "--chunk-ms", "50"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out, err = capsys.readouterr()
     ref_text = offline(tiny_model("lstm", 3), audio)[1]
-    assert len(lines) >= 2 and lines[-1] == ref_text  # partial lines, then the final text
+    assert out.splitlines() == [ref_text]  # one segment (no pause), as offline; partials only on a terminal
+    assert err.splitlines()[0] == (
+        "asr: streaming exactly; look-ahead 0 frames (0 ms added latency); segments close after 800 ms of pause"
+    )
+    assert main(["transcribe", "--model", str(model_file), "--stream", str(wav), "--format", "json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) >= 3 and all("partial" in line for line in lines[:-2])
+    assert lines[-2] == {"segment": ref_text, "text": ref_text, "start": 0.0, "end": 0.8, "reason": "end"}
+    assert lines[-1] == {"final": ref_text, "time": 0.8}
+
+
+def test_cli_stream_prints_a_line_per_segment_and_states_the_lookahead(tmp_path, capsys):
+    loaded = tiny_model("rnn", 3, lookahead=4)
+    save_model(tmp_path / "la4.pt", loaded.model, loaded.tokenizer)
+    audio = bursts((0.6, 0.5, 0.4), gap=1.2, seed=10)
+    wav = tmp_path / "three.wav"
+    sf.write(wav, audio, SR, subtype="FLOAT")
+    argv = ["transcribe", "--model", str(tmp_path / "la4.pt"), "--stream", str(wav)]
+    assert main([*argv, "--endpoint-silence-ms", "500"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines()[0] == (
+        "asr: streaming exactly; look-ahead 4 frames of 30 ms (120 ms added latency); "
+        "segments close after 500 ms of pause"
+    )
+    r = StreamingRecognizer(loaded, endpoint_silence_s=0.5)
+    _, final = stream(r, audio, [1600] * 100)
+    assert len(final.segments) >= 3 and out.splitlines() == [s.text for s in final.segments]
+    assert main([*argv, "--endpoint-silence-ms", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [offline(loaded, audio)[1]] and "segments close never (one segment)" in err
 
 
 def test_cli_stream_with_lm_decodes_the_final_text_with_it(model_file, tmp_path, capsys):
@@ -222,7 +261,8 @@ def test_cli_stream_with_lm_decodes_the_final_text_with_it(model_file, tmp_path,
     with_lm = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert main(argv) == 0
     greedy = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert with_lm[:-1] == greedy[:-1]  # partial results stay best path
+    partials = [[line for line in lines if "partial" in line] for lines in (with_lm, greedy)]
+    assert partials[0] == partials[1] and partials[0]  # partial results stay best path
     loaded = tiny_model("lstm", 3)
     log_probs = offline(loaded, audio)[0]
     decoder = BeamSearchDecoder(loaded.tokenizer, lm, options=BeamSearchOptions(beam_size=8))
@@ -262,6 +302,10 @@ def test_cli_stream_raw_pcm_at_another_rate_is_resampled(model_file, monkeypatch
         (["--stream", "a.wav", "b.wav"], "exactly one FILE"),
         (["--stream"], "exactly one FILE"),
         (["--stream", "missing.wav"], "missing.wav: file not found"),
+        (
+            ["--stream", "-", "--endpoint-silence-ms", "-5"],
+            "--endpoint-silence-ms -5.0: must be 0 (never) or a positive",
+        ),
     ],
 )
 def test_cli_stream_bad_arguments(model_file, argv, message, capsys):
@@ -303,3 +347,78 @@ def test_cli_stream_interrupted_still_prints_final(model_file, monkeypatch, caps
     final = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert final["time"] == pytest.approx(len(pcm) / 2 / SR)
     assert final["final"] == offline(tiny_model("lstm", 3), np.frombuffer(pcm, "<i2").astype(np.float32) / 32768)[1]
+
+
+# Endpointing: segments closed at pauses. The tiny Elman RNN's best path is varied letters for the noise bursts and
+# blank or one letter held through silence, as a trained model's would be.
+
+
+def test_without_endpointing_the_stream_is_one_segment_equal_to_offline():
+    loaded = tiny_model("rnn", 3)
+    audio = bursts((0.6, 0.5), gap=1.2, seed=10)
+    _, final = stream(StreamingRecognizer(loaded), audio, [1600] * 100)
+    assert [(s.reason, s.start, s.end) for s in final.segments] == [("end", 0.0, audio.shape[0] / SR)]
+    assert final.text == final.segments[0].text == offline(loaded, audio)[1]
+
+
+@pytest.mark.parametrize("rule", ["blank", "energy"])
+def test_a_pause_closes_a_segment_equal_to_offline_decoding_of_its_audio(rule):
+    loaded = tiny_model("rnn", 3, lookahead=2)
+    audio = bursts((0.6, 0.5), gap=1.2, seed=10)
+    r = StreamingRecognizer(loaded, keep_log_probs=True, endpoint_silence_s=0.5, endpoint_rules=(rule,))
+    partials, final = stream(r, audio, [1600] * 100)
+    segments = final.segments
+    assert [s.reason for s in segments] == [rule, "end"]
+    assert [s for p in partials for s in p.closed] == segments[:1]  # reported once, by the call that closed it
+    assert final.closed == segments[1:]
+    # Closed in the pause, by the end of the chunk in which it had lasted 0.5 s: for the energy rule 0.5 s after
+    # the burst; the best path's letters stop a few frames after the burst (the model's context), then 0.5 s.
+    assert 0.6 + 0.5 <= segments[0].end <= 0.6 + 0.5 + (0.1 if rule == "energy" else 0.35)
+    assert segments[1].start == segments[0].end and segments[1].end == audio.shape[0] / SR
+    lps = []
+    for s in segments:
+        lp, text = offline(loaded, audio[round(s.start * SR) : round(s.end * SR)])
+        assert s.text == text and text
+        lps.append(lp)
+    torch.testing.assert_close(final.log_probs, torch.cat(lps), atol=1e-4, rtol=0)
+    assert final.text == " ".join(s.text for s in segments)
+    # While the second segment is open, the partial text is the closed one's and then the open one's.
+    after = [p for p in partials if p.samples > segments[0].end * SR and p.open_text]
+    assert after and all(p.text == f"{segments[0].text} {p.open_text}" for p in after)
+
+
+def test_no_pause_no_segment_and_the_longest_segment_is_cut():
+    loaded = tiny_model("rnn", 3)
+    audio = bursts((1.5,), seed=11)
+    _, final = stream(StreamingRecognizer(loaded, endpoint_silence_s=0.8), audio, [1600] * 100)
+    assert [s.reason for s in final.segments] == ["end"]
+    _, final = stream(StreamingRecognizer(loaded, endpoint_silence_s=0.8, max_segment_s=0.6), audio, [1600] * 100)
+    assert [s.reason for s in final.segments] == ["max length", "max length", "end"]
+    assert [s.end for s in final.segments] == pytest.approx([0.6, 1.2, 1.5])
+
+
+def test_a_stream_without_text_closes_nothing_and_restarts_quietly():
+    loaded = tiny_model("rnn", 3)
+    with torch.no_grad():
+        loaded.model.encoder.head.bias[loaded.tokenizer.blank_id] = 1e4  # nothing but blanks
+    audio = bursts((1.2, 1.0), gap=0.8, seed=12)
+    r = StreamingRecognizer(loaded, endpoint_silence_s=0.5, max_segment_s=1.0)
+    partials, final = stream(r, audio, [1600] * 40)
+    assert not any(p.closed for p in partials)
+    # Restarted at 1, 2 and 3 s (a fresh state: minutes of silence do not pile up in it), never reported.
+    assert [(s.text, s.start, s.reason) for s in final.segments] == [("", 3.0, "end")]
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"endpoint_silence_s": 0}, "endpoint silence must be a positive"),
+        ({"endpoint_silence_s": float("nan")}, "endpoint silence must be a positive"),
+        ({"endpoint_silence_s": 0.5, "endpoint_rules": ("vad",)}, "endpoint rules must be some of blank, energy"),
+        ({"endpoint_silence_s": 0.5, "endpoint_rules": ()}, "endpoint rules must be some of"),
+        ({"endpoint_silence_s": 0.5, "max_segment_s": 0}, "longest segment must be a positive"),
+    ],
+)
+def test_bad_endpointing_is_refused(kwargs, message):
+    with pytest.raises(StreamingError, match=message):
+        StreamingRecognizer(tiny_model(), **kwargs)

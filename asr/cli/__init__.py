@@ -176,13 +176,21 @@ def add_stream_options(s: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--stream",
         action="store_true",
-        help="recognise one FILE, or raw s16le mono PCM from standard input (-), as it arrives, "
-        "printing partial results as they change; the last line is the final text",
+        help="recognise one FILE, or raw s16le mono PCM from standard input (-), as it arrives: one line per "
+        "segment closed at a pause (on a terminal, the open segment's partial text is rewritten in place)",
     )
     g.add_argument("--mic", action="store_true", help="stream from the default microphone (pip install 'asr[mic]')")
     g.add_argument("--realtime", action="store_true", help="feed the input no faster than real time")
     g.add_argument("--rate", type=int, help="sample rate of raw PCM on standard input (default: the model's)")
     g.add_argument("--chunk-ms", type=float, default=100.0, help="audio per step (default 100 ms)")
+    g.add_argument(
+        "--endpoint-silence-ms",
+        type=float,
+        default=800.0,
+        help="close a segment (print its line, start the next afresh) after this long a pause: no new letter "
+        "in the best path, or quiet audio (default 800; 0: never, the whole stream is one segment, exactly "
+        "the offline result)",
+    )
     g.add_argument(
         "--threads",
         type=int,
@@ -203,15 +211,21 @@ def cmd_transcribe_stream(args: argparse.Namespace) -> int:
         raise UsageError(f"--rate {args.rate}: not a usable sample rate (1000-384000 Hz)")
     if args.chunk_ms <= 0:
         raise UsageError(f"--chunk-ms {args.chunk_ms}: must be positive")
+    if not args.endpoint_silence_ms >= 0 or args.endpoint_silence_ms == float("inf"):
+        raise UsageError(f"--endpoint-silence-ms {args.endpoint_silence_ms}: must be 0 (never) or a positive number")
+    endpoint_s = args.endpoint_silence_ms / 1000 if args.endpoint_silence_ms else None
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     loaded = load_model(args.model, device(args.device))
     sr = loaded.model.sample_rate
     chunk = max(1, int(round(sr * args.chunk_ms / 1000)))
-    recognizer, note = streaming.open_stream(loaded, _decoder_from_args(args, loaded))
+    recognizer, note = streaming.open_stream(loaded, _decoder_from_args(args, loaded), endpoint_silence_s=endpoint_s)
     if note:
         print(f"asr: {note}", file=sys.stderr)
+    else:
+        pause = f"after {args.endpoint_silence_ms:g} ms of pause" if endpoint_s else "never (one segment)"
+        print(f"asr: streaming exactly; {streaming.lookahead_note(loaded)}; segments close {pause}", file=sys.stderr)
     if args.mic:
         source = streaming.mic_chunks(sr, chunk)
     elif args.files[0] == "-":
@@ -233,32 +247,43 @@ def cmd_transcribe_stream(args: argparse.Namespace) -> int:
 
 
 def _partial_printer(fmt: str):
-    """Prints a result when its text changes (on a terminal, rewriting one line) and the final one always."""
+    """Prints each closed segment as a line, and the open segment's text as it changes: on a terminal rewriting
+    the last line, in JSON as ``partial`` lines (then ``segment`` lines, and a ``final`` one with the whole
+    text); into a pipe or file as text, only the segments' lines (one, possibly empty, at the least)."""
     import shutil
 
     from asr.inference.streaming import Final
 
     tty = sys.stdout.isatty()
     last = [""]  # an empty partial is not worth a line
+    lines = [0]
 
     def show(result) -> None:
         final = isinstance(result, Final)
-        if result.text == last[0] and not final:
+        for segment in result.closed:
+            last[0] = ""
+            if fmt == "json":
+                print(json.dumps({"segment": segment.text, **segment.to_dict()}, ensure_ascii=False), flush=True)
+            elif segment.text:
+                print(f"\r{segment.text}\x1b[K" if tty else segment.text, flush=True)
+                lines[0] += 1
+        if final:
+            if fmt == "json":
+                print(
+                    json.dumps({"final": result.text, "time": round(result.seconds, 3)}, ensure_ascii=False), flush=True
+                )
+            elif not lines[0]:
+                print("\r\x1b[K" if tty else "", flush=True)
             return
-        last[0] = result.text
+        if result.open_text == last[0]:
+            return
+        last[0] = result.open_text
         if fmt == "json":
-            print(
-                json.dumps(
-                    {"final" if final else "partial": result.text, "time": round(result.seconds, 3)}, ensure_ascii=False
-                ),
-                flush=True,
-            )
+            partial = {"partial": result.open_text, "time": round(result.seconds, 3)}
+            print(json.dumps(partial, ensure_ascii=False), flush=True)
         elif tty:  # the line's tail, so that it never wraps and \r can rewrite it
             width = max(10, shutil.get_terminal_size().columns - 1)
-            text = result.text if final else result.text[-width:]
-            print(f"\r{text}\x1b[K", end="\n" if final else "", flush=True)
-        else:
-            print(result.text, flush=True)
+            print(f"\r{result.open_text[-width:]}\x1b[K", end="", flush=True)
 
     return show
 

@@ -8,7 +8,10 @@ Two recognisers, one interface (``accept(samples) -> Partial``, then ``finish() 
   with the zeros that the offline ``torch.stft(center=True, pad_mode="constant")`` puts before sample 0), each
   conv layer the input frames its kernel still has to cover, each recurrent layer its state. So the log-probs
   of a stream equal the offline ones, and so does the text, however the audio is chunked; an output frame
-  waits only for the conv front-end's lookahead (one frame per conv layer) and the STFT's half window.
+  waits only for the conv front-end's lookahead (one frame per conv layer), the STFT's half window and the
+  model's look-ahead layer (``model.lookahead_frames`` output frames, held back until their future has arrived).
+  With ``endpoint_silence_s`` it also closes a segment at each pause (see :class:`StreamingRecognizer`), so a
+  live stream gives lines of text instead of one line that grows for ever.
 * :class:`SegmentedRecognizer` for every other model (bidirectional, or per-utterance normalisation, which
   needs the whole utterance's statistics): :class:`EnergyEndpointer` cuts the stream at pauses and each segment
   is decoded offline when it closes, so text appears a pause after it is spoken. The endpointer is a stand-in
@@ -21,9 +24,10 @@ pipe and a microphone into chunks at the model's rate.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
@@ -39,14 +43,38 @@ log = logging.getLogger(__name__)
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
 
+# Why a segment closed: a pause the endpointer heard ("no new letter" in the best path, or "quiet" audio), the
+# longest segment allowed ("max length"), or the end of the stream ("end").
+ENDPOINT_RULES = ("blank", "energy")
+
+
+@dataclass
+class Segment:
+    """A closed stretch of the stream: its final text and where it lies in the stream (seconds)."""
+
+    text: str
+    start: float
+    end: float
+    reason: str  # "blank" (no new letter), "energy" (quiet audio), "max length" or "end" (of the stream)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3), "reason": self.reason}
+
+
 @dataclass
 class Partial:
-    """What has been recognised so far; ``text`` may still change as more audio arrives."""
+    """What has been recognised so far; ``text`` may still change as more audio arrives.
+
+    ``text`` is the whole stream's: the closed segments' texts and then the open one's (``open_text``), joined
+    by spaces. ``closed`` lists the segments this call closed (their text is settled).
+    """
 
     text: str
     samples: int  # audio samples received, at the model's rate
     frames: int  # CTC frames emitted so far
     sample_rate: int = 16000
+    open_text: str = ""  # the open segment's text: what a live display shows on its last line
+    closed: list[Segment] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -55,9 +83,24 @@ class Partial:
 
 @dataclass
 class Final(Partial):
-    """The result once the stream has ended; ``log_probs`` (T', vocab) when the recogniser was asked to keep them."""
+    """The result once the stream has ended; ``log_probs`` (T', vocab) when the recogniser was asked to keep them.
+
+    ``segments`` are all of the stream's segments, the last one closed by the end of the stream (``closed``
+    holds that one alone); ``text`` is their texts joined by spaces.
+    """
 
     log_probs: torch.Tensor | None = None
+    segments: list[Segment] = field(default_factory=list)
+
+
+def lookahead_note(loaded: LoadedModel) -> str:
+    """The latency a model's look-ahead adds to a stream, in words: what ``--stream`` and the server state."""
+    model = loaded.model
+    k = model.dims.lookahead_frames
+    ms = 1000 * model.lookahead_seconds
+    if not k:
+        return "look-ahead 0 frames (0 ms added latency)"
+    return f"look-ahead {k} frame{'s' if k > 1 else ''} of {1000 * model.frame_seconds:g} ms ({ms:g} ms added latency)"
 
 
 def exact_streaming_problem(loaded: LoadedModel) -> str | None:
@@ -168,11 +211,36 @@ class StreamingRecognizer:
 
     ``accept`` takes mono samples at the model's rate (float in [-1, 1], or int16 PCM), in chunks of any size,
     and returns the best-path text so far; ``finish`` flushes the context the model was waiting for (the STFT's
-    half window and the conv lookahead) and returns the final text. ``decoder`` (e.g. a language-model beam
-    search) decodes the final log-probs instead of best path; the partial results stay best path.
+    half window, the conv lookahead and the look-ahead layer's frames) and returns the final text. ``decoder``
+    (e.g. a language-model beam search) decodes each segment's log-probs when it closes instead of best path;
+    the partial results stay best path.
+
+    Endpointing (``endpoint_silence_s``; None, the default, keeps the whole stream one segment, equal to offline
+    decoding of all of it): a segment with text is closed after ``endpoint_silence_s`` of pause, decided after
+    each ``accept`` by either of two rules (``endpoint_rules``):
+
+    * ``blank``: the best path has emitted no new token for that long (every frame since the segment's last
+      letter was blank, or that letter repeated): the model's own judgement that nobody is speaking, which holds
+      in whatever noise it was trained on and needs no level thresholds;
+    * ``energy``: :class:`EnergyEndpointer` (10-ms frames, 12 dB over a tracked noise floor) heard that long a
+      quiet stretch after speech: the rule that still works when a weak model prints letters into the silence.
+
+    A segment that reaches ``max_segment_s`` is closed wherever it is (reason ``max length``; a segment without
+    text is restarted silently, so minutes of silence do not pile up in the recurrent state). Closing a segment
+    flushes it as ``finish`` would, at the end of the audio received so far, and starts the next from a fresh
+    state: so each segment's result equals offline decoding of its own stretch of audio (tested), and a model
+    trained on single utterances hears each utterance as it was trained to.
     """
 
-    def __init__(self, loaded: LoadedModel, decoder: Decoder | None = None, keep_log_probs: bool = False):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        decoder: Decoder | None = None,
+        keep_log_probs: bool = False,
+        endpoint_silence_s: float | None = None,
+        endpoint_rules: Iterable[str] = ENDPOINT_RULES,
+        max_segment_s: float = 30.0,
+    ):
         problem = exact_streaming_problem(loaded)
         if problem:
             raise StreamingError(
@@ -180,34 +248,60 @@ class StreamingRecognizer:
                 "train with model.bidirectional=false and features.normalize=global "
                 "(recipes/synth/conf_streaming.yaml), or use SegmentedRecognizer"
             )
+        self.endpoint_rules = tuple(endpoint_rules)
+        _check_endpointing(endpoint_silence_s, self.endpoint_rules, max_segment_s)
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.sample_rate = self.model.sample_rate
         self.decoder = decoder
-        self.keep_log_probs = keep_log_probs or decoder is not None
+        self.keep_log_probs = keep_log_probs
+        self.endpoint_silence_s = endpoint_silence_s
+        self.max_segment_samples = int(max_segment_s * self.sample_rate)
+        if endpoint_silence_s is not None:
+            self.endpoint_frames = max(1, math.ceil(endpoint_silence_s / self.model.frame_seconds - 1e-9))
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream so far; the next ``accept`` starts a new utterance."""
+        self.received = 0
+        self.frames = 0
+        self.segments: list[Segment] = []
+        self.kept: list[torch.Tensor] = []  # log-probs of the closed segments, when kept
+        self.energy = None
+        if self.endpoint_silence_s is not None and "energy" in self.endpoint_rules:
+            self.energy = EnergyEndpointer(self.sample_rate, min_silence_s=self.endpoint_silence_s, max_segment_s=1e9)
+        self.finished = False
+        self._open_segment(0)
+
+    def _open_segment(self, start: int) -> None:
         encoder = self.model.encoder
         self.features = _FeatureStream(self.model)
         self.convs = [_ConvStream(encoder.frontend, i) for i in range(len(encoder.frontend.convs))]
         self.states: list[RecurrentState] = [None] * len(encoder.layers)
+        self.held: torch.Tensor | None = None  # the look-ahead layer's input frames still waiting for their future
+        self.segment_start = start
         self.ids: list[int] = []
         self.previous_id: int | None = None
-        self.frames = 0
-        self.kept: list[torch.Tensor] = []
-        self.finished = False
+        self.segment_kept: list[torch.Tensor] = []
+        self.since_token = 0  # frames since the best path last emitted a token
+        self.quiet = False  # the energy endpointer closed a stretch of speech in this segment
 
     @torch.inference_mode()
     def accept(self, samples: np.ndarray) -> Partial:
         if self.finished:
             raise StreamingError("accept() after finish(): call reset() to start a new stream")
         audio = _to_float_audio(samples)
+        closed: list[Segment] = []
         if audio.numel():
+            self.received += audio.numel()
             feats = self.features.push(audio)
             if feats.shape[1]:
                 self._encode(feats, final=False)
-        return self._partial()
+            if self.energy is not None and self.energy.push(audio.numpy()):
+                self.quiet = True
+            reason = self._endpoint()
+            if reason:
+                closed.append(self._close(reason))
+        return self._result(Partial, closed)
 
     @torch.inference_mode()
     def finish(self) -> Final:
@@ -215,23 +309,60 @@ class StreamingRecognizer:
         if self.finished:
             raise StreamingError("finish() called twice: call reset() to start a new stream")
         self.finished = True
+        last = self._close("end") if self.received > self.segment_start or not self.segments else None
+        final = self._result(Final, [last] if last else [])
+        final.segments = list(self.segments)
+        if self.keep_log_probs:
+            final.log_probs = torch.cat(self.kept, dim=0) if self.kept else torch.zeros(0, len(self.tokenizer))
+        return final
+
+    def _endpoint(self) -> str | None:
+        """Why the open segment should close now (None: it stays open)."""
+        if self.endpoint_silence_s is None:
+            return None
+        length = self.received - self.segment_start
+        if not self.ids:
+            if length >= self.max_segment_samples:
+                self._restart()
+            self.quiet = False  # quiet after a noise that gave no text closes nothing
+            return None
+        if "blank" in self.endpoint_rules and self.since_token >= self.endpoint_frames:
+            return "blank"
+        if self.quiet:
+            return "energy"
+        if length >= self.max_segment_samples:
+            return "max length"
+        return None
+
+    def _restart(self) -> None:
+        """A fresh state for a segment that has heard nothing worth text."""
+        self._open_segment(self.received)
+        if self.energy is not None:
+            self.energy.cut()
+
+    def _close(self, reason: str) -> Segment:
+        """Flush the open segment at the audio received so far, as offline decoding of its audio would end."""
         if self.features.received:
             self._encode(self.features.finish(), final=True)
-        log_probs = torch.cat(self.kept, dim=0) if self.kept else None
-        if self.keep_log_probs and log_probs is None:
-            log_probs = torch.zeros(0, len(self.tokenizer))
         text = self.tokenizer.decode(self.ids)
-        if self.decoder is not None and self.frames:
-            text = self.decoder(log_probs[None], torch.tensor([self.frames]))[0]
-        return Final(
-            text, self.features.received, self.frames, self.sample_rate, log_probs if self.keep_log_probs else None
-        )
+        if self.decoder is not None and self.segment_kept:
+            log_probs = torch.cat(self.segment_kept, dim=0)
+            text = self.decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))[0]
+        self.kept.extend(self.segment_kept)
+        segment = Segment(text, self.segment_start / self.sample_rate, self.received / self.sample_rate, reason)
+        self.segments.append(segment)
+        if reason != "end":
+            self._restart()
+        return segment
 
-    def _partial(self) -> Partial:
-        return Partial(self.tokenizer.decode(self.ids), self.features.received, self.frames, self.sample_rate)
+    def _result(self, cls: type, closed: list[Segment]) -> Partial:
+        open_text = "" if self.finished else self.tokenizer.decode(self.ids)
+        text = " ".join(t for t in [*(s.text for s in self.segments), open_text] if t)
+        return cls(text, self.received, self.frames, self.sample_rate, open_text=open_text, closed=closed)
 
     def _encode(self, feats: torch.Tensor, final: bool) -> None:
-        """(1, k, n_mels) new feature frames through the front-end, the recurrent layers and the head."""
+        """(1, k, n_mels) new feature frames through the front-end, the recurrent layers, the look-ahead and the
+        head."""
         x = feats.unsqueeze(1)  # (1, 1, k, F)
         for conv in self.convs:
             x = conv.finish(x) if final else conv.push(x)
@@ -240,16 +371,38 @@ class StreamingRecognizer:
             x = x.permute(0, 2, 1, 3).reshape(b, t, c * f)
         else:
             x = x.squeeze(1)
+        encoder = self.model.encoder
+        if x.shape[1]:
+            for i, layer in enumerate(encoder.layers):
+                x, self.states[i] = layer.forward_step(x, self.states[i])
+        elif not final or encoder.lookahead is None:
+            return
+        else:
+            x = x.new_zeros(1, 0, encoder.head.in_features)  # nothing new, but the held frames are due
+        if encoder.lookahead is not None:
+            x = self._lookahead(x, final)
         if x.shape[1] == 0:
             return
-        encoder = self.model.encoder
-        for i, layer in enumerate(encoder.layers):
-            x, self.states[i] = layer.forward_step(x, self.states[i])
         log_probs = torch.log_softmax(encoder.head(x).float(), dim=-1)[0]  # (k', vocab)
         self.frames += log_probs.shape[0]
-        if self.keep_log_probs:
-            self.kept.append(log_probs.cpu())
+        if self.keep_log_probs or self.decoder is not None:
+            self.segment_kept.append(log_probs.cpu())
         self._greedy(log_probs.argmax(dim=-1).tolist())
+
+    def _lookahead(self, x: torch.Tensor, final: bool) -> torch.Tensor:
+        """The look-ahead layer on (1, n, C) new frames: outputs for the held frames whose k future frames have
+        arrived; at the end, the zeros that offline decoding puts past the last frame stand in for the future."""
+        k = self.model.encoder.lookahead.frames
+        held = x if self.held is None else torch.cat([self.held, x], dim=1)
+        if final:
+            held = torch.cat([held, held.new_zeros(1, k, held.shape[2])], dim=1)
+        ready = held.shape[1] - k
+        if ready <= 0:
+            self.held = held
+            return held[:, :0]
+        out = self.model.encoder.lookahead.step(held)
+        self.held = held[:, ready:]
+        return out
 
     def _greedy(self, best: list[int]) -> None:
         """Best path, one frame at a time: the same collapse as :func:`asr.decoding.greedy.greedy_ids` over the whole."""
@@ -257,7 +410,20 @@ class StreamingRecognizer:
         for i in best:
             if i != self.previous_id and i != blank:
                 self.ids.append(i)
+                self.since_token = 0
+            else:
+                self.since_token += 1
             self.previous_id = i
+
+
+def _check_endpointing(silence_s: float | None, rules: tuple[str, ...], max_segment_s: float) -> None:
+    if silence_s is not None and not (math.isfinite(silence_s) and silence_s > 0):
+        raise StreamingError(f"endpoint silence must be a positive number of seconds, got {silence_s}")
+    unknown = [r for r in rules if r not in ENDPOINT_RULES]
+    if unknown or not rules:
+        raise StreamingError(f"endpoint rules must be some of {', '.join(ENDPOINT_RULES)}, got {', '.join(rules)}")
+    if not (math.isfinite(max_segment_s) and max_segment_s > 0):
+        raise StreamingError(f"the longest segment must be a positive number of seconds, got {max_segment_s}")
 
 
 class EnergyEndpointer:
@@ -306,6 +472,11 @@ class EnergyEndpointer:
                 closed.append((*span, self.position))
         self.pending = self.pending[n * self.frame :]
         return closed
+
+    def cut(self) -> None:
+        """Forget the open segment (its owner closed it by other means); the noise floor stays as it is."""
+        self.speech = None
+        self.segment_frames = self.silence_run = 0
 
     def _step(self, frame: np.ndarray) -> tuple[int, int] | None:
         level = 10.0 * np.log10(float(np.mean(frame.astype(np.float64) ** 2)) + 1e-10)
@@ -358,9 +529,13 @@ class SegmentedRecognizer:
         self.audio = np.zeros(0, dtype=np.float32)  # the stream from position ``start`` on
         self.start = 0
         self.received = 0
-        self.texts: list[str] = []
+        self.segments: list[Segment] = []
         self.frames = 0
         self.finished = False
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.segments]
 
     def accept(self, samples: np.ndarray) -> Partial:
         if self.finished:
@@ -368,23 +543,27 @@ class SegmentedRecognizer:
         audio = _to_float_audio(samples).numpy()
         self.audio = np.concatenate([self.audio, audio])
         self.received += audio.shape[0]
+        closed = []
         for first, end, cut in self.endpointer.push(audio):
-            self._decode(first - self.margin, end + self.margin)
+            closed += self._decode(first - self.margin, end + self.margin, "energy")
             self._forget(cut)
         if self.endpointer.speech is None:
             self._forget(self.received - self.margin)  # keep only what the next segment's margin needs
-        return Partial(self._text(), self.received, self.frames, self.sample_rate)
+        return Partial(self._text(), self.received, self.frames, self.sample_rate, closed=closed)
 
     def finish(self) -> Final:
         if self.finished:
             raise StreamingError("finish() called twice: call reset() to start a new stream")
         self.finished = True
+        closed = []
         if self.endpointer.speech is not None:
-            self._decode(self.endpointer.speech[0] - self.margin, self.received)
-        elif not self.texts and self.audio.shape[0] == self.received:
+            closed = self._decode(self.endpointer.speech[0] - self.margin, self.received, "end")
+        elif not self.segments and self.audio.shape[0] == self.received:
             # A short clip the endpointer found no speech in (or too steady to tell): decoded whole, as offline.
-            self._decode(0, self.received)
-        return Final(self._text(), self.received, self.frames, self.sample_rate)
+            closed = self._decode(0, self.received, "end")
+        return Final(
+            self._text(), self.received, self.frames, self.sample_rate, closed=closed, segments=list(self.segments)
+        )
 
     def _text(self) -> str:
         return " ".join(t for t in self.texts if t)
@@ -394,27 +573,41 @@ class SegmentedRecognizer:
         self.audio, self.start = self.audio[drop:], self.start + drop
 
     @torch.inference_mode()
-    def _decode(self, first: int, end: int) -> None:
-        segment = self.audio[max(0, first - self.start) : max(0, end - self.start)]
+    def _decode(self, first: int, end: int, reason: str) -> list[Segment]:
+        lo, hi = max(0, first - self.start), max(0, end - self.start)
+        segment = self.audio[lo:hi]
         if segment.shape[0] == 0:
-            return
+            return []
         audio = torch.from_numpy(np.ascontiguousarray(segment))[None].to(self.model.device)
         log_probs, lengths = self.model(audio, torch.tensor([segment.shape[0]], device=self.model.device))
         self.frames += int(lengths[0])
-        self.texts.append(self.decoder(log_probs.float(), lengths)[0])
+        sr = self.sample_rate
+        closed = Segment(
+            self.decoder(log_probs.float(), lengths)[0], (self.start + lo) / sr, (self.start + hi) / sr, reason
+        )
+        self.segments.append(closed)
+        return [closed]
 
 
 Recognizer = StreamingRecognizer | SegmentedRecognizer
 
 
 def open_stream(
-    loaded: LoadedModel, decoder: Decoder | None = None, keep_log_probs: bool = False
+    loaded: LoadedModel,
+    decoder: Decoder | None = None,
+    keep_log_probs: bool = False,
+    endpoint_silence_s: float | None = None,
 ) -> tuple[Recognizer, str | None]:
-    """The exact recogniser when the model allows it, else the per-segment one with a note saying why."""
+    """The exact recogniser when the model allows it, else the per-segment one with a note saying why.
+
+    ``endpoint_silence_s``: the pause that closes a segment (None: the exact recogniser keeps one segment, the
+    per-segment one its default 0.5 s)."""
     problem = exact_streaming_problem(loaded)
     if problem is None:
-        return StreamingRecognizer(loaded, decoder, keep_log_probs), None
-    return SegmentedRecognizer(loaded, decoder), (
+        return StreamingRecognizer(loaded, decoder, keep_log_probs, endpoint_silence_s=endpoint_silence_s), None
+    _check_endpointing(endpoint_silence_s, ENDPOINT_RULES, 1.0)
+    kwargs = {} if endpoint_silence_s is None else {"min_silence_s": endpoint_silence_s}
+    return SegmentedRecognizer(loaded, decoder, **kwargs), (
         f"{problem}: streaming per segment, each decoded when a pause closes it (no partial text within a segment)"
     )
 

@@ -22,6 +22,10 @@ Format history:
    which copying resets; ``None`` for migrated v1 files) and ``frame_seconds`` (seconds of audio per output
    frame: what timestamps, alignment and streaming need, readable by any tool without building the model; it is
    checked against the dimensions on load, so an edited file cannot disagree with itself).
+   (``model.lookahead_frames``, the frames of a look-ahead layer after the recurrent stack, is an addition, not a
+   version step, as ``bpe`` was: a file without it, every file written before it, loads with 0, no look-ahead,
+   and a file with 0 loads in an older release as before; an older release warns that it ignores the field in
+   a file with look-ahead and then refuses it, since its state dict holds the layer's weights.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The acoustic model: log-mel -> optional conv front-end -> stacked (bi)RNN/LSTM/GRU -> linear -> log-probs."""
+"""The acoustic model: log-mel -> optional conv front-end -> stacked (bi)RNN/LSTM/GRU -> optional look-ahead ->
+linear -> log-probs."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ class ModelDimensions:
     dropout: float = 0.1
     subsampling: int = 2  # time subsampling of the conv front-end: 1 (no front-end), 2, 3, 4, 6 or 8
     conv_channels: int = 32
+    # Output frames of future context after the last recurrent layer (DeepSpeech 2's row convolution: each output
+    # frame becomes a learned per-channel mix of the current and the next k frames). For forward-only models,
+    # which must otherwise emit a letter before hearing the sound after it; a stream waits k frames longer
+    # (k * frame_seconds: 30 ms a frame at subsampling 3). 0: none, as every model before this field.
+    lookahead_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -38,6 +44,10 @@ class ModelDimensions:
             raise ValueError("model.num_layers and model.hidden_size must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.lookahead_frames, bool) or not isinstance(self.lookahead_frames, int):
+            raise ValueError(f"model.lookahead_frames must be a whole number of frames, got {self.lookahead_frames!r}")
+        if not 0 <= self.lookahead_frames <= 64:
+            raise ValueError(f"model.lookahead_frames must be 0 (none) to 64, got {self.lookahead_frames}")
 
 
 class ConvFrontEnd(nn.Module):
@@ -125,6 +135,35 @@ class RecurrentLayer(nn.Module):
         return self.forward_cell(x, state)
 
 
+class Lookahead(nn.Module):
+    """DeepSpeech 2's row convolution: output t = sum over j = 0..k of ``weight[:, j]`` * input t + j, per channel.
+
+    It gives a forward-only model k frames of future context at the cost of k frames of latency, for
+    (k + 1) x channels weights and as many multiply-adds a frame: far cheaper than a backward layer, and a
+    stream can run it exactly by holding back k frames (:meth:`step`). Frames past each utterance's length count
+    as zeros (the recurrent output there is masked first), so padding cannot reach an output within the length.
+    It starts as the identity (weight 1 on the current frame, 0 on the future ones): a model begins training as
+    a model without look-ahead would, and learns how much of the future to use.
+    """
+
+    def __init__(self, channels: int, frames: int):
+        super().__init__()
+        self.frames = frames
+        weight = torch.zeros(channels, frames + 1)
+        weight[:, 0] = 1.0
+        self.weight = nn.Parameter(weight)
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n + k, C) consecutive frames -> (B, n, C): the outputs of the first n, which have their k future
+        frames in ``x`` (zeros past the end of the utterance)."""
+        y = F.conv1d(x.transpose(1, 2), self.weight[:, None, :], groups=self.weight.shape[0])
+        return y.transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = x * lengths_to_mask(lengths, x.shape[1])[:, :, None].to(x.dtype)
+        return self.step(F.pad(x, (0, 0, 0, self.frames)))
+
+
 class Encoder(nn.Module):
     """Features (B, T, F) -> log-probabilities (B, T', vocab); no output within a length depends on padding."""
 
@@ -141,6 +180,9 @@ class Encoder(nn.Module):
                 dims.bidirectional,
             )
             for i in range(dims.num_layers)
+        )
+        self.lookahead = (
+            Lookahead(dims.hidden_size * directions, dims.lookahead_frames) if dims.lookahead_frames else None
         )
         self.dropout = nn.Dropout(dims.dropout)
         self.head = nn.Linear(dims.hidden_size * directions, dims.vocab_size)
@@ -164,6 +206,8 @@ class Encoder(nn.Module):
         reverse = reverse_index(lengths, x.shape[1]) if self.dims.bidirectional else None
         for i, layer in enumerate(self.layers):
             x = layer(self.dropout(x) if i > 0 else x, reverse)
+        if self.lookahead is not None:
+            x = self.lookahead(x, lengths)
         logits = self.head(self.dropout(x))
         return torch.log_softmax(logits.float(), dim=-1), lengths
 
@@ -190,6 +234,11 @@ class ASRModel(nn.Module):
     @property
     def frame_seconds(self) -> float:
         return frame_seconds(self.feature_config, self.dims)
+
+    @property
+    def lookahead_seconds(self) -> float:
+        """Audio a stream waits for beyond what the model without look-ahead waits for: the look-ahead's frames."""
+        return self.dims.lookahead_frames * self.frame_seconds
 
     @property
     def device(self) -> torch.device:
