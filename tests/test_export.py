@@ -121,6 +121,35 @@ def test_encoder_step_streams_like_offline(cell, subsampling, tmp_path):
         assert_close_within_lengths(streamed, ref, ref_lens)
 
 
+def test_lookahead_model_exports_the_offline_graph_and_says_why_there_is_no_step_graph(tmp_path, caplog):
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer()
+    dims = ModelDimensions(
+        vocab_size=len(tokenizer),
+        hidden_size=24,
+        num_layers=2,
+        bidirectional=False,
+        conv_channels=4,
+        subsampling=3,
+        lookahead_frames=3,
+    )
+    loaded = LoadedModel(ASRModel(dims, FeatureConfig(n_mels=40)).eval(), tokenizer, {})
+    with torch.no_grad():
+        loaded.model.encoder.lookahead.weight.normal_()
+    with caplog.at_level("WARNING", logger="asr.model.export"):
+        paths = export.export_onnx(loaded, tmp_path / "m.onnx")
+    assert paths == [tmp_path / "m.onnx"] and not export.step_path(paths[0]).exists()
+    assert "streaming graph not written" in caplog.text and "model.lookahead_frames = 3" in caplog.text
+    audio, lengths = padded_noise([16000, 7001])
+    log_probs, out_lens = export.OnnxModel(paths[0])(audio.numpy(), lengths.numpy())
+    with torch.no_grad():
+        ref, ref_lens = loaded.model(audio, lengths)
+    assert out_lens.tolist() == ref_lens.tolist()
+    assert_close_within_lengths(log_probs, ref, ref_lens)
+    with pytest.raises(export.ExportError, match="look-ahead"):
+        export.EncoderStep(loaded.model.encoder)
+
+
 def test_bidirectional_model_has_no_step_graph():
     with pytest.raises(export.ExportError, match="bidirectional"):
         export.EncoderStep(random_model().model.encoder)

@@ -179,3 +179,29 @@ def test_arbitrary_bytes_are_a_model_file_error_not_a_traceback(tmp_path, conten
     path.write_bytes(content)
     with pytest.raises(ModelFileError, match="not an asr model file"):
         load_model(path)
+
+
+def test_files_from_before_the_lookahead_field_load_without_one(files, tmp_path):
+    obj = torch.load(files / "v2.pt", weights_only=True)
+    del obj["model"]["lookahead_frames"]  # as every file written before the field
+    torch.save(obj, tmp_path / "before.pt")
+    loaded = load_model(tmp_path / "before.pt")
+    assert loaded.model.dims.lookahead_frames == 0 and loaded.model.encoder.lookahead is None
+
+
+def test_a_lookahead_model_round_trips(tmp_path):
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer()
+    dims = ModelDimensions(
+        vocab_size=len(tokenizer), hidden_size=8, num_layers=1, conv_channels=2, bidirectional=False, lookahead_frames=2
+    )
+    model = ASRModel(dims, FeatureConfig()).eval()
+    with torch.no_grad():
+        model.encoder.lookahead.weight.normal_()
+    save_model(tmp_path / "la.pt", model, tokenizer)
+    assert torch.load(tmp_path / "la.pt", weights_only=True)["model"]["lookahead_frames"] == 2
+    loaded = load_model(tmp_path / "la.pt")
+    assert loaded.model.dims.lookahead_frames == 2
+    x = torch.randn(1, 8000)
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(x, torch.tensor([8000]))[0], model(x, torch.tensor([8000]))[0])

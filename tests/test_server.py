@@ -420,6 +420,53 @@ def test_stream_with_the_real_recogniser(tmp_path, bidirectional):
         assert message["text"] == offline  # a forward-only model streams exactly
 
 
+def test_lookahead_in_healthz_and_segments_over_the_stream(tmp_path):
+    """A look-ahead model: /healthz and the ready message state its latency; endpoint_ms closes segments."""
+    from asr.inference.streaming import StreamingRecognizer
+
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer()
+    dims = ModelDimensions(
+        vocab_size=len(tokenizer),
+        cell="rnn",
+        hidden_size=16,
+        num_layers=1,
+        conv_channels=4,
+        bidirectional=False,
+        subsampling=3,
+        lookahead_frames=2,
+    )
+    save_model(tmp_path / "la.pt", ASRModel(dims, FeatureConfig(normalize="global")), tokenizer)
+    loaded = load_model(tmp_path / "la.pt")
+    client = TestClient(create_app(Recognizer(loaded)))
+    model = client.get("/healthz").json()["model"]
+    assert (model["lookahead_frames"], model["lookahead_ms"]) == (2, 60.0)
+    rng = np.random.default_rng(3)
+    burst = (rng.standard_normal(8000) * 0.2).astype(np.float32)
+    audio = np.concatenate([burst, np.zeros(16000, np.float32), burst])
+    expected = StreamingRecognizer(loaded, endpoint_silence_s=0.5)
+    for k in range(0, len(audio), 1600):
+        expected.accept(audio[k : k + 1600])
+    expected = expected.finish()
+    assert len(expected.segments) >= 2  # the pause closed one
+    with client.websocket_connect("/v1/stream?encoding=f32le&endpoint_ms=500") as ws:
+        ready = ws.receive_json()
+        assert (ready["lookahead_ms"], ready["endpoint_ms"]) == (60.0, 500)
+        for k in range(0, len(audio), 1600):
+            ws.send_bytes(audio[k : k + 1600].tobytes())
+        ws.send_text(json.dumps({"type": "end"}))
+        messages = []
+        while (message := ws.receive_json())["type"] != "final":
+            messages.append(message)
+    segments = [{k: v for k, v in m.items() if k != "type"} for m in messages if m["type"] == "segment"]
+    assert segments == [s.to_dict() for s in expected.segments]
+    assert all("open" in m for m in messages if m["type"] == "partial")
+    assert message["text"] == expected.text
+    with client.websocket_connect("/v1/stream?endpoint_ms=-1") as ws:
+        refused = ws.receive_json()
+        assert refused["type"] == "error" and "endpoint_ms -1 is out of range" in refused["message"]
+
+
 # --- LM decoding -----------------------------------------------------------------------------------------------------
 
 LM_FLAGS = ["--beam-size", "8", "--lm-weight", "1.0"]

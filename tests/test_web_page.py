@@ -59,8 +59,8 @@ def record_calls(recognizer) -> tuple[list, list]:
         calls.append((decode_audio(data, name, 16000, 1e9), result))
         return result
 
-    def recorded_stream():
-        session = open_stream()
+    def recorded_stream(*args):
+        session = open_stream(*args)
         finish = session.finish
 
         def recorded_finish():
@@ -138,6 +138,8 @@ def test_page_records_the_microphone_and_shows_the_transcript(server, speech, tm
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url)
             page.wait_for_selector("body[data-ready]", timeout=10_000)
+            # The header states what the look-ahead adds to the live text's delay (0 ms without one).
+            assert ("look-ahead 0 ms" in page.inner_text("#model")) == (streaming == "exact")
             page.click("#record")
             # The fake device plays the file from its start, then loops: stop within the next copy's 0.5 s of
             # silence, so the recording holds the sentence once.
@@ -165,9 +167,11 @@ def test_page_records_the_microphone_and_shows_the_transcript(server, speech, tm
                 import jiwer
 
                 assert jiwer.cer(SENTENCE, shown) <= 0.15, shown
-            # The live line ends with the stream's final text.
-            page.wait_for_selector("#partial[data-final]", timeout=20_000)
-            assert finals and page.inner_text("#partial") == finals[-1]
+            # The live section ends with the stream's final text, a line per segment (one: no pause in it).
+            page.wait_for_selector("#live[data-final]", timeout=20_000)
+            assert finals and page.get_attribute("#live", "data-text") == finals[-1]
+            lines = page.eval_on_selector_all("#segments li", "els => els.map(e => e.textContent)")
+            assert " ".join(lines) == finals[-1] and page.inner_text("#partial") == ""
             note = page.inner_text("#stream-note")
             assert ("after each pause" in note) == (streaming == "segmented")
             if spans:  # playback highlights the word being played

@@ -15,7 +15,9 @@ model's own code, traced with dynamic batch and time axes.
 
 A unidirectional model also gets a second graph, ``encoder_step`` (``<name>.step.onnx``), that carries the conv
 front-end's context and every layer's recurrent state from one chunk of feature frames to the next, so the
-model can stream; see :class:`EncoderStep` for its contract.
+model can stream; see :class:`EncoderStep` for its contract. A model with a look-ahead layer
+(``model.lookahead_frames`` > 0) gets the offline graph only, and the export says so: the step graph does not
+yet hold back the look-ahead's frames (``asr transcribe --stream`` and :mod:`asr.inference.streaming` do).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from asr.errors import ExportError  # noqa: F401  (re-exported: raised here, cau
 from asr.model.features import LogMel, lengths_to_mask
 from asr.model.file import LoadedModel
 from asr.model.network import ASRModel, Encoder
+
+log = logging.getLogger(__name__)
 
 OPSET = 17  # LSTM/GRU/RNN, Conv, GatherElements all exist long before; 17 is what onnxruntime >= 1.13 runs
 FORMATS = ("onnx", "torchscript")
@@ -136,6 +140,11 @@ class EncoderStep(nn.Module):
         super().__init__()
         if encoder.dims.bidirectional:
             raise ExportError("a bidirectional model cannot stream: its backward cells read the whole utterance")
+        if encoder.dims.lookahead_frames:
+            raise ExportError(
+                f"the streaming step graph does not carry a look-ahead layer yet (model.lookahead_frames = "
+                f"{encoder.dims.lookahead_frames}); stream such a model with asr.inference.streaming"
+            )
         self.encoder = encoder
         self.time_strides = tuple(encoder.frontend.time_strides)
         # Lookahead of each conv layer's input, from the top down (see right_context).
@@ -302,7 +311,15 @@ def export_onnx(loaded: LoadedModel, path: str | os.PathLike, int8: bool = False
             _metadata(loaded, "offline", int8=int8),
         )
         written.append(_finish(raw, path, int8))
-        if not model.dims.bidirectional:
+        if not model.dims.bidirectional and model.dims.lookahead_frames:
+            log.warning(
+                "%s: streaming graph not written: the step graph does not carry the look-ahead layer "
+                "(model.lookahead_frames = %d) yet; the offline graph is complete, and `asr transcribe --stream` "
+                "streams the model.pt exactly",
+                step_path(path),
+                model.dims.lookahead_frames,
+            )
+        elif not model.dims.bidirectional:
             step = EncoderStep(model.encoder).eval()
             n_mels = model.feature_config.n_mels
             frames = torch.randn(2, 4 * step.subsampling + step.right_context, n_mels)

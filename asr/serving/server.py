@@ -169,6 +169,8 @@ class Recognizer:
             "bidirectional": dims.bidirectional,
             "sample_rate": self.sample_rate,
             "frame_seconds": self.loaded.frame_seconds,
+            "lookahead_frames": dims.lookahead_frames,  # what a stream waits for beyond the model without it:
+            "lookahead_ms": round(1000 * self.model.lookahead_seconds, 3),  # lookahead_frames * frame_seconds
             "created": self.loaded.created,
         }
 
@@ -192,11 +194,12 @@ class Recognizer:
             log.warning("%s", warning.replace(path, name))
         return {**transcript.to_dict(), "path": name}
 
-    def open_stream(self) -> Any:
-        """A fresh per-connection recogniser (``accept(samples) -> Partial``, ``finish() -> Final``)."""
+    def open_stream(self, endpoint_silence_s: float | None = None) -> Any:
+        """A fresh per-connection recogniser (``accept(samples) -> Partial``, ``finish() -> Final``), closing a
+        segment after each pause of ``endpoint_silence_s`` when given."""
         from asr.inference.streaming import open_stream
 
-        recognizer, _ = open_stream(self.loaded, self.decoder)
+        recognizer, _ = open_stream(self.loaded, self.decoder, endpoint_silence_s=endpoint_silence_s)
         return recognizer
 
 
@@ -459,17 +462,25 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
         return Response(write_result(result, format), media_type=MEDIA_TYPES[format])
 
     @app.websocket("/v1/stream")
-    async def stream(ws: WebSocket, rate: int | None = None, encoding: str = "s16le") -> None:
-        await _stream_session(ws, recognizer, pool, limits, rate or recognizer.sample_rate, encoding)
+    async def stream(ws: WebSocket, rate: int | None = None, encoding: str = "s16le", endpoint_ms: float = 0) -> None:
+        await _stream_session(ws, recognizer, pool, limits, rate or recognizer.sample_rate, encoding, endpoint_ms)
 
     return app
 
 
 async def _stream_session(
-    ws: WebSocket, recognizer: Recognizer, pool: InferencePool, limits: Limits, rate: int, encoding: str
+    ws: WebSocket,
+    recognizer: Recognizer,
+    pool: InferencePool,
+    limits: Limits,
+    rate: int,
+    encoding: str,
+    endpoint_ms: float = 0,
 ) -> None:
     """One WebSocket stream: binary PCM messages in; ``partial`` messages as the text changes; ``final`` when the
-    client sends ``{"type": "end"}`` (or the stream reaches ``max_duration`` or goes quiet for ``timeout``)."""
+    client sends ``{"type": "end"}`` (or the stream reaches ``max_duration`` or goes quiet for ``timeout``).
+    With ``endpoint_ms`` > 0 a ``segment`` message closes each stretch of speech after that long a pause (the
+    partial's ``open`` is then the open segment's text; docs/streaming.md)."""
     await ws.accept()
 
     async def refuse(code: int, message: str) -> None:
@@ -480,6 +491,8 @@ async def _stream_session(
         return await refuse(1008, f"unknown encoding {encoding!r}; choose one of {', '.join(STREAM_ENCODINGS)}")
     if not 1000 <= rate <= 384000:
         return await refuse(1008, f"sample rate {rate} is out of range (1000-384000 Hz)")
+    if not 0 <= endpoint_ms <= 60000:
+        return await refuse(1008, f"endpoint_ms {endpoint_ms:g} is out of range (0: off, up to 60000 ms)")
     mode = recognizer.streaming_mode
     try:
         pool.admit()
@@ -487,7 +500,8 @@ async def _stream_session(
         return await refuse(1013, p.message)  # 1013: try again later
     try:
         note = recognizer.streaming_note()
-        session = await pool.compute(recognizer.open_stream)
+        args = (endpoint_ms / 1000,) if endpoint_ms else ()
+        session = await pool.compute(recognizer.open_stream, *args)
         dtype = np.dtype(STREAM_ENCODINGS[encoding])
         from asr.inference.streaming import StreamResampler
 
@@ -503,6 +517,8 @@ async def _stream_session(
                 "model_sample_rate": recognizer.sample_rate,
                 "decoder": decoder["name"],
                 "partials": decoder["stream_partials"],
+                "lookahead_ms": recognizer.info()["lookahead_ms"],
+                "endpoint_ms": endpoint_ms,
             }
         )
         received, text, stopped = 0, "", None
@@ -536,13 +552,21 @@ async def _stream_session(
                 samples.astype(np.float32) / 32768.0 if dtype.kind == "i" else np.array(samples, dtype=np.float32)
             )
             partial = await pool.compute(session.accept, audio)
+            for segment in getattr(partial, "closed", ()):
+                await ws.send_json({"type": "segment", **segment.to_dict()})
             if partial.text != text:
                 text = partial.text
-                await ws.send_json({"type": "partial", "text": text, "seconds": round(received / rate, 3)})
+                message = {"type": "partial", "text": text, "seconds": round(received / rate, 3)}
+                if endpoint_ms:
+                    message["open"] = partial.open_text
+                await ws.send_json(message)
         tail = converter(np.zeros(0, dtype=np.float32), last=True)
         if tail.shape[0]:
             await pool.compute(session.accept, tail)
         final = await pool.compute(session.finish)
+        if endpoint_ms:
+            for segment in final.closed:
+                await ws.send_json({"type": "segment", **segment.to_dict()})
         await ws.send_json(
             {
                 "type": "final",

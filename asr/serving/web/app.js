@@ -19,8 +19,10 @@ async function init() {
     state.streaming = h.streaming;
     const kind = m.bidirectional ? "bidirectional" : "forward-only";
     const live = { exact: "live text", segmented: "text after each pause", none: "no streaming" }[h.streaming];
+    // What a forward-only model's look-ahead layer adds to the delay of live text (lookahead_frames frames).
+    const wait = h.streaming === "exact" ? ` \u00b7 look-ahead ${m.lookahead_ms || 0} ms` : "";
     $("model").textContent = `${m.layers}\u00d7${m.cell.toUpperCase()}-${m.hidden_size} ${kind} \u00b7 ${live}` +
-      ` \u00b7 up to ${h.limits.max_duration} s, ${h.limits.max_upload_mb} MB`;
+      `${wait} \u00b7 up to ${h.limits.max_duration} s, ${h.limits.max_upload_mb} MB`;
     $("record").disabled = false;
     setStatus("Ready: record, or drop a file.", "ready");
     document.body.dataset.ready = "1";
@@ -113,11 +115,15 @@ async function stopRecording() {
 
 function openStream(rec) {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/v1/stream?rate=${rec.rate}&encoding=s16le`);
+  // endpoint_ms: the server closes a segment after this long a pause; each closed one becomes a line.
+  const ws = new WebSocket(`${proto}//${location.host}/v1/stream?rate=${rec.rate}&encoding=s16le&endpoint_ms=800`);
   ws.binaryType = "arraybuffer";
   const partial = $("partial");
+  const segments = $("segments");
+  const live = $("live");
   partial.textContent = "";
-  delete partial.dataset.final;
+  segments.replaceChildren();
+  delete live.dataset.final;
   $("stream-note").textContent = "";
   $("live").hidden = false;
   ws.onopen = () => {
@@ -131,10 +137,19 @@ function openStream(rec) {
         ? "This model is bidirectional: text appears a segment at a time, after each pause."
         : "Text appears as you speak.";
     } else if (m.type === "partial") {
-      partial.textContent = m.text;
+      partial.textContent = m.open !== undefined ? m.open : m.text;  // the open segment's text, live
+    } else if (m.type === "segment") {
+      partial.textContent = "";
+      if (m.text) {
+        const li = document.createElement("li");
+        li.textContent = m.text;
+        li.title = `${m.start.toFixed(2)}\u2013${m.end.toFixed(2)} s (closed: ${m.reason})`;
+        segments.append(li);
+      }
     } else if (m.type === "final") {
-      partial.textContent = m.text;
-      partial.dataset.final = "1";
+      partial.textContent = "";
+      live.dataset.text = m.text;
+      live.dataset.final = "1";
       if (m.stopped) $("stream-note").textContent = `Stream stopped: ${m.stopped}.`;
     } else if (m.type === "error") {
       $("stream-note").textContent = `Stream: ${m.message}`;
