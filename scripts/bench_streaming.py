@@ -2,6 +2,10 @@
 
     python scripts/bench_streaming.py --model exp/synth_streaming/model.pt --manifest data/synth/test.jsonl \
         --aligner exp/synth/model.pt --limit 100
+    python scripts/bench_streaming.py --model exp/la0/model.pt exp/la4/model.pt --manifest data/synth/test.jsonl
+
+Several models (one per look-ahead setting, ``model.lookahead_frames``) are measured one after the other on the
+same utterances and summed up in a table at the end.
 
 * Compute: wall time of each ``accept`` call for chunks of ``--chunk-ms`` of audio (mean / p95 ms, and the
   real-time factor), at batch 1 with ``--threads`` torch threads.
@@ -90,22 +94,9 @@ def appearance_times(partials: list[tuple[float, str]], final: str) -> list[floa
     return times
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="a forward-only model (model.bidirectional: false)")
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--aligner", help="model for forced-alignment word ends when the manifest has no 'words'")
-    p.add_argument("--limit", type=int, default=100, help="utterances (the first N)")
-    p.add_argument("--chunk-ms", type=float, default=100.0)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    loaded = load_model(args.model)
-    aligner = load_model(args.aligner) if args.aligner else None
+def bench(loaded, utts, chunk: int, aligner) -> dict:
+    """Stream every utterance through ``loaded`` in chunks of ``chunk`` samples; the figures of one model."""
     sr = loaded.model.sample_rate
-    chunk = int(round(sr * args.chunk_ms / 1000))
-    utts = read_manifest(args.manifest)[: args.limit]
-
     step_ms, finish_ms, delays, inner, audio_s, source = [], [], [], [], 0.0, set()
     recognizer = StreamingRecognizer(loaded, keep_log_probs=True)
     same_text, max_diff = 0, 0.0
@@ -145,29 +136,77 @@ def main(argv: list[str] | None = None) -> int:
                 delays.append(1000 * (seen[block.b + k] - ends[block.a + k]))
                 if block.a + k < len(ref_words) - 1:
                     inner.append(delays[-1])
+    return {
+        "steps": np.array(step_ms),
+        "finish_ms": finish_ms,
+        "audio_s": audio_s,
+        "same_text": same_text,
+        "max_diff": max_diff,
+        "delays": np.array(delays),
+        "inner": np.array(inner),
+        "source": source,
+    }
 
-    steps = np.array(step_ms)
+
+def _spread(d: np.ndarray) -> str:
+    return (
+        f"{d.size} words, median {np.median(d):.0f} ms, mean {d.mean():.0f} ms, "
+        f"p10 {np.percentile(d, 10):.0f} ms, p90 {np.percentile(d, 90):.0f} ms"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--model",
+        required=True,
+        nargs="+",
+        help="forward-only models (model.bidirectional: false), e.g. one per look-ahead",
+    )
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--aligner", help="model for forced-alignment word ends when the manifest has no 'words'")
+    p.add_argument("--limit", type=int, default=100, help="utterances (the first N)")
+    p.add_argument("--chunk-ms", type=float, default=100.0)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    aligner = load_model(args.aligner) if args.aligner else None
+    utts = read_manifest(args.manifest)[: args.limit]
     print(f"# {' '.join(sys.argv)}")
     print(f"# torch {torch.__version__}, {args.threads} thread(s), {platform.processor() or platform.machine()}")
-    print(f"utterances {len(utts)}, audio {audio_s:.1f} s, chunk {args.chunk_ms:g} ms")
+    rows = []
+    for path in args.model:
+        loaded = load_model(path)
+        chunk = int(round(loaded.model.sample_rate * args.chunk_ms / 1000))
+        r = bench(loaded, utts, chunk, aligner)
+        k, ms = loaded.model.dims.lookahead_frames, 1000 * loaded.model.lookahead_seconds
+        steps = r["steps"]
+        print(f"{path}: look-ahead {k} frames ({ms:g} ms)")
+        print(f"  utterances {len(utts)}, audio {r['audio_s']:.1f} s, chunk {args.chunk_ms:g} ms")
+        print(
+            f"  compute per chunk: mean {steps.mean():.2f} ms, p95 {np.percentile(steps, 95):.2f} ms, "
+            f"max {steps.max():.2f} ms; RTF {steps.sum() / 1000 / r['audio_s']:.3f}; "
+            f"finish mean {np.mean(r['finish_ms']):.2f} ms"
+        )
+        print(
+            f"  stream == offline: {r['same_text']}/{len(utts)} texts equal, "
+            f"max |log-prob difference| {r['max_diff']:.2e}"
+        )
+        if r["delays"].size:
+            print(f"  word delay (end of word -> in the partial text, audio time, {', '.join(sorted(r['source']))}):")
+            print(f"    {_spread(r['delays'])}")
+        if r["inner"].size:  # the last word's end is the least certain, and it may wait for finish()
+            print(f"    all but each utterance's last word: {_spread(r['inner'])}")
+        median = f"{np.median(r['inner']):.0f} ms" if r["inner"].size else "-"
+        rows.append(
+            f"| {k} ({ms:g} ms) | {steps.mean():.2f} / {np.percentile(steps, 95):.2f} ms | {median} | "
+            f"{r['same_text']}/{len(utts)} |"
+        )
     print(
-        f"compute per chunk: mean {steps.mean():.2f} ms, p95 {np.percentile(steps, 95):.2f} ms, "
-        f"max {steps.max():.2f} ms; RTF {steps.sum() / 1000 / audio_s:.3f}; "
-        f"finish mean {np.mean(finish_ms):.2f} ms"
+        "\n| look-ahead | compute per chunk (mean / p95) | word delay, median (all but the last word) | stream == offline |"
     )
-    print(f"stream == offline: {same_text}/{len(utts)} texts equal, max |log-prob difference| {max_diff:.2e}")
-    if delays:
-        d = np.array(delays)
-        print(
-            f"word delay (end of word -> in the partial text, audio time, {', '.join(sorted(source))}): "
-            f"{d.size} words, median {np.median(d):.0f} ms, mean {d.mean():.0f} ms, "
-            f"p10 {np.percentile(d, 10):.0f} ms, p90 {np.percentile(d, 90):.0f} ms"
-        )
-        d = np.array(inner)  # the last word's end is the least certain, and it may wait for finish()
-        print(
-            f"  all but each utterance's last word: {d.size} words, median {np.median(d):.0f} ms, "
-            f"mean {d.mean():.0f} ms, p10 {np.percentile(d, 10):.0f} ms, p90 {np.percentile(d, 90):.0f} ms"
-        )
+    print("|---|---|---|---|")
+    print("\n".join(rows))
     return 0
 
 
