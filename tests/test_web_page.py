@@ -49,14 +49,12 @@ def speech(tmp_path_factory):
 def record_calls(recognizer) -> tuple[list, list]:
     """Wrap the server's recogniser: keep what each request gave it (as 16 kHz samples) and got back, and each
     stream's final text."""
-    from asr.serving.server import decode_audio
-
     calls, finals = [], []
     transcribe, open_stream = recognizer.transcribe, recognizer.open_stream
 
-    def recorded(data, name):
-        result = transcribe(data, name)
-        calls.append((decode_audio(data, name, 16000, 1e9), result))
+    def recorded(audio, name):  # the upload as the server decoded it: mono at the model's 16 kHz
+        result = transcribe(audio, name)
+        calls.append((audio.copy(), result))
         return result
 
     def recorded_stream(*args):

@@ -336,11 +336,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"asr serve needs the serve extra: pip install 'asr[serve]' ({e})") from None
     from asr.model.file import load_model
 
-    limits = Limits(args.max_upload_mb, args.max_duration, args.max_concurrent, args.max_queue, args.timeout)
+    if not 0 <= args.port <= 65535:  # checked before the model loads
+        raise UsageError(f"--port must be 0-65535, got {args.port}")
+    limits = Limits(
+        max_upload_mb=args.max_upload_mb,
+        max_duration=args.max_duration,
+        max_concurrent=args.max_concurrent,
+        max_queue=args.max_queue,
+        timeout=args.timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+    )
     loaded = load_model(args.model, device(args.device))
     # Built before listening: a bad LM file is a one-line error at start-up, not a failure of the first request.
     recognizer = Recognizer(loaded, _decoder_from_args(args, loaded))
-    serve(recognizer, args.host, args.port, limits, label=str(args.model))
+    serve(
+        recognizer,
+        args.host,
+        args.port,
+        limits,
+        label=str(args.model),
+        allow_origins=tuple(args.allow_origin),
+        allow_hosts=tuple(args.allow_host),
+    )
     return 0
 
 
@@ -512,6 +530,35 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=120.0,
         help="seconds for an upload to arrive and for its result (default: %(default)s)",
+    )
+    s.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client may send nothing: for a request's headers, within an upload, between a stream's "
+        "messages (default: %(default)s)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        help="open HTTP connections; past it the longest-idle one is closed (default: %(default)s)",
+    )
+    s.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages of ORIGIN (e.g. https://app.example) use the server from a browser; repeatable; '*' for "
+        "any. Default: only the server's own pages",
+    )
+    s.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="answer to Host NAME too (a proxy's name); repeatable. Default on a loopback address: localhost, "
+        "127.0.0.1, [::1] only (against DNS rebinding)",
     )
     add_lm_arguments(s)
     s.set_defaults(func=cmd_serve)

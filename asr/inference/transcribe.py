@@ -68,6 +68,7 @@ class _File:
     cut_done: bool = False
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    audio: np.ndarray | None = None  # samples already decoded at the model's rate (run_audio), else read from path
 
     @property
     def complete(self) -> bool:
@@ -133,13 +134,30 @@ class Transcriber:
                 self._progress.close()
                 self._progress = None
 
+    def run_audio(self, audio: np.ndarray, name: str) -> Transcript:
+        """The transcript of one recording already decoded (mono float32 at the model's rate), labelled ``name``.
+
+        For a caller that has decoded the audio itself, once, checking its own limits as it went (``asr serve``
+        judges an upload's length from its decoded samples); the result is what :meth:`run` gives for a file
+        holding that audio."""
+        f = _File(0, name, audio=np.ascontiguousarray(audio, dtype=np.float32))
+        self._cut(f)
+        self._flush()
+        return self._finish(f)
+
     def _blocks(self, f: _File) -> Iterator[np.ndarray]:
+        if f.audio is not None:
+            step = max(1, int(self.block_seconds * self.sample_rate))
+            return (f.audio[i : i + step] for i in range(0, f.audio.shape[0], step))
         return read_blocks(f.path, self.sample_rate, self.block_seconds, f.warnings)
 
     def _cut(self, f: _File) -> None:
         """Plan ``f``'s windows (first read) and queue their audio for the model (second read)."""
         try:
-            audio_info(f.path)  # missing/empty/unreadable files fail here, before any work
+            if f.audio is None:
+                audio_info(f.path)  # missing/empty/unreadable files fail here, before any work
+            elif f.audio.shape[0] == 0:
+                raise AudioError(f"{f.path}: no audio samples")
             if self.vad is None:
                 f.num_samples = sum(b.shape[0] for b in self._blocks(f))
                 probs, frame_s = None, 1.0

@@ -11,16 +11,23 @@ Why it is built the way it is:
 * In front of the pool is a bounded queue (``max_queue``). When it is full a request is refused at once with 503
   and ``Retry-After`` (load shedding): under overload the alternative is a queue that grows until every request in
   it times out, so nobody is served.
-* Each limit is checked as early as possible: the declared ``Content-Length`` before the body is read, the bytes
-  as they arrive (a client may lie or send chunked), the duration from the audio header before decoding, then
-  again after decoding (headers can lie too). Too big is 413, bad audio 400, both with a message; a slow upload
-  is 408, an inference that outlives ``timeout`` 504.
+* A request takes its slot before its body is read, so the 503 bounds memory too: what is held is at most
+  ``max_concurrent + max_queue`` uploads, each spooled to disk as it arrives and decoded once, block by block,
+  into mono samples at the model's rate (:mod:`asr.serving.uploads`). Each limit is checked as early as
+  possible: the declared ``Content-Length`` before the body is read, the bytes as they arrive, the header's
+  length before decoding, the decoded samples as they come. Too big is 413, bad audio 400, both with a message;
+  an upload that stops arriving is 408, an inference that outlives ``timeout`` 504.
+* Nobody can hold the server by sending nothing: each request's headers have a deadline and idle connections
+  make room for new ones (:mod:`asr.serving.connections`), an upload's body and a stream's messages have an idle
+  timeout, and a stream must send audio at least at ``min_stream_speed`` (half real time). ``/healthz`` needs
+  no slot, so it answers while every slot is taken.
+* Other sites cannot use it from a browser: ``Host`` and ``Origin`` are checked against the address it listens
+  on (:mod:`asr.serving.access`), as Jupyter does.
 * Decoding is greedy, or the beam search with an n-gram LM of ``asr transcribe --lm`` (the same options, built by
   :func:`asr.decoding.beam_search.decoder_from_args` before the server listens, so a bad LM file stops it at start-up).
   Uploads and a stream's final text use it; an exact stream's partial results stay best path, for latency
   (``/healthz`` says which decodes what). The pool's threads share the one decoder, which is thread-safe.
-* Nothing a client sends becomes a path. The upload is received into memory (bounded by ``max_upload_mb``) and
-  checked there; for the transcriber, which reads files, it is written under a fixed name into a private temporary
+* Nothing a client sends becomes a path. The upload is written under a fixed name into a private temporary
   directory that is deleted when the request ends. The client's file name is only echoed back as the result's
   ``path`` label. The page's files are read from the package once, at start-up, and served from memory under
   fixed routes.
@@ -30,33 +37,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import ipaddress
 import json
 import logging
 import math
 import os
-import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import resources
 from typing import Any, AsyncIterator, Callable
 
 import numpy as np
-import soundfile as sf
 import torch
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from asr import __version__
-from asr.data.audio import AudioError, resample
+from asr.data.audio import AudioError
 from asr.decoding.greedy import Decoder, GreedyDecoder
 from asr.errors import UsageError
 from asr.inference.formats import write_result
 from asr.model.file import LoadedModel
+from asr.serving.access import Access, AccessMiddleware, is_loopback, refuse
+from asr.serving.limits import Limits
+from asr.serving.problems import HTTPProblem, TooLong, first_line
+from asr.serving.uploads import Upload, decode_upload, display_name, receive_upload
+
+__all__ = ["Access", "HTTPProblem", "Limits", "Recognizer", "TooLong", "create_app", "display_name", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,7 @@ MEDIA_TYPES = {
 }
 # PCM encodings the stream accepts: numpy dtype of each (little-endian).
 STREAM_ENCODINGS = {"s16le": "<i2", "f32le": "<f4"}
+STREAM_RATES = (1000, 384000)  # the client sample rates a stream accepts, Hz
 WEB_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -81,44 +90,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; media-src 'self' blob:; connect-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
-MAX_NAME_CHARS = 200
-
-
-@dataclass
-class Limits:
-    """What one server accepts; each is an ``asr serve`` option."""
-
-    max_upload_mb: float = 25.0  # request body, and so the largest file (413 beyond)
-    max_duration: float = 600.0  # seconds of audio in one upload or one stream (413 / stream ended beyond)
-    max_concurrent: int = 2  # inferences running at once (threads sharing the one model)
-    max_queue: int = 32  # requests or open streams waiting beyond those (503 + Retry-After beyond)
-    timeout: float = 120.0  # seconds for an upload to arrive, for a request to be served, for a stream to speak
-
-    def __post_init__(self) -> None:
-        for name in ("max_upload_mb", "max_duration", "timeout"):
-            if not getattr(self, name) > 0:
-                raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.max_concurrent < 1 or self.max_queue < 0:
-            raise UsageError(
-                f"max_concurrent must be >= 1 and max_queue >= 0, got {self.max_concurrent} and {self.max_queue}"
-            )
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
-
-
-class HTTPProblem(Exception):
-    """A request the server refuses: the status code, a one-line message and any extra headers."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
-
-
-class TooLong(HTTPProblem):
-    def __init__(self, name: str, seconds: float, limit: float):
-        super().__init__(413, f"{name}: audio is {seconds:.1f} s long; this server accepts at most {limit:g} s")
 
 
 class Recognizer:
@@ -174,25 +145,18 @@ class Recognizer:
             "created": self.loaded.created,
         }
 
-    def transcribe(self, data: bytes, name: str) -> dict[str, Any]:
-        """The result of ``asr transcribe --format json`` for the uploaded file ``data``, labelled ``name``.
+    def transcribe(self, audio: np.ndarray, name: str) -> dict[str, Any]:
+        """The result of ``asr transcribe --format json`` for ``audio`` (mono float32 at the model's rate, as
+        :func:`asr.serving.uploads.decode_upload` gives it), labelled ``name``.
 
-        :class:`asr.inference.transcribe.Transcriber` reads files, so ``data`` goes to a private temporary directory (mode
-        0700, a fixed file name) for the call and is deleted after; a Transcriber per call, since one keeps its
-        batch queue between calls. Raises :class:`AudioError` (naming ``name``) for audio it cannot read.
+        A Transcriber per call, since one keeps its batch queue between calls.
         """
         from asr.inference.transcribe import Transcriber
 
-        with tempfile.TemporaryDirectory(prefix="asr-serve-") as directory:
-            path = os.path.join(directory, "upload")
-            with open(path, "wb") as f:
-                f.write(data)
-            transcript = next(iter(Transcriber(self.loaded, decoder=self.decoder).run([path])))
+        transcript = Transcriber(self.loaded, decoder=self.decoder).run_audio(audio, name)
         if transcript.error is not None:
-            raise AudioError(transcript.error.replace(path, name))
-        for warning in transcript.warnings:
-            log.warning("%s", warning.replace(path, name))
-        return {**transcript.to_dict(), "path": name}
+            raise AudioError(transcript.error)
+        return transcript.to_dict()  # its "path" is ``name``
 
     def open_stream(self, endpoint_silence_s: float | None = None) -> Any:
         """A fresh per-connection recogniser (``accept(samples) -> Partial``, ``finish() -> Final``), closing a
@@ -203,12 +167,41 @@ class Recognizer:
         return recognizer
 
 
-class InferencePool:
-    """``max_concurrent`` threads running the model, and at most ``max_queue`` admitted jobs waiting for one.
+class Slot:
+    """One admitted request's place in the pool: released when the request ends, or, once it has handed a job
+    to the pool, when that job ends (a running job cannot be interrupted and keeps its slot until then)."""
 
-    The counters live on the event loop's thread (the jobs' ends are reported there), so they need no lock. A job
-    that times out while still queued leaves the queue; one already running cannot be interrupted (PyTorch has no
-    cancellation), so it keeps its slot until it ends: the count of admitted jobs is always the real load.
+    def __init__(self, pool: "InferencePool"):
+        self.pool, self.handed_over, self.released = pool, False, False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.pool.admitted -= 1
+
+    async def run(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
+        """``fn(*args)`` in the pool (504 after ``timeout``; a job still queued then never runs)."""
+        loop = asyncio.get_running_loop()
+        job = self.pool.executor.submit(self.pool._timed, fn, *args)
+        self.handed_over = True
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self.release))
+        waiter = asyncio.wrap_future(job)
+        waiter.add_done_callback(_retrieve_exception)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except asyncio.TimeoutError:
+            job.cancel()  # a job still queued leaves now (its callback releases); a running one keeps its slot
+            raise HTTPProblem(
+                504, f"transcription did not finish within the server's timeout of {timeout:g} s"
+            ) from None
+
+
+class InferencePool:
+    """``max_concurrent`` threads running the model, and at most ``max_queue`` admitted requests beyond them.
+
+    A request is admitted (takes a :class:`Slot`) before its body is read, so what the server holds at once is
+    bounded by the capacity. The counters live on the event loop's thread (the jobs' ends are reported there), so
+    they need no lock; the count of admitted requests is always the real load.
     """
 
     def __init__(self, max_concurrent: int, max_queue: int):
@@ -235,21 +228,21 @@ class InferencePool:
     def release(self) -> None:
         self.admitted -= 1
 
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[Slot]:
+        """A slot for the block (503 when none is left), released at its end unless a job took it over."""
+        self.admit()
+        slot = Slot(self)
+        try:
+            yield slot
+        finally:
+            if not slot.handed_over:
+                slot.release()
+
     async def run(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
         """``fn(*args)`` in the pool, in a slot of its own (503 when none is left, 504 after ``timeout``)."""
-        self.admit()
-        loop = asyncio.get_running_loop()
-        job = self.executor.submit(self._timed, fn, *args)
-        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self.release))
-        waiter = asyncio.wrap_future(job)
-        waiter.add_done_callback(_retrieve_exception)
-        try:
-            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except asyncio.TimeoutError:
-            job.cancel()  # a job still queued leaves now; a running one keeps its slot until it ends
-            raise HTTPProblem(
-                504, f"transcription did not finish within the server's timeout of {timeout:g} s"
-            ) from None
+        async with self.slot() as slot:
+            return await slot.run(fn, *args, timeout=timeout)
 
     async def compute(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in the pool for a caller that already holds a slot (an open stream)."""
@@ -271,93 +264,43 @@ def _retrieve_exception(future: asyncio.Future) -> None:
         future.exception()  # an abandoned job's error is not logged as "never retrieved"
 
 
-def display_name(filename: str | None) -> str:
-    """The client's file name as a label: its last path component, printable, bounded. Never opened."""
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if c.isprintable())[:MAX_NAME_CHARS]
-    return name or "upload"
+def _choose_format(query: str | None, upload: Upload | None = None) -> str:
+    """The response format: ``?format=`` or the form's ``format`` field (both: they must agree), else json."""
+    field = upload.fields.get("format") if upload is not None else None
+    if query is not None and field is not None and query != field:
+        raise HTTPProblem(400, f"format given twice, as ?format={query[:20]} and as the form field {field[:20]!r}")
+    chosen = query if query is not None else field if field is not None else "json"
+    if chosen not in MEDIA_TYPES:
+        raise HTTPProblem(400, f"unknown format {chosen[:40]!r}; choose one of {', '.join(MEDIA_TYPES)}")
+    return chosen
 
 
-def check_audio(data: bytes, name: str, max_duration: float) -> None:
-    """Refuse an upload before the model sees it: :class:`TooLong` past ``max_duration`` (judged from the header
-    first, so a long file is refused before it is decoded, then from the samples), :class:`AudioError` naming
-    ``name`` and the problem for anything that is not usable audio (any format libsndfile reads is)."""
-    decode_audio(data, name, None, max_duration)
-
-
-def decode_audio(data: bytes, name: str, sample_rate: int | None, max_duration: float) -> np.ndarray:
-    """Uploaded bytes as mono float32 at ``sample_rate`` (None: the file's own), checked as :func:`check_audio`
-    says."""
-    if not data:
-        raise AudioError(f"{name}: file is empty")
-    try:
-        f = sf.SoundFile(io.BytesIO(data))
-    except Exception as e:  # libsndfile's errors are generic
-        raise AudioError(f"{name}: not a readable audio file ({_first_line(e)})") from None
-    with f:
-        rate = int(f.samplerate)
-        if rate <= 0:
-            raise AudioError(f"{name}: invalid sample rate {rate}")
-        if f.frames > 0 and f.frames / rate > max_duration:
-            raise TooLong(name, f.frames / rate, max_duration)
-        try:
-            samples = f.read(dtype="float32", always_2d=True)
-        except Exception as e:
-            raise AudioError(f"{name}: audio data is damaged ({_first_line(e)})") from None
-    if samples.shape[0] == 0:
-        raise AudioError(f"{name}: no audio samples")
-    if samples.shape[0] / rate > max_duration:
-        raise TooLong(name, samples.shape[0] / rate, max_duration)
-    audio = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if not np.isfinite(audio).all():
-        raise AudioError(f"{name}: audio contains NaN or infinite samples")
-    if sample_rate is None:
-        return np.ascontiguousarray(audio, dtype=np.float32)
-    return np.ascontiguousarray(resample(audio, rate, sample_rate), dtype=np.float32)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    # libsndfile names the object it was given ("Error opening <_io.BytesIO object at 0x...>: "): noise to a client.
-    text = re.sub(r"^Error opening <[^>]*>: ", "", text)
-    return text.splitlines()[0][:200] if text else type(e).__name__
-
-
-async def _read_upload(request: Request, limits: Limits) -> tuple[bytes, str]:
-    """The ``file`` field of a multipart request (bytes, display name), read within the size limit."""
-    limit = limits.max_upload_bytes
-    too_big = HTTPProblem(413, f"upload larger than this server's limit of {limits.max_upload_mb:g} MB")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
+def _stream_parameters(ws: WebSocket, model_rate: int) -> tuple[int, str, float]:
+    """``?rate=``, ``?encoding=`` and ``?endpoint_ms=`` of a stream request, or :class:`HTTPProblem` 400 naming
+    the bad one."""
+    encoding = ws.query_params.get("encoding", "s16le")
+    if encoding not in STREAM_ENCODINGS:
         raise HTTPProblem(
-            400,
-            f"send the audio as multipart/form-data in a field named 'file' (got content type {content_type[:80]!r})",
+            400, f"encoding: unknown encoding {encoding[:40]!r}; choose one of {', '.join(STREAM_ENCODINGS)}"
         )
-
-    async def body():
-        received = 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise too_big
-            yield chunk
-
-    parser = MultiPartParser(request.headers, body(), max_files=1, max_fields=8)
-    parser.spool_max_size = limit + 1  # file parts stay in memory (the body limit bounds them)
+    value = ws.query_params.get("endpoint_ms", "0")
     try:
-        form = await parser.parse()
-    except MultiPartException as e:
-        raise HTTPProblem(400, f"malformed multipart upload: {e.message}") from None
-    upload = form.get("file")
+        endpoint_ms = float(value)
+    except ValueError:
+        raise HTTPProblem(400, f"endpoint_ms: {value[:40]!r} is not a number of milliseconds") from None
+    if not 0 <= endpoint_ms <= 60000:  # (NaN fails this too)
+        raise HTTPProblem(400, f"endpoint_ms: {endpoint_ms:g} is out of range (0: off, up to 60000 ms)")
+    value = ws.query_params.get("rate")
+    if value is None:
+        return model_rate, encoding, endpoint_ms
+    low, high = STREAM_RATES
     try:
-        if upload is None or isinstance(upload, str):
-            raise HTTPProblem(400, "no file in the upload: send the audio in a multipart field named 'file'")
-        return await upload.read(), display_name(upload.filename)
-    finally:
-        await form.close()
+        rate = int(value)
+    except ValueError:
+        raise HTTPProblem(400, f"rate: {value[:40]!r} is not a whole number of Hz ({low}-{high})") from None
+    if not low <= rate <= high:
+        raise HTTPProblem(400, f"rate: sample rate {rate} is out of range ({low}-{high} Hz)")
+    return rate, encoding, endpoint_ms
 
 
 def _problem_response(p: HTTPProblem) -> JSONResponse:
@@ -369,8 +312,13 @@ def _web_files() -> dict[str, tuple[bytes, str]]:
     return {route: ((root / name).read_bytes(), media) for route, (name, media) in WEB_FILES.items()}
 
 
-def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
-    """The ASGI application: ``recognizer`` shared by every request, ``limits`` enforced on each."""
+def create_app(recognizer: Recognizer, limits: Limits | None = None, access: Access | None = None) -> FastAPI:
+    """The ASGI application: ``recognizer`` shared by every request, ``limits`` enforced on each.
+
+    ``access`` (the address the server listens on, and what else it lets in) turns on the ``Host`` and ``Origin``
+    checks; :func:`serve` always passes it. Without it nothing is checked, for an application mounted in a server
+    whose addresses only its host knows (and for in-process tests, whose Host is ``testserver``).
+    """
     limits = limits or Limits()
     pool = InferencePool(limits.max_concurrent, limits.max_queue)
 
@@ -381,7 +329,9 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
 
     # No /docs or /redoc: their pages load scripts from a CDN. /openapi.json stays.
     app = FastAPI(title="asr", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.state.recognizer, app.state.limits, app.state.pool = recognizer, limits, pool
+    app.state.recognizer, app.state.limits, app.state.pool, app.state.access = recognizer, limits, pool, access
+    if access is not None:
+        app.add_middleware(AccessMiddleware, access=access)
     web = _web_files()
     streaming_mode = recognizer.streaming_mode
     decoder = recognizer.decoder_info()
@@ -393,7 +343,7 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def _bug(request: Request, e: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=e)
-        return JSONResponse({"detail": f"internal error: {_first_line(e)}"}, status_code=500)
+        return JSONResponse({"detail": f"internal error: {first_line(e)}"}, status_code=500)
 
     def page(route: str) -> Callable[[], Response]:
         content, media = web[route]
@@ -413,7 +363,7 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         """Liveness and what this server offers: the model, its decoder, its streaming mode, the limits and the
-        load."""
+        load. Takes no slot: it answers while every slot is busy."""
         return {
             "status": "ok",
             "version": __version__,
@@ -428,6 +378,7 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
     @app.post(
         "/v1/transcribe",
         openapi_extra={
+            "parameters": [{"name": "format", "in": "query", "required": False, "schema": {"enum": list(MEDIA_TYPES)}}],
             "requestBody": {
                 "required": True,
                 "content": {
@@ -435,37 +386,58 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None) -> FastAPI:
                         "schema": {
                             "type": "object",
                             "required": ["file"],
-                            "properties": {"file": {"type": "string", "format": "binary"}},
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "format": {"type": "string", "enum": list(MEDIA_TYPES)},
+                            },
                         }
                     }
                 },
-            }
+            },
         },
     )
-    async def transcribe(request: Request, format: str = "json") -> Response:
-        """Transcribe the uploaded audio (multipart field ``file``); ``format``: json, srt, vtt, text or tsv."""
-        if format not in MEDIA_TYPES:
-            raise HTTPProblem(400, f"unknown format {format!r}; choose one of {', '.join(MEDIA_TYPES)}")
-        try:
-            data, name = await asyncio.wait_for(_read_upload(request, limits), limits.timeout)
-        except asyncio.TimeoutError:
-            raise HTTPProblem(408, f"the upload did not arrive within {limits.timeout:g} s") from None
+    async def transcribe(request: Request) -> Response:
+        """Transcribe the uploaded audio (multipart field ``file``); ``format`` (query or form field): json, srt,
+        vtt, text or tsv."""
+        query_format = request.query_params.get("format")
+        _choose_format(query_format)  # a bad ?format= is refused before the body is read
+        async with pool.slot() as slot:  # before the body: a 503 leaves it unread, so shedding bounds memory
+            with tempfile.TemporaryDirectory(prefix="asr-serve-") as directory:
+                try:
+                    upload = await asyncio.wait_for(receive_upload(request, limits, directory), limits.timeout)
+                except asyncio.TimeoutError:
+                    raise HTTPProblem(408, f"the upload did not arrive within {limits.timeout:g} s") from None
+                format = _choose_format(query_format, upload)
 
-        def job() -> dict[str, Any]:  # decoding is CPU work too: off the event loop, in the pool
-            check_audio(data, name, limits.max_duration)
-            return recognizer.transcribe(data, name)
+                def job() -> dict[str, Any]:  # decoding is CPU work too: off the event loop, in the pool
+                    audio = decode_upload(upload.path, upload.name, recognizer.sample_rate, limits)
+                    return recognizer.transcribe(audio, upload.name)
 
-        try:
-            result = await pool.run(job, timeout=limits.timeout)
-        except AudioError as e:
-            raise HTTPProblem(400, str(e)) from None
+                try:
+                    result = await slot.run(job, timeout=limits.timeout)
+                except AudioError as e:
+                    raise HTTPProblem(400, str(e)) from None
         return Response(write_result(result, format), media_type=MEDIA_TYPES[format])
 
     @app.websocket("/v1/stream")
-    async def stream(ws: WebSocket, rate: int | None = None, encoding: str = "s16le", endpoint_ms: float = 0) -> None:
-        await _stream_session(ws, recognizer, pool, limits, rate or recognizer.sample_rate, encoding, endpoint_ms)
+    async def stream(ws: WebSocket) -> None:
+        try:
+            rate, encoding, endpoint_ms = _stream_parameters(ws, recognizer.sample_rate)
+        except HTTPProblem as p:
+            return await _refuse_handshake(ws, p)
+        await _stream_session(ws, recognizer, pool, limits, rate, encoding, endpoint_ms)
 
     return app
+
+
+async def _refuse_handshake(ws: WebSocket, p: HTTPProblem) -> None:
+    """Refuse a WebSocket before accepting it: an HTTP ``p.status`` with the JSON message, where the server
+    supports the denial extension (uvicorn does); else accept, send the ``error`` message and close (1008)."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        return await refuse(ws.scope, ws.receive, ws.send, p.status, p.message)
+    await ws.accept()
+    await ws.send_json({"type": "error", "message": p.message})
+    await ws.close(1008)
 
 
 async def _stream_session(
@@ -478,21 +450,16 @@ async def _stream_session(
     endpoint_ms: float = 0,
 ) -> None:
     """One WebSocket stream: binary PCM messages in; ``partial`` messages as the text changes; ``final`` when the
-    client sends ``{"type": "end"}`` (or the stream reaches ``max_duration`` or goes quiet for ``timeout``).
-    With ``endpoint_ms`` > 0 a ``segment`` message closes each stretch of speech after that long a pause (the
-    partial's ``open`` is then the open segment's text; docs/streaming.md)."""
+    client sends ``{"type": "end"}``, or the stream reaches ``max_duration``, goes quiet for ``idle_timeout``, or
+    sends audio slower than ``min_stream_speed`` (only the time spent waiting for the client counts, not the
+    server's own computing). With ``endpoint_ms`` > 0 a ``segment`` message closes each stretch of speech after
+    that long a pause (the partial's ``open`` is then the open segment's text; docs/streaming.md)."""
     await ws.accept()
 
     async def refuse(code: int, message: str) -> None:
         await ws.send_json({"type": "error", "message": message})
         await ws.close(code)
 
-    if encoding not in STREAM_ENCODINGS:
-        return await refuse(1008, f"unknown encoding {encoding!r}; choose one of {', '.join(STREAM_ENCODINGS)}")
-    if not 1000 <= rate <= 384000:
-        return await refuse(1008, f"sample rate {rate} is out of range (1000-384000 Hz)")
-    if not 0 <= endpoint_ms <= 60000:
-        return await refuse(1008, f"endpoint_ms {endpoint_ms:g} is out of range (0: off, up to 60000 ms)")
     mode = recognizer.streaming_mode
     try:
         pool.admit()
@@ -521,13 +488,28 @@ async def _stream_session(
                 "endpoint_ms": endpoint_ms,
             }
         )
-        received, text, stopped = 0, "", None
+        received, text, stopped, waited = 0, "", None, 0.0
+        grace, speed = limits.idle_timeout, limits.min_stream_speed
         while stopped is None:
+            # wait for the next message no longer than idle_timeout, nor past the moment the stream would fall
+            # below min_stream_speed (the audio so far covers received / rate / speed seconds of waiting)
+            wait = limits.idle_timeout
+            if speed > 0:
+                wait = min(wait, max(0.0, grace + received / rate / speed - waited))
+            start = time.monotonic()
             try:
-                message = await asyncio.wait_for(ws.receive(), limits.timeout)
+                message = await asyncio.wait_for(ws.receive(), wait)
             except asyncio.TimeoutError:
-                stopped = f"no audio for {limits.timeout:g} s"
+                waited += time.monotonic() - start
+                if wait >= limits.idle_timeout:
+                    stopped = f"no audio for {limits.idle_timeout:g} s"
+                else:
+                    stopped = (
+                        f"the stream sent {received / rate:.1f} s of audio in {waited:.1f} s: slower than this "
+                        f"server's minimum of {speed:g} s of audio a second"
+                    )
                 break
+            waited += time.monotonic() - start
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("text") is not None:
@@ -583,7 +565,7 @@ async def _stream_session(
     except Exception as e:  # a stream must never take the server down; the client learns why it ended
         log.exception("stream failed")
         try:
-            await refuse(1011, f"stream failed: {_first_line(e)}")
+            await refuse(1011, f"stream failed: {first_line(e)}")
         except Exception:
             pass
     finally:
@@ -596,15 +578,6 @@ def _is_end(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(message, dict) and message.get("type") == "end"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def describe_decoding(decoder: dict[str, Any]) -> str:
@@ -622,14 +595,47 @@ def describe_decoding(decoder: dict[str, Any]) -> str:
     return f"{decoder['name']} decoding ({settings}); streams: {streams}"
 
 
+def server_options(
+    recognizer: Recognizer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: Limits | None = None,
+    allow_origins: tuple[str, ...] = (),
+    allow_hosts: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The arguments of ``uvicorn.run`` (or ``uvicorn.Config``) for :func:`serve`: the application with its
+    Host/Origin checks for ``host:port``, and the guarded HTTP protocol (header deadline, idle-first connection
+    cap) in place of uvicorn's ``limit_concurrency``, which answers 503 to everyone, ``/healthz`` included, once
+    idle sockets fill it. Raises :class:`UsageError` for a port outside 0-65535."""
+    from asr.serving.connections import guarded
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0-65535, got {port}")
+    limits = limits or Limits()
+    access = Access(host, port or None, tuple(allow_origins), tuple(allow_hosts))
+    return dict(
+        app=create_app(recognizer, limits, access),
+        host=host,
+        port=port,
+        log_level="info",
+        http=guarded(limits.idle_timeout, limits.max_connections),
+        timeout_keep_alive=5,
+        ws_max_size=4 * 1024 * 1024,  # one message: 4 MiB is 2 minutes of 16 kHz s16le, far more than a chunk
+    )
+
+
 def serve(
     recognizer: Recognizer,
     host: str = "127.0.0.1",
     port: int = 8000,
     limits: Limits | None = None,
     label: str = "model",
+    allow_origins: tuple[str, ...] = (),
+    allow_hosts: tuple[str, ...] = (),
 ) -> None:
     """Serve ``recognizer`` (a model loaded once, and its decoder) until interrupted; ``label`` names it in the log.
+    ``allow_origins``: origins (``https://app.example``; ``*`` for any) whose pages may use the server besides its
+    own; ``allow_hosts``: further names it answers to (docs/serve.md, "Who may use it").
 
     >>> loaded = load_model("exp/synth/model.pt")
     >>> serve(Recognizer(loaded, BeamSearchDecoder(loaded.tokenizer, "lm.arpa")))
@@ -637,11 +643,14 @@ def serve(
     import uvicorn
 
     limits = limits or Limits()
+    options = server_options(recognizer, host, port, limits, allow_origins, allow_hosts)
     if recognizer.model.device.type == "cpu":
         # The pool's threads share the cores instead of each asking for all of them.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // limits.max_concurrent))
     if not is_loopback(host):
         log.warning("listening on %s: the server has no authentication; anyone who can reach it can use it", host)
+    if "*" in allow_origins:
+        log.warning("--allow-origin '*': pages of any web site the user opens may use this server")
     log.info(
         "model %s (streaming: %s), %s; page and API at http://%s:%d/",
         label,
@@ -650,13 +659,4 @@ def serve(
         f"[{host}]" if ":" in host else host,
         port,
     )
-    app = create_app(recognizer, limits)
-    # Open connections are bounded too: a few per slot covers page loads and health checks beside the work.
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        timeout_keep_alive=5,
-        limit_concurrency=max(64, 4 * (limits.max_concurrent + limits.max_queue)),
-    )
+    uvicorn.run(**options)
