@@ -402,9 +402,11 @@ def test_a_stream_without_text_closes_nothing_and_restarts_quietly():
     with torch.no_grad():
         loaded.model.encoder.head.bias[loaded.tokenizer.blank_id] = 1e4  # nothing but blanks
     audio = bursts((1.2, 1.0), gap=0.8, seed=12)
-    r = StreamingRecognizer(loaded, endpoint_silence_s=0.5, max_segment_s=1.0)
+    r = StreamingRecognizer(loaded, keep_log_probs=True, endpoint_silence_s=0.5, max_segment_s=1.0)
     partials, final = stream(r, audio, [1600] * 40)
     assert not any(p.closed for p in partials)
+    lps = [offline(loaded, audio[k * SR : (k + 1) * SR])[0] for k in range(3)]
+    torch.testing.assert_close(final.log_probs, torch.cat(lps), atol=1e-4, rtol=0)  # each second afresh
     # Restarted at 1, 2 and 3 s (a fresh state: minutes of silence do not pile up in it), never reported.
     assert [(s.text, s.start, s.reason) for s in final.segments] == [("", 3.0, "end")]
 

@@ -284,6 +284,7 @@ class StreamingRecognizer:
         self.segment_kept: list[torch.Tensor] = []
         self.since_token = 0  # frames since the best path last emitted a token
         self.quiet = False  # the energy endpointer closed a stretch of speech in this segment
+        self.flushed = False
 
     @torch.inference_mode()
     def accept(self, samples: np.ndarray) -> Partial:
@@ -321,6 +322,8 @@ class StreamingRecognizer:
         if self.endpoint_silence_s is None:
             return None
         length = self.received - self.segment_start
+        if not self.ids and length >= self.max_segment_samples:
+            self._flush()  # its last frames, as offline decoding of its audio would end
         if not self.ids:
             if length >= self.max_segment_samples:
                 self._restart()
@@ -335,25 +338,33 @@ class StreamingRecognizer:
         return None
 
     def _restart(self) -> None:
-        """A fresh state for a segment that has heard nothing worth text."""
+        """A fresh state for the next segment (or for one that has heard nothing worth text)."""
+        self.kept.extend(self.segment_kept)
         self._open_segment(self.received)
         if self.energy is not None:
             self.energy.cut()
 
     def _close(self, reason: str) -> Segment:
         """Flush the open segment at the audio received so far, as offline decoding of its audio would end."""
-        if self.features.received:
-            self._encode(self.features.finish(), final=True)
+        self._flush()
         text = self.tokenizer.decode(self.ids)
         if self.decoder is not None and self.segment_kept:
             log_probs = torch.cat(self.segment_kept, dim=0)
             text = self.decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))[0]
-        self.kept.extend(self.segment_kept)
         segment = Segment(text, self.segment_start / self.sample_rate, self.received / self.sample_rate, reason)
         self.segments.append(segment)
-        if reason != "end":
+        if reason == "end":
+            self.kept.extend(self.segment_kept)
+        else:
             self._restart()
         return segment
+
+    def _flush(self) -> None:
+        """The open segment's last frames: the STFT's, the convs' and the look-ahead's, with the zeros past the end
+        of its audio that offline decoding pads with (once per segment)."""
+        if self.features.received and not self.flushed:
+            self._encode(self.features.finish(), final=True)
+        self.flushed = True
 
     def _result(self, cls: type, closed: list[Segment]) -> Partial:
         open_text = "" if self.finished else self.tokenizer.decode(self.ids)
