@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
 
-# Why a segment closed: a pause the endpointer heard ("no new letter" in the best path, or "quiet" audio), the
-# longest segment allowed ("max length"), or the end of the stream ("end").
+# The rules that close a segment at a pause: no new token in the best path ("blank"), or quiet audio ("energy").
+# A segment's ``reason`` is one of them, "max length" (the longest segment allowed) or "end" (of the stream).
 ENDPOINT_RULES = ("blank", "energy")
 
 
