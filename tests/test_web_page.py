@@ -79,7 +79,7 @@ def server(tmp_path_factory):
     import uvicorn
 
     from asr.model.file import load_model
-    from asr.serving.server import Recognizer, create_app
+    from asr.serving.server import Recognizer, server_options
 
     trained = os.path.exists(TRAINED)
     if trained:
@@ -93,7 +93,9 @@ def server(tmp_path_factory):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(recognizer), log_level="warning")
+    # what `asr serve` runs: its Host/Origin checks and connection guard must let the page's own requests through
+    options = server_options(recognizer, "127.0.0.1", port)
+    config = uvicorn.Config(**{**options, "log_level": "warning"})
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
