@@ -37,6 +37,11 @@ class OutOfVocabularyError(ASRError, ValueError):
     """The text has characters that the tokenizer cannot represent."""
 
 
+class ShardError(ASRError, ValueError):
+    """Tar shards or a shard manifest that cannot be used (no such shard, a shard_id out of range, too few shards
+    for the readers, an output folder that already holds shards); the message names the file or URL."""
+
+
 class ConfigError(ASRError, ValueError):
     """A configuration file or override that cannot be used."""
 

@@ -47,6 +47,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not epochs_given:  # a time budget given on the command line is the run's length
             overrides.append("trainer.max_epochs=-1")
     config = load_config(args.config, overrides)
+    if args.train_shards:  # set here, not as an override: a pipe: command is no YAML value
+        config.data.train_shards = args.train_shards
     if args.max_minutes is not None and not epochs_given:
         capped = load_config(args.config, list(args.overrides)).trainer.max_epochs
         if capped != -1:
@@ -379,6 +381,7 @@ DELEGATED = {
     "lm": ("asr.cli.lm", "build an n-gram language model, tune its decoding weights"),
     "librispeech-lm": ("asr.corpora.librispeech_lm", "download LibriSpeech's official n-gram LM (OpenSLR 11)"),
     "curves": ("asr.training.curves", "draw a run's training curves from its logs/csv/metrics.csv"),
+    "shard": ("asr.cli.shard", "pack a manifest's audio into tar shards (NeMo's tarred layout)"),
 }
 
 
@@ -392,7 +395,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model from manifests")
     t.add_argument("--config", help="YAML config (sections: features, model, tokenizer, data, augment, optim, trainer)")
-    t.add_argument("--train-manifest", required=True)
+    t.add_argument(
+        "--train-manifest",
+        required=True,
+        help="training manifest; with --train-shards, the shards' manifest (tarred_audio_manifest.json)",
+    )
+    t.add_argument(
+        "--train-shards",
+        metavar="URLS",
+        help="train from tar shards in NeMo's layout (asr shard), e.g. 'DIR/audio_{0..N}.tar': local paths, "
+        "http(s):// or 'pipe:COMMAND' (pipe:aws s3 cp s3://B/audio_{0..N}.tar -); sets data.train_shards",
+    )
     t.add_argument("--val-manifest", required=True)
     t.add_argument("--output-dir", required=True, help="model.pt, checkpoints/ and logs/ are written here")
     t.add_argument(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from asr.errors import AudioError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
+import io
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -82,6 +83,25 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, min_samples: i
         data, sr = sf.read(path, dtype="float32", always_2d=True)
     except Exception as e:
         raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
+    return _mono_at_rate(data, sr, path, sample_rate, min_samples)
+
+
+def decode_audio(data: bytes, name: str, sample_rate: int = 16000, min_samples: int = 1) -> np.ndarray:
+    """:func:`load_audio` for bytes already in memory (a member of a tar shard); ``name`` goes in every error.
+
+    Shards keep the audio bytes as they were (FLAC stays FLAC), so decoding happens here, in the DataLoader
+    worker that read the shard, exactly as for a loose file.
+    """
+    if not data:
+        raise AudioError(f"{name}: file is empty")
+    try:
+        audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise AudioError(f"{name}: not a readable audio file ({_short(e)})") from None
+    return _mono_at_rate(audio, sr, name, sample_rate, min_samples)
+
+
+def _mono_at_rate(data: np.ndarray, sr: int, path: str, sample_rate: int, min_samples: int) -> np.ndarray:
     if data.shape[0] < min_samples:
         raise AudioError(f"{path}: no audio samples")
     if sr <= 0:

@@ -52,6 +52,14 @@ class DataConfig:
     max_duration: float = 30.0
     num_workers: int = 2
     pin_memory: bool = True
+    # Train from tar shards in NeMo's layout (asr shard): their URLs, with brace ranges, e.g.
+    # "data/shards/audio_{0..127}.tar"; local paths, http(s):// or "pipe:aws s3 cp s3://b/audio_0.tar -" (one
+    # string, or a list). The training manifest is then their shard manifest (tarred_audio_manifest.json).
+    # Every DataLoader worker of every rank reads whole shards of its own (asr.data.shard_stream).
+    train_shards: str | list[str] | None = None
+    # Utterances a shard reader holds in its shuffle buffer; batches are cut by duration from it. Larger mixes
+    # more shards per batch and pads less, and holds more compressed audio in each worker's memory.
+    shard_buffer: int = 1000
 
     def __post_init__(self) -> None:
         if isinstance(self.max_batch_seconds, str):
@@ -67,6 +75,8 @@ class DataConfig:
                 )
         elif not self.max_batch_seconds > 0:
             raise ValueError(f"data.max_batch_seconds must be positive, got {self.max_batch_seconds}")
+        if self.shard_buffer < 1:
+            raise ValueError(f"data.shard_buffer must be 1 or more, got {self.shard_buffer}")
         if self.auto_min_steps_per_epoch < 1:
             raise ValueError(f"data.auto_min_steps_per_epoch must be 1 or more, got {self.auto_min_steps_per_epoch}")
         if self.reference_batch_seconds is not None and not self.reference_batch_seconds > 0:

@@ -344,9 +344,10 @@ class CTCModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_steps = self._epoch_empty_batches = 0
-        sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.current_epoch)
+        loader = self.trainer.train_dataloader
+        for source in (getattr(loader, "batch_sampler", None), getattr(loader, "dataset", None)):
+            if hasattr(source, "set_epoch"):  # the duration sampler, or a shard stream (asr.data.shard_stream)
+                source.set_epoch(self.current_epoch)
 
     def _no_step_error(self) -> ManifestError:
         e, empty = self.current_epoch, self._epoch_empty_batches

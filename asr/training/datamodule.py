@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader
 from asr.data.dataset import AudioDataset, Skipped, collate, screen_utterances
 from asr.data.manifest import ManifestError, Utterance, read_manifest
 from asr.data.sampler import DynamicBucketingSampler
+from asr.data.shard_stream import ShardStream, shard_collate
+from asr.data.shards import read_shard_manifest
 from asr.data.tokenizer import Tokenizer
 from asr.training.config import DataConfig
 
@@ -25,14 +27,16 @@ def load_split(
     output_frames: Callable[[Sequence[float]], Sequence[int]],
     max_duration: float | None,
     fastest_speed: float = 1.0,
+    sharded: bool = False,
 ) -> tuple[list[Utterance], list[Skipped]]:
     """Read and screen one manifest; bad lines and unusable utterances are returned as :class:`Skipped`.
 
     ``fastest_speed`` is the largest speed-perturbation factor training may apply (1.0 without it): the audio is
-    then that much shorter, and the screening must hold for the shortest version.
+    then that much shorter, and the screening must hold for the shortest version. ``sharded``: ``path`` is a tar
+    shards' manifest (:mod:`asr.data.shards`), its audio_filepath member names.
     """
     errors: list[str] = []
-    utts = read_manifest(path, strict=False, errors=errors)
+    utts = (read_shard_manifest if sharded else read_manifest)(path, strict=False, errors=errors)
     skipped = [Skipped(e.split(": ", 1)[0], "", e.split(": ", 1)[-1]) for e in errors]
     kept, rejected = screen_utterances(utts, tokenizer, output_frames, max_duration, fastest_speed)
     skipped += rejected
@@ -57,8 +61,13 @@ class ResumableDataLoader(DataLoader):
         super().__init__(*args, **kwargs)
         self._delivered: tuple[int, int] | None = None  # (epoch, batches delivered) of the iteration under way
 
+    @property
+    def position_source(self) -> Any:
+        """What knows the epoch and where it starts: the batch sampler, or a :class:`ShardStream` dataset."""
+        return self.batch_sampler if hasattr(self.batch_sampler, "state_dict") else self.dataset
+
     def __iter__(self) -> Iterator[Any]:
-        sampler = self.batch_sampler
+        sampler = self.position_source
         epoch, delivered = sampler.epoch, sampler.start_position  # past what a resumed run already trained
         self._delivered = (epoch, delivered)
         for batch in super().__iter__():
@@ -67,13 +76,13 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        state = self.batch_sampler.state_dict()
+        state = self.position_source.state_dict()
         if self._delivered is not None and self._delivered[0] == state["epoch"]:
             state["position"] = self._delivered[1]
         return state
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.batch_sampler.load_state_dict(state)
+        self.position_source.load_state_dict(state)
         self._delivered = None
 
 
@@ -86,10 +95,15 @@ class ASRDataModule(L.LightningDataModule):
         sample_rate: int,
         config: DataConfig,
         seed: int = 0,
+        train_shards: str | Sequence[str] | None = None,
     ):
+        """``train_shards``: tar shard URLs (``DIR/audio_{0..N}.tar``) holding ``train``, which then comes from
+        their shard manifest (audio_filepath a member name, ``shard_id``); batches stream from the shards."""
         super().__init__()
         self.config = config
         self.seed = seed
+        self.train_shards = train_shards
+        self.tokenizer, self.sample_rate = tokenizer, sample_rate
         self.train_set = AudioDataset(train, tokenizer, sample_rate)
         self.val_set = AudioDataset(val, tokenizer, sample_rate)
 
@@ -111,7 +125,50 @@ class ASRDataModule(L.LightningDataModule):
             prefetch_factor=4 if workers > 0 else None,
         )
 
+    def _shard_loader(self) -> DataLoader:
+        world, rank = self._world()
+        c = self.config
+        stream = ShardStream(
+            self.train_shards,
+            self.train_set.utterances,
+            self.tokenizer,
+            self.sample_rate,
+            max_batch_seconds=float(c.max_batch_seconds),
+            num_workers=c.num_workers,
+            world_size=world,
+            rank=rank,
+            max_batch_size=c.max_batch_size,
+            buffer_size=c.shard_buffer,
+            shuffle_window=c.shuffle_window,
+            seed=self.seed,
+        )
+        p = stream.planner
+        log.info(
+            "train from %d shards: %d readers (%d ranks x %d), %.0f-%.0f s of audio each; %d batches per rank, "
+            "padding %.1f %% of frames",
+            len(stream.urls),
+            world * stream.readers,
+            world,
+            stream.readers,
+            min(p.reader_seconds),
+            max(p.reader_seconds),
+            len(stream),
+            100 * p.padding_fraction(),
+        )
+        workers = c.num_workers
+        # Not persistent: each epoch's workers are started with the epoch (and resume position) set beforehand.
+        return ResumableDataLoader(
+            stream,
+            batch_size=None,
+            collate_fn=shard_collate,
+            num_workers=workers,
+            pin_memory=c.pin_memory and torch.cuda.is_available(),
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
     def train_dataloader(self) -> DataLoader:
+        if self.train_shards:
+            return self._shard_loader()
         world, rank = self._world()
         c = self.config
         sampler = DynamicBucketingSampler(

@@ -149,8 +149,19 @@ def train(
 
     # Speed perturbation can make audio this much shorter; a transcript must fit the shortest version.
     fastest = max(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
+    shards = config.data.train_shards
+    if shards and config.features.normalize == "global" and init_report is None:
+        raise ConfigError(
+            "features.normalize: global estimates its statistics from loose training files; with "
+            "data.train_shards use per-utterance normalisation or --init-from a model that has them"
+        )
     train_utts, train_skipped = load_split(
-        train_manifest, tokenizer, output_frames, config.data.max_duration, fastest_speed=max(fastest, 1.0)
+        train_manifest,
+        tokenizer,
+        output_frames,
+        config.data.max_duration,
+        fastest_speed=max(fastest, 1.0),
+        sharded=bool(shards),
     )
     val_utts, val_skipped = load_split(val_manifest, tokenizer, output_frames, None)
     for name, utts, skipped in (("train", train_utts, train_skipped), ("val", val_utts, val_skipped)):
@@ -180,7 +191,7 @@ def train(
             stored,
             epoch_seconds=sum(u.duration for u in train_utts),
         )
-    data = ASRDataModule(train_utts, val_utts, tokenizer, sr, data_config, seed=t.seed)
+    data = ASRDataModule(train_utts, val_utts, tokenizer, sr, data_config, seed=t.seed, train_shards=shards)
     # Top-k by val_wer only; last.ckpt is LastCheckpoint's, written at every epoch end and every stop.
     # Saved when a validation ends, wherever in the epoch it falls (trainer.val_check_minutes).
     ckpt = ModelCheckpoint(

@@ -1,0 +1,214 @@
+"""Tar shards in NeMo's layout (asr.data.shards) and the batches streamed from them (asr.data.shard_stream)."""
+
+import json
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("webdataset")
+
+from torch.utils.data import DataLoader
+
+from asr.cli import main
+from asr.data.audio import decode_audio, load_audio
+from asr.data.manifest import ManifestError, read_manifest
+from asr.data.shard_stream import ShardPlanner, ShardStream, shard_collate
+from asr.data.shards import MANIFEST_NAME, expand_urls, iter_shard, read_shard_manifest, write_shards
+from asr.data.tokenizer import CharTokenizer
+from asr.errors import ShardError
+
+
+def write_seven(manifest, out):
+    """7 shards of uneven sizes (1-3 utterances) from the 16-utterance tiny corpus."""
+    for seconds in np.arange(5.0, 9.0, 0.25):
+        result = write_shards(manifest, out, float(seconds), overwrite=True)
+        if len(result.shards) == 7:
+            return result
+    raise AssertionError("no shard size gives 7 shards")
+
+
+@pytest.fixture(scope="module")
+def seven(tiny_corpus, tmp_path_factory):
+    return write_seven(tiny_corpus["train"], tmp_path_factory.mktemp("shards"))
+
+
+def stream(shards, **kw):
+    kw.setdefault("max_batch_seconds", 6.0)
+    return ShardStream(shards.url_pattern, read_shard_manifest(shards.manifest), CharTokenizer(), 16000, **kw)
+
+
+def epoch_indices(ds, num_workers=0):
+    loader = DataLoader(ds, batch_size=None, collate_fn=shard_collate, num_workers=num_workers)
+    return [list(b["indices"]) for b in loader]
+
+
+def test_seven_uneven_shards_round_trip_every_utterance_and_byte(tiny_corpus, seven):
+    original = read_manifest(tiny_corpus["train"])
+    counts = Counter(json.loads(line)["shard_id"] for line in open(seven.manifest))
+    assert sorted(counts) == list(range(7)) and len(set(counts.values())) > 1  # uneven
+    assert seven.url_pattern.endswith("audio_{0..6}.tar")
+    lines = read_shard_manifest(seven.manifest)
+    by_text = {u.text: u for u in original}
+    assert sorted(u.text for u in lines) == sorted(by_text)
+    for shard_id in range(7):
+        path = seven.directory / f"audio_{shard_id}.tar"
+        with tarfile.open(path) as tar:
+            names = tar.getnames()
+            members = {n: tar.extractfile(n).read() for n in names}
+        mine = [u for u in lines if u.extra["shard_id"] == shard_id]
+        # NeMo's layout: audio_filepath is the member name; the per-shard manifest holds the same lines
+        assert [n for n in names if not n.endswith(".json")] == [u.audio_filepath for u in mine]
+        per_shard = [json.loads(x) for x in open(seven.directory / "sharded_manifests" / f"manifest_{shard_id}.json")]
+        assert [x["audio_filepath"] for x in per_shard] == [u.audio_filepath for u in mine]
+        for u in mine:
+            src = by_text[u.text]
+            assert members[u.audio_filepath] == Path(src.audio_filepath).read_bytes()  # the bytes as they were
+            key = u.audio_filepath.rsplit(".", 1)[0]
+            sidecar = json.loads(members[f"{key}.json"])
+            assert sidecar == {**src.to_json(), "audio_filepath": u.audio_filepath, "shard_id": shard_id}
+        # read back through webdataset: the same keys, bytes and decoded audio
+        samples = list(iter_shard(str(path), on_error=pytest.fail))
+        assert [s.member for s in samples] == [u.audio_filepath for u in mine]
+        for s, u in zip(samples, mine):
+            np.testing.assert_array_equal(decode_audio(s.audio, s.member), load_audio(by_text[u.text].audio_filepath))
+
+
+def test_a_stream_on_one_reader_yields_every_utterance_once_decoded(seven):
+    ds = stream(seven)
+    loader = DataLoader(ds, batch_size=None, collate_fn=shard_collate)
+    batches = list(loader)
+    assert len(batches) == len(ds)
+    seen = [i for b in batches for i in b["indices"]]
+    assert sorted(seen) == list(range(len(ds.utterances)))
+    for b in batches:
+        assert not b["skipped"]
+        assert b["audio"].shape[0] == len(b["indices"])
+        durations = [ds.utterances[i].duration for i in b["indices"]]
+        assert len(durations) <= 1 or len(durations) * max(durations) <= 6.0
+        for text, i in zip(b["texts"], b["indices"]):
+            assert text == ds.utterances[i].text
+
+
+def test_pipe_urls_and_brace_lists_read_the_same(seven):
+    urls = [f"pipe:cat {seven.directory}/audio_{{0..6}}.tar"]
+    assert expand_urls(urls) == [f"pipe:cat {seven.directory}/audio_{i}.tar" for i in range(7)]
+    ds = ShardStream(urls, read_shard_manifest(seven.manifest), CharTokenizer(), 16000, max_batch_seconds=6.0)
+    assert epoch_indices(ds) == epoch_indices(stream(seven))
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_plan_gives_every_reader_the_same_count_and_every_utterance_once(world, workers):
+    rng = np.random.default_rng(0)
+    durations = rng.uniform(1.0, 16.0, 700)
+    shard_ids = np.sort(rng.integers(0, 13, 700))  # 13 shards of uneven sizes
+    planner = ShardPlanner(durations, shard_ids, 13, workers, world, 120.0, buffer_size=64, seed=3)
+    readers = world * workers
+    for epoch in range(4):
+        plans = [planner.plan(epoch, r) for r in range(readers)]
+        assert {len(p.batches) for p in plans} == {planner.batches_per_reader}
+        seen = [i for p in plans for b in p.batches for i in b]
+        assert sorted(seen) == list(range(700))
+        for p in plans:
+            for b in p.batches:
+                assert len(b) <= 1 or len(b) * durations[b].max() <= 120.0
+                assert {shard_ids[i] for i in b} <= set(p.shards)  # a reader batches only what it reads
+    assert planner.plan(1, 0).batches != planner.plan(2, 0).batches  # a new order each epoch
+    assert planner.plan(1, 0).batches == ShardPlanner(
+        durations, shard_ids, 13, workers, world, 120.0, buffer_size=64, seed=3
+    ).plan(1, 0).batches  # a pure function of (seed, epoch, reader): every rank agrees without talking
+
+
+def test_more_readers_than_shards_is_an_error_that_says_what_to_do(seven):
+    with pytest.raises(ShardError, match=r"7 shards .* 4 ranks x 2 readers = 8 readers.*--shard-seconds"):
+        stream(seven, world_size=4, num_workers=2)
+
+
+def test_a_shard_id_beyond_the_urls_names_the_line(seven):
+    lines = read_shard_manifest(seven.manifest)
+    urls = f"{seven.directory}/audio_{{0..5}}.tar"
+    with pytest.raises(ShardError, match=r"tarred_audio_manifest.json:\d+: shard_id 6 but the shard URLs expand to 6"):
+        ShardStream(urls, lines, CharTokenizer(), 16000, max_batch_seconds=6.0)
+
+
+def test_a_bad_shard_manifest_line_is_named(seven, tmp_path):
+    bad = tmp_path / MANIFEST_NAME
+    lines = open(seven.manifest).read().splitlines()
+    broken = json.loads(lines[1])
+    del broken["shard_id"]
+    bad.write_text("\n".join([lines[0], json.dumps(broken), *lines[2:]]) + "\n")
+    with pytest.raises(ManifestError, match=r":2: 'shard_id' must be the shard's number"):
+        read_shard_manifest(bad)
+    errors = []
+    assert len(read_shard_manifest(bad, strict=False, errors=errors)) == len(lines) - 1
+    assert len(errors) == 1 and ":2:" in errors[0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resuming_mid_epoch_continues_with_the_next_batch(seven, workers):
+    ds = stream(seven, num_workers=workers)
+    ds.set_epoch(1)
+    whole = epoch_indices(ds, workers)
+    for position in (1, 3, len(ds) - 1):
+        resumed = stream(seven, num_workers=workers)
+        resumed.load_state_dict({"epoch": 1, "position": position, "readers": max(1, workers)})
+        assert epoch_indices(resumed, workers) == whole[position:]
+    end = stream(seven, num_workers=workers)
+    end.load_state_dict({"epoch": 1, "position": len(ds), "readers": max(1, workers)})
+    assert end.epoch == 2 and end.start_position == 0  # a finished epoch continues with the next
+    with pytest.raises(ShardError, match="data.num_workers=3"):
+        stream(seven, num_workers=workers).load_state_dict({"epoch": 1, "position": 1, "readers": 3})
+
+
+def test_a_shard_cut_short_and_a_corrupt_member_are_named_and_skipped(tiny_corpus, tmp_path):
+    shards = write_seven(tiny_corpus["train"], tmp_path)
+    lines = read_shard_manifest(shards.manifest)
+    # shard 4 (three utterances) cut in the middle of its second member; a corrupt member in shard 5
+    cut = shards.directory / "audio_4.tar"
+    with tarfile.open(cut) as tar:
+        second = [m for m in tar.getmembers() if not m.name.endswith(".json")][1]
+    data = cut.read_bytes()
+    cut.write_bytes(data[: second.offset_data + second.size // 2])
+    in_cut = [u.audio_filepath for u in lines if u.extra["shard_id"] == 4]
+    corrupt_name = next(u.audio_filepath for u in lines if u.extra["shard_id"] == 5)
+    path5 = shards.directory / "audio_5.tar"
+    with tarfile.open(path5) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(path5, "w") as tar:
+        for m, content in members:
+            if m.name == corrupt_name:
+                content = b"RIFF not really a wav file at all" * 10
+                m.size = len(content)
+            import io
+
+            tar.addfile(m, io.BytesIO(content))
+
+    ds = stream(shards)
+    batches = list(DataLoader(ds, batch_size=None, collate_fn=shard_collate))
+    assert len(batches) == len(ds)  # still every planned batch: the ranks' counts stay equal
+    skipped = [s for b in batches for s in b["skipped"]]
+    seen = {i for b in batches for i in b["indices"]}
+    by_member = {s.audio_filepath.rsplit(":", 1)[-1]: str(s) for s in skipped}
+    assert set(by_member) == set(in_cut[1:]) | {corrupt_name}
+    for name in in_cut[1:]:
+        assert f"{cut}:{name} not read" in by_member[name] and "ReadError" in by_member[name]
+    assert f"{path5}:{corrupt_name}: not a readable audio file" in by_member[corrupt_name]
+    assert len(seen) == len(lines) - len(skipped)  # everything else arrived
+
+
+def test_asr_shard_cli_writes_the_layout_and_refuses_to_overwrite(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["shard", str(tiny_corpus["train"]), "-o", str(out), "--shard-seconds", "10"]) == 0
+    pattern = capsys.readouterr().out.strip()
+    n = len(list(out.glob("audio_*.tar")))
+    assert pattern == f"{out}/audio_{{0..{n - 1}}}.tar" and (out / MANIFEST_NAME).is_file()
+    assert main(["shard", str(tiny_corpus["train"]), "-o", str(out), "--shard-seconds", "10"]) == 2
+    assert "already holds" in capsys.readouterr().err and "--force" in capsys.readouterr().err + "--force"
+    assert main(["shard", str(tiny_corpus["train"]), "-o", str(out), "--shard-seconds", "30", "--force"]) == 0
+    assert len(list(out.glob("audio_*.tar"))) == 2  # the old shards beyond the new set are gone
+    capsys.readouterr()
+    assert main(["shard", str(tiny_corpus["train"]), "-o", str(tmp_path / "t"), "--shard-seconds", "0"]) == 2
+    assert "--shard-seconds must be positive" in capsys.readouterr().err
