@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 
 from asr.corpora.librispeech import read_split
 from asr.data.dataset import AudioDataset, collate
-from asr.data.manifest import Utterance, write_manifest
+from asr.data.manifest import Utterance, read_manifest, write_manifest
 from asr.data.sampler import DynamicBucketingSampler
 from asr.data.shard_stream import ShardStream, shard_collate
 from asr.data.shards import read_shard_manifest, write_shards
@@ -66,37 +66,56 @@ class FeatureShardStream(ShardStream):
 
 
 def measure(loader, sample_rate: int, seconds: float) -> dict:
-    """Audio-seconds delivered per wall second, timed from the first batch (worker start-up excluded)."""
+    """Audio-seconds delivered per wall second over whole passes of the corpus until ``seconds`` have passed,
+    timed from the first batch (the first worker start-up excluded; later passes' start-ups, and a shard
+    reader's buffer filling, included, as in training)."""
     it = iter(loader)
     first = next(it)
-    audio, utts, skipped, t0 = 0.0, 0, len(first["skipped"]), time.perf_counter()
-    for batch in it:
-        audio += float(batch["audio_lengths"].sum()) / sample_rate
-        utts += len(batch["indices"])
-        skipped += len(batch["skipped"])
-        if time.perf_counter() - t0 >= seconds:
-            break
+    audio, utts, skipped, passes, t0 = 0.0, 0, len(first["skipped"]), 1, time.perf_counter()
+    while True:
+        for batch in it:
+            audio += float(batch["audio_lengths"].sum()) / sample_rate
+            utts += len(batch["indices"])
+            skipped += len(batch["skipped"])
+            if time.perf_counter() - t0 >= seconds:
+                break
+        else:
+            passes += 1
+            it = iter(loader)
+            continue
+        break
     wall = time.perf_counter() - t0
     del it
-    return {"audio_seconds": round(audio, 1), "utterances": utts, "wall_s": round(wall, 2),
-            "audio_s_per_s": round(audio / wall, 1), "skipped": skipped}
+    return {
+        "audio_seconds": round(audio, 1),
+        "utterances": utts,
+        "passes": passes,
+        "wall_s": round(wall, 2),
+        "audio_s_per_s": round(audio / wall, 1),
+        "skipped": skipped,
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--librispeech", required=True, help="an extracted LibriSpeech split (SPEAKER/CHAPTER/*.flac)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--librispeech", help="an extracted LibriSpeech split (SPEAKER/CHAPTER/*.flac)")
+    src.add_argument("--manifest", help="or any manifest of FLAC files (scripts/gpu_dataload_check.sh makes one)")
     p.add_argument("--seconds", type=float, default=40.0, help="wall seconds measured per row")
     p.add_argument("--work", help="folder for the manifest, wav copies and shards (default: a temporary one)")
     p.add_argument("--wav-utterances", type=int, default=400, help="utterances copied to wav for the wav rows")
     p.add_argument("--shard-seconds", type=float, default=600.0)
-    p.add_argument("--rows", default="loose_flac,shards_flac,loose_wav,shards_wav,shards_flac_resample,"
-                   "shards_flac_features", help="comma-separated rows to run")
+    p.add_argument(
+        "--rows",
+        default="loose_flac,shards_flac,loose_wav,shards_wav,shards_flac_resample,shards_flac_features",
+        help="comma-separated rows to run",
+    )
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_dataload_"))
     work.mkdir(parents=True, exist_ok=True)
-    utts = read_split(args.librispeech, workers=2)
+    utts = read_split(args.librispeech, workers=2) if args.librispeech else read_manifest(args.manifest)
     tok = CharTokenizer()  # read_split keeps only transcripts in its alphabet
     write_manifest(work / "flac.jsonl", utts)
     wav_utts = []
@@ -110,30 +129,39 @@ def main() -> None:
     write_manifest(work / "wav.jsonl", wav_utts)
     shard_sets = {}
     for name in ("flac", "wav"):
-        shard_sets[name] = write_shards(work / f"{name}.jsonl", work / f"shards_{name}", args.shard_seconds,
-                                        overwrite=True)
+        shard_sets[name] = write_shards(
+            work / f"{name}.jsonl", work / f"shards_{name}", args.shard_seconds, overwrite=True
+        )
 
     def loose(items, sr=16000):
         ds = AudioDataset(items, tok, sr)
         sampler = DynamicBucketingSampler(ds.durations, 240.0, shuffle=True, seed=0)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=1, prefetch_factor=4,
-                          worker_init_fn=_one_thread)
+        return DataLoader(
+            ds, batch_sampler=sampler, collate_fn=collate, num_workers=1, prefetch_factor=4, worker_init_fn=_one_thread
+        )
 
     def sharded(name, sr=16000, cls=ShardStream):
         s = shard_sets[name]
         ds = cls(s.url_pattern, read_shard_manifest(s.manifest), tok, sr, max_batch_seconds=240.0, num_workers=1)
-        return DataLoader(ds, batch_size=None, collate_fn=shard_collate, num_workers=1, prefetch_factor=4,
-                          worker_init_fn=_one_thread)
+        return DataLoader(
+            ds, batch_size=None, collate_fn=shard_collate, num_workers=1, prefetch_factor=4, worker_init_fn=_one_thread
+        )
 
     rows = {
         "loose_flac": ("loose FLAC files", lambda: loose(utts), 16000),
         "shards_flac": ("FLAC in tar shards", lambda: sharded("flac"), 16000),
         "loose_wav": ("loose wav files (16-bit)", lambda: loose(wav_utts), 16000),
         "shards_wav": ("wav in tar shards", lambda: sharded("wav"), 16000),
-        "shards_flac_resample": ("FLAC in shards, resampled 16 -> 8 kHz (soxr HQ)",
-                                 lambda: sharded("flac", 8000), 8000),
-        "shards_flac_features": ("FLAC in shards + log-mel in the worker", lambda: sharded(
-            "flac", cls=FeatureShardStream), 16000),
+        "shards_flac_resample": (
+            "FLAC in shards, resampled 16 -> 8 kHz (soxr HQ)",
+            lambda: sharded("flac", 8000),
+            8000,
+        ),
+        "shards_flac_features": (
+            "FLAC in shards + log-mel in the worker",
+            lambda: sharded("flac", cls=FeatureShardStream),
+            16000,
+        ),
     }
     torch.set_num_threads(1)
     results = []
@@ -144,8 +172,8 @@ def main() -> None:
         print(json.dumps(r), flush=True)
     mean = float(np.mean([u.duration for u in utts]))
     summary = {
-        "corpus": f"{args.librispeech}: {len(utts)} utterances, {sum(u.duration for u in utts) / 3600:.2f} h, "
-                  f"mean {mean:.1f} s",
+        "corpus": f"{args.librispeech or args.manifest}: {len(utts)} utterances, {sum(u.duration for u in utts) / 3600:.2f} h, "
+        f"mean {mean:.1f} s",
         "machine": f"{platform.node()} {os.cpu_count()} CPUs, load {os.getloadavg()}",
         "torch": torch.__version__,
         "rows": results,

@@ -117,9 +117,10 @@ def test_the_plan_gives_every_reader_the_same_count_and_every_utterance_once(wor
                 assert len(b) <= 1 or len(b) * durations[b].max() <= 120.0
                 assert {shard_ids[i] for i in b} <= set(p.shards)  # a reader batches only what it reads
     assert planner.plan(1, 0).batches != planner.plan(2, 0).batches  # a new order each epoch
-    assert planner.plan(1, 0).batches == ShardPlanner(
-        durations, shard_ids, 13, workers, world, 120.0, buffer_size=64, seed=3
-    ).plan(1, 0).batches  # a pure function of (seed, epoch, reader): every rank agrees without talking
+    assert (
+        planner.plan(1, 0).batches
+        == ShardPlanner(durations, shard_ids, 13, workers, world, 120.0, buffer_size=64, seed=3).plan(1, 0).batches
+    )  # a pure function of (seed, epoch, reader): every rank agrees without talking
 
 
 def test_more_readers_than_shards_is_an_error_that_says_what_to_do(seven):
@@ -212,3 +213,34 @@ def test_asr_shard_cli_writes_the_layout_and_refuses_to_overwrite(tiny_corpus, t
     capsys.readouterr()
     assert main(["shard", str(tiny_corpus["train"]), "-o", str(tmp_path / "t"), "--shard-seconds", "0"]) == 2
     assert "--shard-seconds must be positive" in capsys.readouterr().err
+
+
+def test_asr_train_from_shards_through_the_cli(tiny_corpus, seven, tmp_path, caplog):
+    from conftest import TINY_MODEL
+
+    out = tmp_path / "exp"
+    common = ["train", "--train-manifest", str(seven.manifest), "--val-manifest", str(tiny_corpus["dev"])]
+    args = [*common, "--train-shards", seven.url_pattern, "--output-dir", str(out), "--max-epochs", "1", *TINY_MODEL]
+    with caplog.at_level("INFO", logger="asr"):
+        assert main([*args, "data.max_batch_seconds=6"]) == 0
+    assert (out / "model.pt").is_file()
+    assert "train from 7 shards: 1 readers (1 ranks x 1)" in caplog.text
+    # a plain manifest given as the shards' manifest: every line is named as lacking its shard_id
+    bad = [*common[:2], str(tiny_corpus["train"]), *common[3:], "--train-shards", seven.url_pattern]
+    assert main([*bad, "--output-dir", str(tmp_path / "bad"), "--max-epochs", "1", *TINY_MODEL]) == 2
+
+
+def test_a_missing_local_shard_is_an_error_and_a_failing_pipe_is_named_and_skipped(seven):
+    from asr.data.shard_stream import check_shards
+
+    lines = read_shard_manifest(seven.manifest)
+    urls = [str(seven.directory / f"audio_{i}.tar") for i in range(7)]
+    with pytest.raises(ShardError, match=r"nowhere/audio_3.tar: shard 3 not found"):
+        check_shards([*urls[:3], "/nowhere/audio_3.tar", *urls[4:]], lines)
+    urls[3] = "pipe:exit 3"  # e.g. `aws s3 cp` failing: no bytes, a non-zero status
+    ds = ShardStream(urls, lines, CharTokenizer(), 16000, max_batch_seconds=6.0)
+    batches = list(DataLoader(ds, batch_size=None, collate_fn=shard_collate))
+    assert len(batches) == len(ds)
+    skipped = [str(s) for b in batches for s in b["skipped"]]
+    assert len(skipped) == sum(1 for u in lines if u.extra["shard_id"] == 3) > 0
+    assert all("pipe:exit 3:" in s and "not read" in s for s in skipped)

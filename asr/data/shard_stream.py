@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -200,6 +201,29 @@ class ShardPlanner:
         return 1.0 - used / padded if padded else 0.0
 
 
+def check_shards(urls: str | Sequence[str], utterances: Sequence[Utterance]) -> list[str]:
+    """The expanded URLs, once every utterance's ``shard_id`` has a URL and every local shard exists.
+
+    Run before training starts, so that a wrong brace range or a missing file is one line at start-up rather
+    than a run whose every batch is skipped; a remote or ``pipe:`` shard that fails later is skipped and counted.
+    """
+    expanded = expand_urls(urls)
+    beyond = [u for u in utterances if int(u.extra["shard_id"]) >= len(expanded)]
+    if beyond:
+        u, top = beyond[0], max(int(v.extra["shard_id"]) for v in utterances)
+        raise ShardError(
+            f"{u.source}: shard_id {u.extra['shard_id']} but the shard URLs expand to {len(expanded)} "
+            f"(shard 0 is {expanded[0]}); give all the shards, e.g. audio_{{0..{top}}}.tar"
+        )
+    used = {int(u.extra["shard_id"]) for u in utterances}
+    for k in sorted(used):
+        url = expanded[k]
+        local = "://" not in url and not url.startswith("pipe:")
+        if local and not os.path.isfile(url.removeprefix("file:")):
+            raise ShardError(f"{url}: shard {k} not found (the shard manifest names {len(used)} shards)")
+    return expanded
+
+
 def _identity(batch: Any) -> Any:
     return batch  # batches are collated in the workers; a module-level function pickles
 
@@ -228,16 +252,9 @@ class ShardStream(IterableDataset):
         shuffle_window: float = 0.02,
         seed: int = 0,
     ) -> None:
-        self.urls = expand_urls(urls)
+        self.urls = check_shards(urls, utterances)
         self.utterances = list(utterances)
         shard_ids = [int(u.extra["shard_id"]) for u in self.utterances]
-        beyond = [u for u in self.utterances if int(u.extra["shard_id"]) >= len(self.urls)]
-        if beyond:
-            u = beyond[0]
-            raise ShardError(
-                f"{u.source}: shard_id {u.extra['shard_id']} but the shard URLs expand to {len(self.urls)} "
-                f"(shard 0 is {self.urls[0]}); give all the shards, e.g. audio_{{0..{max(shard_ids)}}}.tar"
-            )
         self.keys = [member_key(u.audio_filepath) for u in self.utterances]
         self.tokenizer, self.sample_rate = tokenizer, sample_rate
         self.rank, self.world_size = rank, world_size
@@ -341,7 +358,7 @@ class ShardStream(IterableDataset):
                         arrived[i] = (sample.member, sample.audio)
                     yield from flush()
                 if errors:
-                    shard_error[s] = errors[0]
+                    shard_error[s] = "; ".join(dict.fromkeys(errors))
                     log.warning("shard %s", errors[0])
             done = s
             yield from flush()

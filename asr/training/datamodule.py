@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any, Callable, Iterator, Sequence
 
 import lightning as L
@@ -155,6 +156,11 @@ class ASRDataModule(L.LightningDataModule):
             len(stream),
             100 * p.padding_fraction(),
         )
+        if c.sortagrad:
+            log.info("data.sortagrad does not apply to shards: a stream of shards has no corpus-wide duration order")
+        # Lightning warns that an IterableDataset's len() may be wrong with several workers: this one's is exact
+        # (every reader plans exactly batches_per_reader batches).
+        warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined", category=UserWarning)
         workers = c.num_workers
         # Not persistent: each epoch's workers are started with the epoch (and resume position) set beforehand.
         return ResumableDataLoader(

@@ -163,6 +163,10 @@ def train(
         fastest_speed=max(fastest, 1.0),
         sharded=bool(shards),
     )
+    if shards:
+        from asr.data.shard_stream import check_shards
+
+        check_shards(shards, train_utts)  # a wrong brace range or a missing local shard: an error now, not later
     val_utts, val_skipped = load_split(val_manifest, tokenizer, output_frames, None)
     for name, utts, skipped in (("train", train_utts, train_skipped), ("val", val_utts, val_skipped)):
         hours = sum(u.duration for u in utts) / 3600
