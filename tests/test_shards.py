@@ -207,7 +207,8 @@ def test_asr_shard_cli_writes_the_layout_and_refuses_to_overwrite(tiny_corpus, t
     n = len(list(out.glob("audio_*.tar")))
     assert pattern == f"{out}/audio_{{0..{n - 1}}}.tar" and (out / MANIFEST_NAME).is_file()
     assert main(["shard", str(tiny_corpus["train"]), "-o", str(out), "--shard-seconds", "10"]) == 2
-    assert "already holds" in capsys.readouterr().err and "--force" in capsys.readouterr().err + "--force"
+    err = capsys.readouterr().err
+    assert f"asr: error: {out} already holds {n} shards" in err and "--force to replace them" in err
     assert main(["shard", str(tiny_corpus["train"]), "-o", str(out), "--shard-seconds", "30", "--force"]) == 0
     assert len(list(out.glob("audio_*.tar"))) == 2  # the old shards beyond the new set are gone
     capsys.readouterr()
@@ -244,3 +245,25 @@ def test_a_missing_local_shard_is_an_error_and_a_failing_pipe_is_named_and_skipp
     skipped = [str(s) for b in batches for s in b["skipped"]]
     assert len(skipped) == sum(1 for u in lines if u.extra["shard_id"] == 3) > 0
     assert all("pipe:exit 3:" in s and "not read" in s for s in skipped)
+
+
+def test_shards_in_nemos_own_layout_load_here(tiny_corpus, tmp_path):
+    """Shards as NeMo's convert_to_tarred_audio_dataset.py writes them: audio members only (no .json beside
+    them), a tarred_audio_manifest.json whose audio_filepath is the member's name, with shard_id and its own keys."""
+    original = read_manifest(tiny_corpus["train"])
+    lines = []
+    for shard_id in range(3):
+        with tarfile.open(tmp_path / f"audio_{shard_id}.tar", "w") as tar:
+            for u in original[shard_id::3]:
+                name = Path(u.audio_filepath).name
+                tar.add(u.audio_filepath, arcname=name)
+                lines.append(
+                    {"audio_filepath": name, "duration": u.duration, "text": u.text, "shard_id": shard_id, "lang": "en"}
+                )
+    (tmp_path / MANIFEST_NAME).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    utts = read_shard_manifest(tmp_path / MANIFEST_NAME)
+    ds = ShardStream(str(tmp_path / "audio_{0..2}.tar"), utts, CharTokenizer(), 16000, max_batch_seconds=6.0)
+    batches = list(DataLoader(ds, batch_size=None, collate_fn=shard_collate))
+    assert sorted(i for b in batches for i in b["indices"]) == list(range(len(original)))
+    assert not [s for b in batches for s in b["skipped"]]
+    assert utts[0].extra["lang"] == "en"  # other keys ride along, as in any manifest
