@@ -223,7 +223,7 @@ def test_asr_train_from_shards_through_the_cli(tiny_corpus, seven, tmp_path, cap
     common = ["train", "--train-manifest", str(seven.manifest), "--val-manifest", str(tiny_corpus["dev"])]
     args = [*common, "--train-shards", seven.url_pattern, "--output-dir", str(out), "--max-epochs", "1", *TINY_MODEL]
     with caplog.at_level("INFO", logger="asr"):
-        assert main([*args, "data.max_batch_seconds=6"]) == 0
+        assert main([*args, "data.max_batch_seconds=6", "features.normalize=global"]) == 0
     assert (out / "model.pt").is_file()
     assert "train from 7 shards: 1 readers (1 ranks x 1)" in caplog.text
     # a plain manifest given as the shards' manifest: every line is named as lacking its shard_id
@@ -267,3 +267,13 @@ def test_shards_in_nemos_own_layout_load_here(tiny_corpus, tmp_path):
     assert sorted(i for b in batches for i in b["indices"]) == list(range(len(original)))
     assert not [s for b in batches for s in b["skipped"]]
     assert utts[0].extra["lang"] == "en"  # other keys ride along, as in any manifest
+
+
+def test_global_feature_statistics_sample_a_few_shards(seven):
+    from asr.data.shard_stream import sample_shard_audio
+
+    lines = read_shard_manifest(seven.manifest)
+    got = list(sample_shard_audio(seven.url_pattern, lines, 16000, max_utterances=5, per_shard=2, seed=0))
+    assert len(got) == 5 and all(a.dtype == np.float32 and a.size > 0 for a in got)
+    everything = list(sample_shard_audio(seven.url_pattern, lines, 16000, max_utterances=100, per_shard=100))
+    assert len(everything) == len(lines)

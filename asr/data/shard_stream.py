@@ -224,6 +224,41 @@ def check_shards(urls: str | Sequence[str], utterances: Sequence[Utterance]) -> 
     return expanded
 
 
+def sample_shard_audio(
+    urls: str | Sequence[str],
+    utterances: Sequence[Utterance],
+    sample_rate: int,
+    max_utterances: int = 500,
+    per_shard: int = 50,
+    seed: int = 0,
+) -> Iterator[np.ndarray]:
+    """Decoded audio of up to ``max_utterances`` training utterances, for statistics (``features.normalize:
+    global``): up to ``per_shard`` from each of shards drawn at random (seeded), so that a few shards are read
+    rather than one member from each of hundreds. Members that do not decode are passed over."""
+    expanded = check_shards(urls, utterances)
+    by_shard: dict[int, set[str]] = {}
+    for u in utterances:
+        by_shard.setdefault(int(u.extra["shard_id"]), set()).add(str(member_key(u.audio_filepath)))
+    order = sorted(by_shard)
+    np.random.default_rng(seed).shuffle(order)
+    taken = 0
+    for shard in order:
+        got = 0
+        for sample in iter_shard(expanded[shard], lambda line: log.warning("shard %s", line)):
+            if sample.key not in by_shard[shard]:
+                continue
+            try:
+                audio = decode_audio(sample.audio, f"{expanded[shard]}:{sample.member}", sample_rate)
+            except AudioError:
+                continue
+            yield audio
+            got, taken = got + 1, taken + 1
+            if taken >= max_utterances:
+                return
+            if got >= per_shard:
+                break
+
+
 def _identity(batch: Any) -> Any:
     return batch  # batches are collated in the workers; a module-level function pickles
 

@@ -150,11 +150,6 @@ def train(
     # Speed perturbation can make audio this much shorter; a transcript must fit the shortest version.
     fastest = max(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
     shards = config.data.train_shards
-    if shards and config.features.normalize == "global" and init_report is None:
-        raise ConfigError(
-            "features.normalize: global estimates its statistics from loose training files; with "
-            "data.train_shards use per-utterance normalisation or --init-from a model that has them"
-        )
     train_utts, train_skipped = load_split(
         train_manifest,
         tokenizer,
@@ -180,7 +175,7 @@ def train(
             )
 
     if config.features.normalize == "global" and init_report is None:  # a source model brings its own
-        estimate_global_stats(module, train_utts, seed=config.trainer.seed)
+        estimate_global_stats(module, train_utts, seed=config.trainer.seed, shards=shards)
     dump_config(dataclasses.replace(config, model=dims), out / "config.yaml")
 
     data_config = copy.deepcopy(config.data)  # max_batch_seconds: auto is resolved into this copy
