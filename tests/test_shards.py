@@ -106,10 +106,10 @@ def test_the_plan_gives_every_reader_the_same_count_and_every_utterance_once(wor
     durations = rng.uniform(1.0, 16.0, 700)
     shard_ids = np.sort(rng.integers(0, 13, 700))  # 13 shards of uneven sizes
     planner = ShardPlanner(durations, shard_ids, 13, workers, world, 120.0, buffer_size=64, seed=3)
-    readers = world * workers
     for epoch in range(4):
-        plans = [planner.plan(epoch, r) for r in range(readers)]
-        assert {len(p.batches) for p in plans} == {planner.batches_per_reader}
+        by_rank = [planner.rank_plan(epoch, k) for k in range(world)]
+        assert {sum(len(p.batches) for p in rank) for rank in by_rank} == {len(planner)}
+        plans = [p for rank in by_rank for p in rank]
         seen = [i for p in plans for b in p.batches for i in b]
         assert sorted(seen) == list(range(700))
         for p in plans:
@@ -148,20 +148,25 @@ def test_a_bad_shard_manifest_line_is_named(seven, tmp_path):
     assert len(errors) == 1 and ":2:" in errors[0]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, 2, 3])
 def test_resuming_mid_epoch_continues_with_the_next_batch(seven, workers):
     ds = stream(seven, num_workers=workers)
     ds.set_epoch(1)
     whole = epoch_indices(ds, workers)
-    for position in (1, 3, len(ds) - 1):
+    counts = [len(p.batches) for p in ds.planner.rank_plan(1, 0)]
+    assert sum(counts) == len(whole) == len(ds)
+    if workers == 3:
+        assert len(set(counts)) > 1  # readers with different batch counts: the DataLoader's turns pass over some
+    for position in (1, 3, len(ds) - 4, len(ds) - 1):
         resumed = stream(seven, num_workers=workers)
         resumed.load_state_dict({"epoch": 1, "position": position, "readers": max(1, workers)})
         assert epoch_indices(resumed, workers) == whole[position:]
     end = stream(seven, num_workers=workers)
     end.load_state_dict({"epoch": 1, "position": len(ds), "readers": max(1, workers)})
     assert end.epoch == 2 and end.start_position == 0  # a finished epoch continues with the next
-    with pytest.raises(ShardError, match="data.num_workers=3"):
-        stream(seven, num_workers=workers).load_state_dict({"epoch": 1, "position": 1, "readers": 3})
+    other = max(1, workers) + 1
+    with pytest.raises(ShardError, match=f"data.num_workers={other}"):
+        stream(seven, num_workers=workers).load_state_dict({"epoch": 1, "position": 1, "readers": other})
 
 
 def test_a_shard_cut_short_and_a_corrupt_member_are_named_and_skipped(tiny_corpus, tmp_path):
@@ -277,3 +282,13 @@ def test_global_feature_statistics_sample_a_few_shards(seven):
     assert len(got) == 5 and all(a.dtype == np.float32 and a.size > 0 for a in got)
     everything = list(sample_shard_audio(seven.url_pattern, lines, 16000, max_utterances=100, per_shard=100))
     assert len(everything) == len(lines)
+
+
+def test_the_delivery_order_is_the_dataloaders_turns():
+    from asr.data.shard_stream import delivery_order
+
+    assert delivery_order([3, 1]) == [0, 1, 0, 0]
+    assert delivery_order([2, 3, 1]) == [0, 1, 2, 0, 1, 1]
+    ds_counts = [5, 2, 4]
+    order = delivery_order(ds_counts)
+    assert [order.count(k) for k in range(3)] == ds_counts

@@ -15,10 +15,11 @@ The same number of batches on every rank: DDP pairs the ranks' collectives step 
 more than another waits for ever (speechbrain #1426, Lightning #9851). Shards differ in size and a buffer's
 cuts depend on what it held, so the batches of each reader are *planned* before any audio is read, from the
 manifest's durations alone: the plan is the buffer algorithm run on the durations, in the order the reader will
-read them, a pure function of (seed, epoch, reader). Every reader then gets exactly ``batches_per_reader`` batches
-(the most any reader needed in the first epoch, plus a margin): one that needs fewer splits its fullest batches in
-two; an epoch whose plan would need more than that tries other draws and, failing them, repeats the reader's
-first-epoch plan. ``len()`` is thus the same on every rank and in every epoch, and Lightning's schedule reads it.
+read them, a pure function of (seed, epoch, reader) that every rank computes alike. Every rank then gets exactly
+``batches_per_rank`` batches over its readers (the most any rank needed in the first epoch, plus a margin): a rank
+that needs fewer splits its fullest batches in two; an epoch whose plans would need more than that tries other
+draws and, failing them, repeats the first epoch's plans. ``len()`` is thus the same on every rank and in every
+epoch, and Lightning's schedule reads it.
 
 While reading, a reader emits its planned batches in order, each once its members have arrived; a member that
 never arrives (a shard cut short, a corrupt tar, a key the manifest names but the tar lacks) becomes a
@@ -26,14 +27,17 @@ never arrives (a shard cut short, a corrupt tar, a key the manifest names but th
 way, so the batch is still emitted (possibly empty: every rank then skips that step together) and the counts stay
 equal. Memory holds at most a buffer of compressed audio when the tar's member order is the manifest's.
 
-Resuming mid-epoch: the DataLoader takes batches from its workers in turn, so batch ``i`` of a rank is batch
-``i // W`` of reader ``i % W``. After ``load_state_dict({"epoch", "position"})`` the next iteration starts with
-batch ``position``: each reader passes over (reading, not decoding) its batches before it, skipping whole shards
-that hold nothing later, and worker ``k`` plays reader ``(k + position) % W`` so the turn order continues exactly.
+Resuming mid-epoch: the DataLoader takes batches from its workers in turn, passing over those that have run out,
+so which reader delivers the ``i``-th batch of a rank follows from the readers' batch counts
+(:func:`delivery_order`). After ``load_state_dict({"epoch", "position"})`` the next iteration starts with batch
+``position``: each reader passes over (reading, not decoding) its batches delivered before it, skipping whole
+shards that hold nothing later, and worker ``k`` plays the reader ``k`` places after the one due next, so the
+turns continue exactly as in an uninterrupted epoch.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import os
@@ -56,6 +60,7 @@ log = logging.getLogger("asr")
 # The planned batch count per reader is the first epoch's largest times this, plus one: other epochs' buffers cut
 # a little differently, and a count too small for an epoch falls back to a repeat of its first-epoch plan.
 COUNT_MARGIN = 1.03
+FULL = 0.9  # a batch this full (padded seconds / max_batch_seconds) may leave a buffer that is still refilling
 DRAWS = 4  # other draws an epoch tries before repeating the first epoch's plan
 
 
@@ -106,41 +111,51 @@ class ShardPlanner:
             )
         seconds = [float(self.durations[members[s]].sum()) for s in nonempty]
         # The largest shard to the reader with the fewest seconds so far (longest-processing-time first).
-        loads = [0.0] * readers
+        heap = [(0.0, r) for r in range(readers)]  # (seconds so far, reader): the emptiest on top
         self.assignment: list[list[int]] = [[] for _ in range(readers)]
         for s, sec in sorted(zip(nonempty, seconds), key=lambda t: (-t[1], t[0])):
-            r = min(range(readers), key=lambda k: (loads[k], k))
+            load, r = heapq.heappop(heap)
             self.assignment[r].append(s)
-            loads[r] += sec
-        self.reader_seconds = loads
-        first = [self._natural(0, r, 0) for r in range(readers)]
-        self._first = first
-        most = max(len(p.batches) for p in first)
-        self.batches_per_reader = math.ceil(most * COUNT_MARGIN) + 1
+            heapq.heappush(heap, (load + sec, r))
+        self.reader_seconds = [load for load, _ in sorted(heap, key=lambda t: t[1])]
+        self._first = [self._natural(0, r, 0) for r in range(readers)]
+        w = num_readers_per_rank
+        most = max(sum(len(p.batches) for p in self._first[k * w : (k + 1) * w]) for k in range(world_size))
+        self.batches_per_rank = math.ceil(most * COUNT_MARGIN) + 1
 
     def __len__(self) -> int:
-        """Batches per rank and epoch."""
-        return self.batches_per_reader * self.readers_per_rank
+        """Batches per rank and epoch: the same on every rank and in every epoch."""
+        return self.batches_per_rank
+
+    def rank_plan(self, epoch: int, rank: int) -> list[ShardPlan]:
+        """The plans of rank ``rank``'s readers (worker ``k`` is reader ``rank * readers_per_rank + k``) for
+        ``epoch``, with exactly :attr:`batches_per_rank` batches among them."""
+        w = self.readers_per_rank
+        readers = range(rank * w, (rank + 1) * w)
+        for draw in range(DRAWS + 1):
+            plans = [self._first[r] if epoch == 0 and draw == 0 else self._natural(epoch, r, draw) for r in readers]
+            if sum(len(p.batches) for p in plans) <= self.batches_per_rank:
+                break
+        else:  # every draw needed more batches than the first epoch's count: repeat the first epoch's plans
+            plans = [ShardPlan(self._first[r].shards, self._first[r].batches, repeated_first_epoch=True) for r in readers]
+        out = [ShardPlan(list(p.shards), [list(b) for b in p.batches], p.repeated_first_epoch) for p in plans]
+        missing = self.batches_per_rank - sum(len(p.batches) for p in out)
+        for _ in range(missing):  # split the fullest batch of the rank in two
+            k, i = max(
+                ((k, i) for k, p in enumerate(out) for i in range(len(p.batches))),
+                key=lambda t: len(out[t[0]].batches[t[1]]),
+                default=(-1, -1),
+            )
+            if k < 0 or len(out[k].batches[i]) < 2:  # fewer utterances than batches: an empty one, skipped on
+                min(out, key=lambda p: len(p.batches)).batches.append([])  # every rank together
+                continue
+            b = out[k].batches[i]
+            out[k].batches[i : i + 1] = [b[: len(b) // 2], b[len(b) // 2 :]]
+        return out
 
     def plan(self, epoch: int, reader: int) -> ShardPlan:
-        """Reader ``reader``'s (global: ``rank * readers_per_rank + worker``) plan for ``epoch``, exactly
-        :attr:`batches_per_reader` batches long."""
-        for draw in range(DRAWS + 1):
-            p = self._first[reader] if epoch == 0 and draw == 0 else self._natural(epoch, reader, draw)
-            if len(p.batches) <= self.batches_per_reader:
-                break
-        else:
-            first = self._first[reader]
-            p = ShardPlan(list(first.shards), [list(b) for b in first.batches], repeated_first_epoch=True)
-        batches = [list(b) for b in p.batches]
-        while len(batches) < self.batches_per_reader:
-            i = max(range(len(batches)), key=lambda k: (len(batches[k]), -k)) if batches else -1
-            if i < 0 or len(batches[i]) < 2:  # fewer utterances than batches: empty ones, skipped on every rank
-                batches.append([])
-                continue
-            b = batches[i]
-            batches[i : i + 1] = [b[: len(b) // 2], b[len(b) // 2 :]]
-        return ShardPlan(p.shards, batches, p.repeated_first_epoch)
+        """Reader ``reader``'s plan for ``epoch`` (global number: ``rank * readers_per_rank + worker``)."""
+        return self.rank_plan(epoch, reader // self.readers_per_rank)[reader % self.readers_per_rank]
 
     def _natural(self, epoch: int, reader: int, draw: int) -> ShardPlan:
         """The buffer algorithm on the durations, in reading order; as many batches as it makes."""
@@ -163,8 +178,12 @@ class ShardPlanner:
         keys = d * np.exp(rng.uniform(-self.shuffle_window, self.shuffle_window, len(d))) if self.shuffle_window else d
         order = idx[np.lexsort((rng.random(len(d)), keys))]
         cuts = self._cut(order)
+        # While the buffer refills, only batches filled to FULL of the limit go; a runt waits for neighbours.
+        limit, cap = self.max_batch_seconds, self.max_batch_size or len(order)
+        full = [k for k, c in enumerate(cuts) if len(c) >= cap or len(c) * self.durations[c].max() >= FULL * limit]
+        candidates = rng.permutation(full) if half and full else rng.permutation(len(cuts))
         chosen, taken = [], 0
-        for k in rng.permutation(len(cuts)):
+        for k in candidates:
             if half and taken >= len(buffer) / 2:
                 break
             chosen.append(int(k))
@@ -191,14 +210,27 @@ class ShardPlanner:
         return cuts
 
     def padding_fraction(self, epoch: int = 0) -> float:
-        """Padded share of the frames of this plan's batches (for the training log)."""
+        """Padded share of the frames of this epoch's batches, over all ranks (for the training log)."""
         used = padded = 0.0
-        for r in range(len(self.assignment)):
-            for b in self.plan(epoch, r).batches:
-                if b:
-                    d = self.durations[b]
-                    used, padded = used + float(d.sum()), padded + len(b) * float(d.max())
+        for rank in range(self.world_size):
+            for p in self.rank_plan(epoch, rank):
+                for b in p.batches:
+                    if b:
+                        d = self.durations[b]
+                        used, padded = used + float(d.sum()), padded + len(b) * float(d.max())
         return 1.0 - used / padded if padded else 0.0
+
+
+def delivery_order(counts: Sequence[int]) -> list[int]:
+    """Which worker each batch of a rank comes from: the DataLoader asks its workers in turn and passes over
+    one that has run out, so with ``counts[k]`` batches in worker ``k`` the order is round robin over those left."""
+    left, order = list(counts), []
+    while any(left):
+        for k in range(len(left)):
+            if left[k]:
+                order.append(k)
+                left[k] -= 1
+    return order
 
 
 def check_shards(urls: str | Sequence[str], utterances: Sequence[Utterance]) -> list[str]:
@@ -350,11 +382,14 @@ class ShardStream(IterableDataset):
         worker = info.id if info is not None else 0
         if (info.num_workers if info is not None else 1) != self.readers:
             raise ShardError(f"ShardStream planned {self.readers} readers per rank but the DataLoader has other workers")
-        start, w = self._start, self.readers
-        local = (worker + start) % w  # so that the DataLoader's turns continue with batch `start`
-        skip = sum(1 for i in range(start) if i % w == local)
-        plan = self.planner.plan(self.epoch, self.rank * w + local)
-        yield from self._emit(plan, skip)
+        plans = self.planner.rank_plan(self.epoch, self.rank)
+        order = delivery_order([len(p.batches) for p in plans])
+        start = self._start
+        # Worker k plays reader (next + k) % W, so that the DataLoader's turns, which start at worker 0, continue
+        # with batch `start` of an uninterrupted epoch; each reader passes over its batches delivered before it.
+        following = order[start] if start < len(order) else 0
+        local = (worker + following) % self.readers
+        yield from self._emit(plans[local], order[:start].count(local))
 
     def _emit(self, plan: ShardPlan, skip: int) -> Iterator[dict[str, Any]]:
         batches = plan.batches
