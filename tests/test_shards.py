@@ -1,7 +1,12 @@
 """Tar shards in NeMo's layout (asr.data.shards) and the batches streamed from them (asr.data.shard_stream)."""
 
+import functools
+import http.server
+import io
 import json
+import shutil
 import tarfile
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -188,8 +193,6 @@ def test_a_shard_cut_short_and_a_corrupt_member_are_named_and_skipped(tiny_corpu
             if m.name == corrupt_name:
                 content = b"RIFF not really a wav file at all" * 10
                 m.size = len(content)
-            import io
-
             tar.addfile(m, io.BytesIO(content))
 
     ds = stream(shards)
@@ -292,3 +295,20 @@ def test_the_delivery_order_is_the_dataloaders_turns():
     ds_counts = [5, 2, 4]
     order = delivery_order(ds_counts)
     assert [order.count(k) for k in range(3)] == ds_counts
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="webdataset reads http(s) URLs through curl")
+def test_http_urls_read_the_same(seven):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(seven.directory))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/audio_{{0..6}}.tar"
+        ds = ShardStream(url, read_shard_manifest(seven.manifest), CharTokenizer(), 16000, max_batch_seconds=6.0)
+        batches = list(DataLoader(ds, batch_size=None, collate_fn=shard_collate))
+        assert not [s for b in batches for s in b["skipped"]]
+        assert [list(b["indices"]) for b in batches] == epoch_indices(stream(seven))
+    finally:
+        server.shutdown()
