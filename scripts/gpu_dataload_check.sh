@@ -12,14 +12,16 @@
 #   a  one worker's rate on this machine's cores: scripts/bench_dataload.py (loose files and shards).
 #   b  the 100 h recipe's model (5 x BiLSTM-512) trained from the shards through `asr train`'s own path
 #      (asr.training.train.train, ShardStream, DataLoader workers, 16-mixed) for STEPS steps, with
-#      data.num_workers in $WORKERS, at the recipe's 1,200-s batch and at 4,800 s; audio-s/s over the steps
-#      after the first WARM, from a callback. Where a row falls short of the in-memory figure (part c), the
-#      GPU waited for data.
+#      data.num_workers in $WORKERS, at the recipe's 1,200-s batch (N_UTT=6000, 20 h, gives one epoch of ~70
+#      steps: no epoch end inside the measurement); audio-s/s over the steps after the first WARM, from a
+#      callback. Where a row falls short of the in-memory figure (part c), the GPU waited for data; the worker
+#      count where the rows stop rising is what this GPU needs at that rate. (`auto`'s 16,551-s batches would
+#      need a corpus of ~200 h to fill an epoch of 40 steps; its need follows from part a and the in-memory rate.)
 #   c  the same model and batches with the audio in memory (scripts/bench_train.py): what the GPU eats.
 #
 # Run from the repository root on the GPU machine (torch/lightning there; the other wheels in .whl/, carried):
 #   bash scripts/gpu_dataload_check.sh                 # writes into $OUT (default /tmp/gpu_dataload_check)
-# Knobs: GPU_CHECK_BUDGET=420 (s, all parts), N_UTT=3000, STEPS=40, WARM=8, WORKERS="1 2 4 8 12",
+# Knobs: GPU_CHECK_BUDGET=480 (s, all parts), N_UTT=6000, STEPS=40, WARM=8, WORKERS="1 2 4 8 12", BATCHES=1200,
 #   LIBRISPEECH=DIR, GPU_CHECK_DEVICE=cpu GPU_CHECK_SKIP_WHEELS=1 GPU_CHECK_TINY=1 PY=.venv/bin/python
 #   (a local dry run on CPU: a tiny model, 60 files, 3 steps; it catches typos, it measures nothing).
 set -u
@@ -37,12 +39,12 @@ OUT=${OUT:-/tmp/gpu_dataload_check}
 D=$OUT/data
 mkdir -p "$D"
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
-BUDGET=${GPU_CHECK_BUDGET:-420}
-N_UTT=${N_UTT:-3000}
+BUDGET=${GPU_CHECK_BUDGET:-480}
+N_UTT=${N_UTT:-6000}
 STEPS=${STEPS:-40}
 WARM=${WARM:-8}
 WORKERS=${WORKERS:-"1 2 4 8 12"}
-BATCHES=${BATCHES:-"1200 4800"}
+BATCHES=${BATCHES:-"1200"}
 CONF=recipes/librispeech/conf/train_100h.yaml
 OVR=()
 A_SECONDS=20
