@@ -100,6 +100,7 @@ def test_a_stream_on_one_reader_yields_every_utterance_once_decoded(seven):
 def test_pipe_urls_and_brace_lists_read_the_same(seven):
     urls = [f"pipe:cat {seven.directory}/audio_{{0..6}}.tar"]
     assert expand_urls(urls) == [f"pipe:cat {seven.directory}/audio_{i}.tar" for i in range(7)]
+    assert expand_urls("d/audio__OP_0..2_CL_.tar") == ["d/audio_0.tar", "d/audio_1.tar", "d/audio_2.tar"]  # NeMo's
     ds = ShardStream(urls, read_shard_manifest(seven.manifest), CharTokenizer(), 16000, max_batch_seconds=6.0)
     assert epoch_indices(ds) == epoch_indices(stream(seven))
 

@@ -55,12 +55,15 @@ def expand_urls(spec: str | Sequence[str]) -> list[str]:
     """Shard URLs from NeMo's / webdataset's notation: ``audio_{0..6}.tar`` (braceexpand), or a list of such.
 
     A list is expanded item by item, in order; the result's ``N``-th URL is shard ``N`` of the manifest.
+    NeMo's ``_OP_`` and ``_CL_`` stand for ``{`` and ``}`` (``audio__OP_0..6_CL_.tar``).
     """
     _webdataset()
     import braceexpand  # webdataset's dependency
 
     items = [spec] if isinstance(spec, str) else list(spec)
-    urls = [u for item in items for u in braceexpand.braceexpand(str(item).strip())]
+    # NeMo's tags for the braces, for command lines and SLURM scripts where a shell or Hydra would take them.
+    items = [str(item).strip().replace("_OP_", "{").replace("_CL_", "}") for item in items]
+    urls = [u for item in items for u in braceexpand.braceexpand(item)]
     if not urls or any(not u for u in urls):
         raise ShardError(f"no shard URLs in {spec!r}; give e.g. 'DIR/audio_{{0..N}}.tar'")
     return urls
