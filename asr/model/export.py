@@ -15,9 +15,8 @@ model's own code, traced with dynamic batch and time axes.
 
 A unidirectional model also gets a second graph, ``encoder_step`` (``<name>.step.onnx``), that carries the conv
 front-end's context and every layer's recurrent state from one chunk of feature frames to the next, so the
-model can stream; see :class:`EncoderStep` for its contract. A model with a look-ahead layer
-(``model.lookahead_frames`` > 0) gets the offline graph only, and the export says so: the step graph does not
-yet hold back the look-ahead's frames (``asr transcribe --stream`` and :mod:`asr.inference.streaming` do).
+model can stream; see :class:`EncoderStep` for its contract (a look-ahead layer, ``model.lookahead_frames``,
+only lengthens its right context).
 """
 
 from __future__ import annotations
@@ -45,8 +44,6 @@ from asr.errors import ExportError  # noqa: F401  (re-exported: raised here, cau
 from asr.model.features import LogMel, lengths_to_mask
 from asr.model.file import LoadedModel
 from asr.model.network import ASRModel, Encoder
-
-log = logging.getLogger(__name__)
 
 OPSET = 17  # LSTM/GRU/RNN, Conv, GatherElements all exist long before; 17 is what onnxruntime >= 1.13 runs
 FORMATS = ("onnx", "torchscript")
@@ -108,14 +105,15 @@ class ExportableModel(nn.Module):
         return self.encoder(feats, feat_lens)
 
 
-def right_context(time_strides: Sequence[int]) -> int:
-    """Feature frames past a chunk that the conv front-end needs to finish the chunk's last output frame.
+def right_context(time_strides: Sequence[int], extra: int = 0) -> int:
+    """Feature frames past a chunk that the conv front-end needs to finish the chunk's last output frame and
+    ``extra`` output frames after it (a look-ahead layer's).
 
     A kernel-3 conv with time stride ``s`` reads one frame back and one ahead of ``s * t``: for ``s >= 2`` the
     frame ahead lies inside a chunk whose length is a multiple of ``s``; a stride-1 layer (subsampling 3's
     second conv) needs one frame of its input beyond the chunk, which the layer below must then produce.
     """
-    r = 0
+    r = extra
     for s in reversed(time_strides):
         r = r + 1 if s == 1 else max(0, s * r - s + 2)
     return r
@@ -134,22 +132,23 @@ class EncoderStep(nn.Module):
     Outputs: ``log_probs`` (B, chunk / subsampling, vocab), ``lengths`` (B,) of those that are real, then the
     new caches and states in the same order. States after an utterance's end are meaningless.
     Run over consecutive chunks, the concatenated log-probs equal the offline encoder's (tested).
+
+    A look-ahead layer of k frames needs the recurrent outputs of the k frames after the chunk: the right
+    context grows by the feature frames that make them, the recurrent layers run over those k frames from the
+    chunk's final state (which is what is carried on, not the state after them), and the next chunk computes
+    them again, now as its own. So the contract stays the same, at k frames of extra recurrent work a chunk.
     """
 
     def __init__(self, encoder: Encoder):
         super().__init__()
         if encoder.dims.bidirectional:
             raise ExportError("a bidirectional model cannot stream: its backward cells read the whole utterance")
-        if encoder.dims.lookahead_frames:
-            raise ExportError(
-                f"the streaming step graph does not carry a look-ahead layer yet (model.lookahead_frames = "
-                f"{encoder.dims.lookahead_frames}); stream such a model with asr.inference.streaming"
-            )
         self.encoder = encoder
         self.time_strides = tuple(encoder.frontend.time_strides)
+        self.future = encoder.dims.lookahead_frames  # recurrent output frames past the chunk the look-ahead reads
         # Lookahead of each conv layer's input, from the top down (see right_context).
-        self.lookahead = [right_context(self.time_strides[i:]) for i in range(len(self.time_strides))]
-        self.right_context = right_context(self.time_strides)
+        self.lookahead = [right_context(self.time_strides[i:], self.future) for i in range(len(self.time_strides))]
+        self.right_context = right_context(self.time_strides, self.future)
         self.subsampling = math.prod(self.time_strides)
         self.is_lstm = encoder.dims.cell == "lstm"
 
@@ -183,13 +182,20 @@ class EncoderStep(nn.Module):
             b, c, t, f = x.shape
             x = x.permute(0, 2, 1, 3).reshape(b, t, c * f)
         new_h, new_c = [], []
+        k = self.future
         for i, layer in enumerate(self.encoder.layers):
+            state = (rnn_states[0][i : i + 1], rnn_states[1][i : i + 1]) if self.is_lstm else rnn_states[0][i : i + 1]
+            out, state = layer.forward_cell(x[:, :-k] if k else x, state)  # the chunk: its final state is carried
+            if k:  # the look-ahead's frames past the chunk, from that state; computed again by the next chunk
+                out = torch.cat([out, layer.forward_cell(x[:, -k:], state)[0]], dim=1)
+            x = out
             if self.is_lstm:
-                x, (h, c) = layer.forward_cell(x, (rnn_states[0][i : i + 1], rnn_states[1][i : i + 1]))
-                new_c.append(c)
+                new_h.append(state[0])
+                new_c.append(state[1])
             else:
-                x, h = layer.forward_cell(x, rnn_states[0][i : i + 1])
-            new_h.append(h)
+                new_h.append(state)
+        if k:  # zeros past the end, as offline
+            x = self.encoder.lookahead.step(x * lengths_to_mask(valid, x.shape[1]).unsqueeze(-1).to(x.dtype))
         log_probs = torch.log_softmax(self.encoder.head(x).float(), dim=-1)
         out_lengths = lengths_to_mask(valid, x.shape[1]).sum(1)  # real frames, the right context left out
         outputs = [log_probs, out_lengths, *new_caches, torch.cat(new_h, 0)]
@@ -311,15 +317,7 @@ def export_onnx(loaded: LoadedModel, path: str | os.PathLike, int8: bool = False
             _metadata(loaded, "offline", int8=int8),
         )
         written.append(_finish(raw, path, int8))
-        if not model.dims.bidirectional and model.dims.lookahead_frames:
-            log.warning(
-                "%s: streaming graph not written: the step graph does not carry the look-ahead layer "
-                "(model.lookahead_frames = %d) yet; the offline graph is complete, and `asr transcribe --stream` "
-                "streams the model.pt exactly",
-                step_path(path),
-                model.dims.lookahead_frames,
-            )
-        elif not model.dims.bidirectional:
+        if not model.dims.bidirectional:
             step = EncoderStep(model.encoder).eval()
             n_mels = model.feature_config.n_mels
             frames = torch.randn(2, 4 * step.subsampling + step.right_context, n_mels)
