@@ -313,3 +313,14 @@ def test_http_urls_read_the_same(seven):
         assert [list(b["indices"]) for b in batches] == epoch_indices(stream(seven))
     finally:
         server.shutdown()
+
+
+def test_nemos_per_shard_manifests_read_as_one(seven):
+    pattern = str(seven.directory / "sharded_manifests" / "manifest_{0..6}.json")
+    per_shard = read_shard_manifest(pattern)
+    whole = read_shard_manifest(seven.manifest)
+    assert sorted((u.audio_filepath, u.extra["shard_id"]) for u in per_shard) == sorted(
+        (u.audio_filepath, u.extra["shard_id"]) for u in whole
+    )
+    with pytest.raises(ManifestError, match="manifest_7.json: shard manifest not found"):
+        read_shard_manifest(str(seven.directory / "sharded_manifests" / "manifest_{0..7}.json"))

@@ -198,9 +198,16 @@ def read_shard_manifest(
 ) -> list[Utterance]:
     """Utterances of a tarred manifest: ``audio_filepath`` stays the member name, ``extra["shard_id"]`` an int.
 
+    ``path`` may also be a brace pattern of per-shard manifests, as NeMo's ``shard_manifests`` mode names them
+    (``DIR/sharded_manifests/manifest_{0..N}.json``): they are read in order, as one manifest.
     A line without a usable ``shard_id`` or member name is a bad line like any other: raised with ``strict``,
     else appended to ``errors`` (named by file and line) and left out.
     """
+    if not Path(path).is_file() and any(t in str(path) for t in ("{", "_OP_")):
+        out: list[Utterance] = []
+        for one in expand_urls(str(path)):
+            out += read_shard_manifest(one, strict=strict, errors=errors)
+        return out
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: shard manifest not found")

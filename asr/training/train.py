@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from asr.data.dataset import Skipped
 from asr.data.manifest import read_manifest
+from asr.data.shards import read_shard_manifest
 from asr.model.file import save_model
 from asr.training.batch_sizing import BatchChoice, longest_training_seconds
 from asr.training.callbacks import AutoBatch, EpochLog
@@ -131,7 +132,8 @@ def train(
         log.info("resuming from %s", ckpt_path)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     # Word pieces (tokenizer.type: bpe) are learned from the training transcripts before anything else.
-    texts = [u.text for u in read_manifest(train_manifest, strict=False)] if config.tokenizer.type == "bpe" else []
+    read_train = read_shard_manifest if config.data.train_shards else read_manifest  # (NeMo's per-shard pattern too)
+    texts = [u.text for u in read_train(train_manifest, strict=False)] if config.tokenizer.type == "bpe" else []
     module = CTCModule.from_config(config, train_texts=texts)
     describe_tokenizer(module.tokenizer, out)
     init_report = None
