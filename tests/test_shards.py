@@ -235,6 +235,11 @@ def test_asr_train_from_shards_through_the_cli(tiny_corpus, seven, tmp_path, cap
         assert main([*args, "data.max_batch_seconds=6", "features.normalize=global"]) == 0
     assert (out / "model.pt").is_file()
     assert "train from 7 shards: 1 readers (1 ranks x 1)" in caplog.text
+    # NeMo's per-shard manifests as the training manifest, word pieces learned from their transcripts
+    per_shard = str(seven.directory / "sharded_manifests" / "manifest_{0..6}.json")
+    bpe = ["train", "--train-manifest", per_shard, *common[3:], "--train-shards", seven.url_pattern]
+    bpe += ["--output-dir", str(tmp_path / "bpe"), "--max-epochs", "1", *TINY_MODEL, "data.max_batch_seconds=6"]
+    assert main([*bpe, "tokenizer.type=bpe", "tokenizer.vocab_size=40"]) == 0
     # a plain manifest given as the shards' manifest: every line is named as lacking its shard_id
     bad = [*common[:2], str(tiny_corpus["train"]), *common[3:], "--train-shards", seven.url_pattern]
     assert main([*bad, "--output-dir", str(tmp_path / "bad"), "--max-epochs", "1", *TINY_MODEL]) == 2
