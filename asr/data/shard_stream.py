@@ -57,8 +57,8 @@ from asr.errors import ShardError
 
 log = logging.getLogger("asr")
 
-# The planned batch count per reader is the first epoch's largest times this, plus one: other epochs' buffers cut
-# a little differently, and a count too small for an epoch falls back to a repeat of its first-epoch plan.
+# The planned batch count per rank is the first epoch's largest times this, plus one: other epochs' buffers cut
+# a little differently, and a count too small for an epoch falls back to a repeat of the first epoch's plans.
 COUNT_MARGIN = 1.03
 FULL = 0.9  # a batch this full (padded seconds / max_batch_seconds) may leave a buffer that is still refilling
 DRAWS = 4  # other draws an epoch tries before repeating the first epoch's plan
@@ -137,6 +137,8 @@ class ShardPlanner:
             if sum(len(p.batches) for p in plans) <= self.batches_per_rank:
                 break
         else:  # every draw needed more batches than the first epoch's count: repeat the first epoch's plans
+            log.info("epoch %d, rank %d: the first epoch's shard order and batches again (other draws needed more "
+                     "than %d batches)", epoch, rank, self.batches_per_rank)
             plans = [ShardPlan(self._first[r].shards, self._first[r].batches, repeated_first_epoch=True) for r in readers]
         out = [ShardPlan(list(p.shards), [list(b) for b in p.batches], p.repeated_first_epoch) for p in plans]
         missing = self.batches_per_rank - sum(len(p.batches) for p in out)
