@@ -329,3 +329,25 @@ def test_nemos_per_shard_manifests_read_as_one(seven):
     )
     with pytest.raises(ManifestError, match="manifest_7.json: shard manifest not found"):
         read_shard_manifest(str(seven.directory / "sharded_manifests" / "manifest_{0..7}.json"))
+
+
+def test_resampling_draws_each_readers_share_anew_and_needs_no_shard_per_reader():
+    rng = np.random.default_rng(1)
+    durations = rng.uniform(1.0, 16.0, 300)
+    shard_ids = np.sort(rng.integers(0, 5, 300))  # 5 shards for 2 ranks x 4 readers
+    with pytest.raises(ShardError, match="data.shard_resample=true"):
+        ShardPlanner(durations, shard_ids, 5, 4, 2, 60.0, buffer_size=32)
+    planner = ShardPlanner(durations, shard_ids, 5, 4, 2, 60.0, buffer_size=32, resample=True)
+    share = durations.sum() / 8
+    for epoch in range(3):
+        plans = [planner.rank_plan(epoch, k) for k in range(2)]
+        assert {sum(len(p.batches) for p in rank) for rank in plans} == {len(planner)}
+        for p in (p for rank in plans for p in rank):
+            mine = [i for b in p.batches for i in b]
+            assert len(mine) == len(set(mine))  # never twice within one reader
+            assert durations[mine].sum() >= 0.999 * share  # at least its share of the epoch's audio
+            assert {shard_ids[i] for i in mine} == set(p.shards)
+    assert (
+        planner.plan(1, 0).shards != planner.plan(2, 0).shards
+        or planner.plan(1, 0).batches != planner.plan(2, 0).batches
+    )

@@ -88,7 +88,13 @@ class ShardPlanner:
         buffer_size: int = 1000,
         shuffle_window: float = 0.02,
         seed: int = 0,
+        resample: bool = False,
     ) -> None:
+        """``resample``: each epoch every reader draws its shards anew from all of them, at random and
+        independently of the other readers (webdataset's ``resampled=True``, NeMo's ``shard_strategy:
+        replicate``), until it holds its share of the epoch's audio; a shard may then be read by several readers
+        of an epoch and by none, so an utterance is seen about once per epoch rather than exactly once. It needs
+        no more shards than readers. Without it, every reader has shards of its own for the whole run."""
         if not max_batch_seconds > 0:
             raise ShardError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
         if buffer_size < 1:
@@ -103,11 +109,16 @@ class ShardPlanner:
         self.members = members  # manifest order within each shard: the order the tar is written in
         readers = num_readers_per_rank * world_size
         nonempty = [s for s in range(num_shards) if members[s]]
-        if len(nonempty) < readers:
+        self.resample, self._nonempty = resample, nonempty
+        self._shard_seconds = np.array([float(self.durations[members[s]].sum()) for s in nonempty])
+        if not nonempty:
+            raise ShardError("no shard holds a training utterance")
+        if len(nonempty) < readers and not resample:
             raise ShardError(
                 f"{len(nonempty)} shards with training utterances for {world_size} ranks x "
                 f"{num_readers_per_rank} readers = {readers} readers: each reader needs a shard of its own; "
-                "write more, smaller shards (asr shard --shard-seconds) or lower data.num_workers"
+                "write more, smaller shards (asr shard --shard-seconds), lower data.num_workers, or draw shards "
+                "at random each epoch (data.shard_resample=true)"
             )
         seconds = [float(self.durations[members[s]].sum()) for s in nonempty]
         # The largest shard to the reader with the fewest seconds so far (longest-processing-time first).
@@ -118,6 +129,8 @@ class ShardPlanner:
             self.assignment[r].append(s)
             heapq.heappush(heap, (load + sec, r))
         self.reader_seconds = [load for load, _ in sorted(heap, key=lambda t: t[1])]
+        if resample:  # each reader's share, drawn anew every epoch
+            self.reader_seconds = [float(self._shard_seconds.sum()) / readers] * readers
         self._first = [self._natural(0, r, 0) for r in range(readers)]
         w = num_readers_per_rank
         most = max(sum(len(p.batches) for p in self._first[k * w : (k + 1) * w]) for k in range(world_size))
@@ -162,7 +175,13 @@ class ShardPlanner:
     def _natural(self, epoch: int, reader: int, draw: int) -> ShardPlan:
         """The buffer algorithm on the durations, in reading order; as many batches as it makes."""
         rng = np.random.default_rng([self.seed, epoch, reader, draw])
-        shards = [self.assignment[reader][i] for i in rng.permutation(len(self.assignment[reader]))]
+        if self.resample:  # shards drawn without replacement for this reader, until it holds its share
+            share = float(self._shard_seconds.sum()) / len(self.assignment)
+            order = rng.permutation(len(self._nonempty))
+            held = np.cumsum(self._shard_seconds[order])
+            shards = [self._nonempty[k] for k in order[: int(np.searchsorted(held, share * 0.999)) + 1]]
+        else:
+            shards = [self.assignment[reader][i] for i in rng.permutation(len(self.assignment[reader]))]
         batches: list[list[int]] = []
         buffer: list[int] = []
         for s in shards:
@@ -320,6 +339,7 @@ class ShardStream(IterableDataset):
         buffer_size: int = 1000,
         shuffle_window: float = 0.02,
         seed: int = 0,
+        resample: bool = False,
     ) -> None:
         self.urls = check_shards(urls, utterances)
         self.utterances = list(utterances)
@@ -339,6 +359,7 @@ class ShardStream(IterableDataset):
             buffer_size=buffer_size,
             shuffle_window=shuffle_window,
             seed=seed,
+            resample=resample,
         )
         self.epoch = 0
         self._start = 0

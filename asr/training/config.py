@@ -60,6 +60,11 @@ class DataConfig:
     # Utterances a shard reader holds in its shuffle buffer; batches are cut by duration from it. Larger mixes
     # more shards per batch and pads less, and holds more compressed audio in each worker's memory.
     shard_buffer: int = 1000
+    # false: every shard reader (DataLoader worker of a rank) has shards of its own, and every utterance is
+    # trained on exactly once per epoch. true: each epoch every reader draws its share of shards anew, at random
+    # and independently of the others (webdataset's resampled=True, NeMo's shard_strategy: replicate): some
+    # utterances twice, some not at all in an epoch, and fewer shards than readers are fine.
+    shard_resample: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.max_batch_seconds, str):

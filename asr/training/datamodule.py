@@ -142,12 +142,14 @@ class ASRDataModule(L.LightningDataModule):
             buffer_size=c.shard_buffer,
             shuffle_window=c.shuffle_window,
             seed=self.seed,
+            resample=c.shard_resample,
         )
         p = stream.planner
         log.info(
-            "train from %d shards: %d readers (%d ranks x %d), %.0f-%.0f s of audio each; %d batches per rank, "
+            "train from %d shards%s: %d readers (%d ranks x %d), %.0f-%.0f s of audio each; %d batches per rank, "
             "padding %.1f %% of frames",
             len(stream.urls),
+            ", drawn anew each epoch" if c.shard_resample else "",
             world * stream.readers,
             world,
             stream.readers,
