@@ -177,3 +177,114 @@ def test_missing_and_corrupt_files_do_not_stop_the_others(model, speech, tmp_pat
     errors = [ln for ln in captured.err.splitlines() if ln.startswith("asr: error:")]
     assert len(errors) == 2
     assert "missing.wav: file not found" in errors[0] and "corrupt.wav: not a readable audio file" in errors[1]
+
+
+def unknown_length_flac(path, audio: np.ndarray, sample_rate: int = 16000) -> None:
+    """A FLAC whose STREAMINFO says total_samples = 0 ("unknown"), as encoders writing to a pipe leave it;
+    libsndfile then reports 2**63 - 1 frames."""
+    sf.write(path, audio, sample_rate, format="FLAC")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # the first metadata block is STREAMINFO
+    # STREAMINFO starts at byte 8; total_samples is its 36 bits after 108 bits of block sizes, rate, channels, bps.
+    data[21] &= 0xF0
+    data[22:26] = bytes(4)
+    path.write_bytes(bytes(data))
+    assert sf.info(str(path)).frames > 2**62
+
+
+def test_flac_of_unknown_length_is_read_to_its_end(model, tmp_path, capsys):
+    sr = 16000
+    tone = (0.3 * np.sin(np.arange(int(2.5 * sr)) / 7)).astype(np.float32)
+    unknown_length_flac(tmp_path / "piped.flac", tone, sr)
+    unknown_length_flac(tmp_path / "stereo.flac", np.stack([tone, tone], axis=1), sr)
+    rc = main(["transcribe", "--model", model, "--format", "json", str(tmp_path / "piped.flac"),
+               str(tmp_path / "stereo.flac")])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    for r in _json_lines(captured.out):
+        assert r["duration"] == 2.5  # not 2.0: the last partial second is read too
+    assert "warning" not in captured.err
+
+    from asr.data.audio import audio_info, load_audio
+
+    info = audio_info(tmp_path / "piped.flac")
+    assert (info.frames, info.declared, info.duration) == (int(2.5 * sr), False, 2.5)
+    assert load_audio(tmp_path / "piped.flac").shape == (int(2.5 * sr),)
+
+    # `asr manifest`: the real duration, not 576460752303423.5 s
+    from asr.corpora import corpus_check
+
+    (tmp_path / "piped.txt").write_text("a tone")
+    (tmp_path / "stereo.txt").write_text("a tone")
+    out = tmp_path / "m.jsonl"
+    assert corpus_check.main([str(tmp_path), "--output", str(out)]) == 0
+    assert [u.duration for u in read_manifest(out)] == [2.5, 2.5]
+    capsys.readouterr()
+
+    # cut short as well: read to the break, with the warning that says the header gave no length
+    data = (tmp_path / "piped.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) * 2 // 3])
+    rc = main(["transcribe", "--model", model, "--format", "json", str(tmp_path / "cut.flac")])
+    captured = capsys.readouterr()
+    assert rc == 0 and 1.0 < _json_lines(captured.out)[0]["duration"] < 2.5
+    assert "cut.flac: audio breaks off at" in captured.err and "declares no length" in captured.err
+
+
+def _feed_fifo(path, data: bytes):
+    """A thread that writes ``data`` into the FIFO at ``path`` once a reader opens it; returns its stopper."""
+    import os
+    import threading
+
+    os.mkfifo(path)
+
+    def write():
+        with open(path, "wb") as f:
+            f.write(data)
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+
+    def stop():
+        if t.is_alive():  # nobody read it: open the other end so that the writer is released
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            t.join(5)
+            os.close(fd)
+
+    return stop
+
+
+def test_a_pipe_is_transcribed_and_odd_file_names_keep_one_line_each(model, speech, tmp_path, capsys):
+    import os
+    import shutil
+
+    from asr.inference.formats import unescape_path
+
+    wav = _wav_bytes(tmp_path, 0.75)  # < 64 KiB: fits in a pipe's buffer
+    stop = _feed_fifo(tmp_path / "fifo.wav", wav)
+    try:
+        rc = main(["transcribe", "--model", model, "--format", "json", "--progress", str(tmp_path / "fifo.wav")])
+    finally:
+        stop()
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert _json_lines(captured.out)[0]["duration"] == 0.75
+    from asr.data.audio import AudioError, audio_info
+
+    os.mkfifo(tmp_path / "other.wav")
+    with pytest.raises(AudioError, match="a pipe or device, not a file"):  # said plainly, not "file is empty"
+        audio_info(tmp_path / "other.wav")
+
+    # names with a tab, a newline, a backslash, and bytes that are not UTF-8
+    names = ["tab\there.wav", "new\nline.wav", "back\\slash.wav", os.fsdecode(b"caf\xe9-latin1.wav")]
+    paths = [os.path.join(str(tmp_path), n) for n in names]
+    for p in paths:
+        shutil.copy(speech[0], p)
+    rc = main(["transcribe", "--model", model, *paths])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    lines = captured.out.splitlines()
+    assert len(lines) == len(paths) and all(ln.count("\t") == 1 for ln in lines)
+    assert [unescape_path(ln.split("\t")[0]) for ln in lines] == paths
+    assert lines[3].split("\t")[0].endswith("caf\\xe9-latin1.wav")
+    rc = main(["transcribe", "--model", model, "--format", "json", paths[3]])
+    assert rc == 0 and _json_lines(capsys.readouterr().out)[0]["path"].endswith("caf\\xe9-latin1.wav")

@@ -110,7 +110,8 @@ def _transcribe_inputs(args: argparse.Namespace) -> tuple[list[str], dict[str, s
 def cmd_transcribe(args: argparse.Namespace) -> int:
     import os
 
-    from asr.inference.formats import write_result
+    from asr.data.audio import display_path
+    from asr.inference.formats import text_line, write_result
     from asr.inference.segmentation import SegmentationConfig
     from asr.inference.transcribe import Transcriber
     from asr.model.file import load_model
@@ -151,14 +152,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             failures += 1
             print(f"asr: error: {t.error}", file=sys.stderr)
             if args.format == "json" and not args.output_dir:
-                print(json.dumps({"path": t.path, "error": t.error}, ensure_ascii=False))
+                print(json.dumps({"path": display_path(t.path), "error": t.error}, ensure_ascii=False))
             continue
         if args.output_dir:
             os.makedirs(os.path.dirname(outputs[t.path]) or ".", exist_ok=True)
             with open(outputs[t.path], "w", encoding="utf-8") as f:
                 f.write(write_result(t.to_dict(), args.format))
         elif args.format == "text":
-            print(f"{t.path}\t{t.text}")
+            print(text_line(t.path, t.text))
         else:
             sys.stdout.write(write_result(t.to_dict(), args.format))
         sys.stdout.flush()
@@ -476,8 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "--format",
                 choices=("text", "json", "srt", "vtt", "tsv"),
                 default="text",
-                help="text: PATH<tab>TEXT lines on stdout (one .txt per input with --output-dir); json: "
-                "one object per input with segments and word times; srt/vtt: subtitles; tsv",
+                help="text: PATH<tab>TEXT lines on stdout (one .txt per input with --output-dir), PATH escaped "
+                "so that each line is one file: a backslash, tab, newline or carriage return in it is written "
+                "\\\\, \\t, \\n, \\r, a byte that is not UTF-8 as \\xNN; json: one object per input with "
+                "segments and word times (a byte that is not UTF-8 in its path as \\xNN); srt/vtt: subtitles; tsv",
             )
             s.add_argument("--output-dir", metavar="DIR", help="write one NAME.<format> file per input here")
             s.add_argument(

@@ -43,6 +43,48 @@ class _Word:
     end: float
 
 
+# How a path is written in a ``PATH<TAB>TEXT`` line (``asr transcribe``'s text output), so that every line is one
+# file and the path comes back by undoing these: ``\\`` ``\t`` ``\n`` ``\r``, and ``\xNN`` for a byte that is not
+# UTF-8 (GNU ls's --quoting-style=escape). Any other character is written as it is.
+PATH_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def escape_path(path: str) -> str:
+    """``path`` as one tab-free, newline-free field of a text line (see :data:`PATH_ESCAPES`)."""
+    out = []
+    for c in path:
+        if c in PATH_ESCAPES:
+            out.append(PATH_ESCAPES[c])
+        elif "\udc80" <= c <= "\udcff":  # a byte that was not UTF-8, as the file system decoder keeps it
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def unescape_path(field: str) -> str:
+    """The inverse of :func:`escape_path` (bytes that were not UTF-8 come back as surrogates, as ``os`` gives)."""
+    out, i = bytearray(), 0
+    back = {v[1]: k for k, v in PATH_ESCAPES.items()}
+    while i < len(field):
+        c = field[i]
+        if c == "\\" and i + 1 < len(field) and field[i + 1] in back:
+            out += back[field[i + 1]].encode()
+            i += 2
+        elif c == "\\" and field[i + 1 : i + 2] == "x" and i + 4 <= len(field):
+            out.append(int(field[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out += c.encode("utf-8", errors="surrogateescape")
+            i += 1
+    return out.decode("utf-8", errors="surrogateescape")
+
+
+def text_line(path: str, text: str | None) -> str:
+    """One line of ``asr transcribe``'s text output: ``PATH<TAB>TEXT``, the path escaped (:func:`escape_path`)."""
+    return f"{escape_path(path)}\t{text or ''}"
+
+
 def write_result(result: dict, fmt: str) -> str:
     """``result`` rendered in format ``fmt`` (one of :data:`FORMATS`), ending with a newline unless empty."""
     if fmt not in FORMATS:

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from asr.data.audio import AudioError, audio_info, read_blocks
+from asr.data.audio import AudioError, audio_info, display_path, is_pipe, read_blocks, regular_file
 from asr.decoding.greedy import Decoder, GreedyDecoder
 from asr.inference.segmentation import (
     SegmentationConfig,
@@ -46,7 +46,7 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able result (whisper's shape) that :func:`asr.inference.formats.write_result` renders."""
         return {
-            "path": self.path,
+            "path": display_path(self.path),  # text: a name that is not UTF-8 has its bytes as \\xNN
             "text": self.text,
             "duration": round(self.duration or 0.0, 3),
             "segments": [s.to_dict() for s in self.segments],
@@ -59,6 +59,7 @@ class _File:
 
     index: int
     path: str
+    source: Any = None  # what is read: ``path``, or a temporary copy of a pipe
     windows: list[Window] = field(default_factory=list)
     log_probs: dict[int, torch.Tensor] = field(default_factory=dict)
     num_samples: int = 0
@@ -69,6 +70,11 @@ class _File:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     audio: np.ndarray | None = None  # samples already decoded at the model's rate (run_audio), else read from path
+
+    @property
+    def name(self) -> str:
+        """``path`` as messages show it (bytes that are not UTF-8 as ``\\xNN``)."""
+        return display_path(self.path)
 
     @property
     def complete(self) -> bool:
@@ -149,34 +155,44 @@ class Transcriber:
         if f.audio is not None:
             step = max(1, int(self.block_seconds * self.sample_rate))
             return (f.audio[i : i + step] for i in range(0, f.audio.shape[0], step))
-        return read_blocks(f.path, self.sample_rate, self.block_seconds, f.warnings)
+        return read_blocks(f.source, self.sample_rate, self.block_seconds, f.warnings, name=f.name)
 
     def _cut(self, f: _File) -> None:
-        """Plan ``f``'s windows (first read) and queue their audio for the model (second read)."""
+        """Plan ``f``'s windows (first read) and queue their audio for the model (second read); a pipe
+        (``<(cat a.wav)``, a FIFO) is copied to a temporary file first, since it can be read only once."""
         try:
-            if f.audio is None:
-                audio_info(f.path)  # missing/empty/unreadable files fail here, before any work
-            elif f.audio.shape[0] == 0:
-                raise AudioError(f"{f.path}: no audio samples")
-            if self.vad is None:
-                f.num_samples = sum(b.shape[0] for b in self._blocks(f))
-                probs, frame_s = None, 1.0
+            if f.audio is not None:
+                self._cut_file(f)
             else:
-                counted = _Counted(self._blocks(f))
-                probs, frame_s = self.vad.speech_probabilities(counted), self.vad.frame_seconds
-                f.num_samples = counted.samples
-            f.windows = plan_windows(probs, frame_s, f.num_samples, self.sample_rate, self.config, self.frame_samples)
-            whole = f.windows == [Window(0, f.num_samples)]  # a short file: normalised as training did
-            if probs is not None and not whole:  # speech regions (short pauses bridged), as the detector frames them
-                f.speech, f.speech_frame_s = np.zeros(len(probs), dtype=bool), frame_s
-                for s, e in speech_regions(probs, frame_s, self.config):
-                    f.speech[int(round(s / frame_s)) : int(round(e / frame_s))] = True
-            f.warnings[:] = list(dict.fromkeys(f.warnings))  # the second read repeats the first's warnings
-            self._queue_windows(f)
-            f.warnings[:] = list(dict.fromkeys(f.warnings))
+                with regular_file(f.path) as source:
+                    f.source = source
+                    self._cut_file(f)
         except AudioError as e:
             f.error = str(e)
         f.cut_done = True
+
+    def _cut_file(self, f: _File) -> None:
+        """Both reads of one regular file (``f.source``)."""
+        if f.audio is None:
+            audio_info(f.source, name=f.name, max_seconds=0)  # missing/empty/unreadable files fail here, before work
+        elif f.audio.shape[0] == 0:
+            raise AudioError(f"{f.name}: no audio samples")
+        if self.vad is None:
+            f.num_samples = sum(b.shape[0] for b in self._blocks(f))
+            probs, frame_s = None, 1.0
+        else:
+            counted = _Counted(self._blocks(f))
+            probs, frame_s = self.vad.speech_probabilities(counted), self.vad.frame_seconds
+            f.num_samples = counted.samples
+        f.windows = plan_windows(probs, frame_s, f.num_samples, self.sample_rate, self.config, self.frame_samples)
+        whole = f.windows == [Window(0, f.num_samples)]  # a short file: normalised as training did
+        if probs is not None and not whole:  # speech regions (short pauses bridged), as the detector frames them
+            f.speech, f.speech_frame_s = np.zeros(len(probs), dtype=bool), frame_s
+            for s, e in speech_regions(probs, frame_s, self.config):
+                f.speech[int(round(s / frame_s)) : int(round(e / frame_s))] = True
+        f.warnings[:] = list(dict.fromkeys(f.warnings))  # the second read repeats the first's warnings
+        self._queue_windows(f)
+        f.warnings[:] = list(dict.fromkeys(f.warnings))
 
     def _queue_windows(self, f: _File) -> None:
         """Cut the planned windows out of a second block-wise read and hand them to the batcher."""
@@ -321,6 +337,8 @@ class _Counted:
 
 
 def _header_seconds(path: str) -> float:
+    if is_pipe(path):  # its header would be read from the pipe, and lost to the transcription
+        return 0.0
     try:
         return audio_info(path).duration
     except AudioError:
