@@ -120,14 +120,15 @@ def read_frames(f: sf.SoundFile, frames: int) -> tuple[np.ndarray, str | None]:
 
 
 def _count_frames(source: Source, name: str, limit: int | None) -> int:
-    """Frames that decode (to the end, or to a break-off; at most a little past ``limit``)."""
+    """Frames that decode (to the end, or to a break-off), or ``limit + 1`` if there are more than ``limit``."""
     with _opened(source, name) as f:
         unit = _unit(f)
         total = 0
         while limit is None or total <= limit:
-            data, error = read_frames(f, unit)
+            want = unit if limit is None else min(unit, limit + 1 - total)
+            data, error = read_frames(f, want)
             total += data.shape[0]
-            if data.shape[0] < unit:
+            if data.shape[0] < want:
                 break
     return total
 
@@ -139,7 +140,8 @@ def _unit(f: sf.SoundFile) -> int:
 
 def audio_info(source: Source, name: str | None = None, max_seconds: float | None = None) -> AudioInfo:
     """The header (cheap enough to validate a whole corpus); a length the header leaves unknown is counted by
-    decoding, stopping a little past ``max_seconds`` if given (enough to refuse a file over a limit)."""
+    decoding, in blocks. With ``max_seconds`` the count stops one frame past it: enough to refuse a file over a
+    limit without decoding all of a small upload that holds hours of silence (``frames`` is then a lower bound)."""
     name = _name(source, name)
     with _opened(source, name) as f:
         rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)

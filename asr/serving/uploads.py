@@ -126,7 +126,7 @@ def decode_upload(path: str, name: str, sample_rate: int, limits: Limits) -> np.
     naming ``name`` for anything that is not usable audio (any format libsndfile reads is).
     """
     try:
-        info = audio_info(path)
+        info = audio_info(path, max_seconds=0)  # an unknown length is not counted here: the samples judge it
         rate = info.sample_rate
         if rate <= 0:
             raise AudioError(f"{path}: invalid sample rate {rate}")
@@ -136,7 +136,7 @@ def decode_upload(path: str, name: str, sample_rate: int, limits: Limits) -> np.
                 f"{name}: {info.channels} channels at {rate} Hz is {rate * info.channels} samples a second; this "
                 f"server decodes at most {limits.max_input_rate} (8 channels at 192 kHz is 1536000)",
             )
-        declared = 0 < info.frames < UNKNOWN_LENGTH
+        declared = info.declared and 0 < info.frames < UNKNOWN_LENGTH
         if declared and info.frames / rate > limits.max_duration:  # the cheap first check
             raise TooLong(name, info.frames / rate, limits.max_duration)
         most = int(limits.max_duration * sample_rate)
