@@ -163,3 +163,26 @@ def test_a_failed_report_write_keeps_the_previous_report(corpus, tmp_path, monke
         write_report(result, report)
     assert json.loads(report.read_text()) == {"previous": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "r.json"]
+
+
+def test_audio_read_only_in_part_is_counted_listed_and_not_complete(corpus, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    sf.write(tmp_path / "full.flac", (0.1 * rng.standard_normal(16000 * 6)).astype(np.float32), 16000)
+    data = (tmp_path / "full.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])  # breaks off near 3 s of 6 s
+    m = manifest(tmp_path, [utt(f"{corpus}/0.wav"), utt(str(tmp_path / "cut.flac"))])
+    report = tmp_path / "r.json"
+    assert run(corpus, m, report=report) == 1  # was 0, with `complete: true`
+    out, err = capsys.readouterr()
+    assert "1 of 2 utterances read only in part (the audio breaks off), scored on what was read" in out
+    assert f"read in part: {m}:2: " in err and "cut.flac: audio breaks off at" in err
+    assert "1 audio files were read only in part" in err and "--allow-unreadable" in err
+    r = json.loads(report.read_text())
+    assert r["num_read_warnings"] == 1 and r["complete"] is False and r["num_unreadable"] == 0
+    assert r["read_warnings"][0]["source"] == f"{m}:2" and "breaks off" in r["read_warnings"][0]["warnings"][0]
+    assert "breaks off" in r["utterances"][1]["warnings"][0] and "warnings" not in r["utterances"][0]
+    page = report.with_suffix(".html").read_text()
+    assert "1 read only in part" in page and "Audio read only in part" in page
+    assert run(corpus, m, "--allow-unreadable", report=report) == 0
+    result = evaluate(load_model(corpus / "model.pt"), m, decoder=always(REF))
+    assert not result.complete and result.summary()["num_read_warnings"] == 1

@@ -309,7 +309,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"broken line: {line}", file=sys.stderr)
     for u in result.unreadable[:10]:
         print(f"unreadable: {u['source']}: {u['error']}", file=sys.stderr)
-    if len(result.broken_lines) > 10 or len(result.unreadable) > 10:
+    for u in result.read_warnings[:10]:
+        print(f"read in part: {u['source']}: {'; '.join(u['warnings'])}", file=sys.stderr)
+    if len(result.broken_lines) > 10 or len(result.unreadable) > 10 or len(result.read_warnings) > 10:
         print(f"... {len(result.skipped)} in all; --report lists every one", file=sys.stderr)
     if args.report:
         from asr.evaluation.evaluate import report_data
@@ -325,6 +327,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if result.unreadable and not args.allow_unreadable:
         print(
             f"asr: error: {len(result.unreadable)} audio files could not be read (counted as deletions; "
+            "--allow-unreadable to accept that)",
+            file=sys.stderr,
+        )
+        return 1
+    if result.read_warnings and not args.allow_unreadable:
+        print(
+            f"asr: error: {len(result.read_warnings)} audio files were read only in part (scored on what was read; "
             "--allow-unreadable to accept that)",
             file=sys.stderr,
         )
@@ -367,7 +376,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 EVALUATE_EPILOG = (
     "Audio that cannot be read counts as all deletions in WER/CER (the summary says how many, the report lists "
-    "them) and makes the exit status 1 unless --allow-unreadable. Broken manifest lines are not scored and make "
+    "them) and makes the exit status 1 unless --allow-unreadable; so does audio read only in part (a file that "
+    "breaks off: scored on what was read, counted and listed). Broken manifest lines are not scored and make "
     "it 1 always. A manifest with no reference word at all (empty, all lines broken, all references empty) is an "
     "error (exit status 2), never 0 %."
 )
@@ -513,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument(
                 "--allow-unreadable",
                 action="store_true",
-                help="exit 0 even if some audio could not be read (it still counts as deletions)",
+                help="exit 0 even if some audio could not be read (it still counts as deletions) or was read "
+                "only in part (scored on what was read)",
             )
             s.epilog = EVALUATE_EPILOG
 

@@ -6,6 +6,10 @@ The headline figures cannot flatter: what could not be scored is counted against
   and character of its reference is an error, so the WER is over the whole manifest, as if the model had said
   nothing. The summary says how many (``3 of 300 utterances unreadable, counted as deletions``), the report lists
   each one with its reason, and ``asr evaluate`` exits 1 unless ``--allow-unreadable`` is given.
+* An utterance whose audio was read only in part (a compressed file that breaks off: ``asr transcribe`` warns
+  on it) is scored on what was read, which charges the missing words to the model; so it is counted and listed
+  too (``1 of 300 utterances read only in part ...``, ``num_read_warnings``, ``read_warnings`` in the report),
+  ``complete`` is false, and ``asr evaluate`` exits 1 unless ``--allow-unreadable`` is given.
 * A manifest line that is broken (not JSON, a key missing or mistyped) has no reference that can be trusted, so it
   cannot enter the figures: it is listed in the report as a broken line and ``asr evaluate`` exits 1 whatever the
   flags say; fix the manifest (``asr manifest`` validates one).
@@ -50,6 +54,8 @@ class Evaluation:
     unreadable: list[dict[str, Any]] = field(default_factory=list)
     # Manifest lines that could not be parsed (not scored): "file:line: reason".
     broken_lines: list[str] = field(default_factory=list)
+    # Utterances whose audio was read only in part (scored on what was read): source, audio_filepath, warnings.
+    read_warnings: list[dict[str, Any]] = field(default_factory=list)
     breakdown: ErrorBreakdown = field(default_factory=ErrorBreakdown)
 
     @property
@@ -59,8 +65,8 @@ class Evaluation:
 
     @property
     def complete(self) -> bool:
-        """True when every manifest line was parsed and every audio file read."""
-        return not self.unreadable and not self.broken_lines
+        """True when every manifest line was parsed and every audio file read, each to its end."""
+        return not self.unreadable and not self.broken_lines and not self.read_warnings
 
     def summary(self) -> dict[str, Any]:
         w, c = self.rates.words, self.rates.chars
@@ -79,6 +85,7 @@ class Evaluation:
             "num_utterances": self.rates.utterances,
             "num_unreadable": len(self.unreadable),
             "num_broken_lines": len(self.broken_lines),
+            "num_read_warnings": len(self.read_warnings),
             "complete": self.complete,
         }
 
@@ -94,6 +101,11 @@ class Evaluation:
         ]
         if self.unreadable:
             lines.append(f"{len(self.unreadable)} of {s['num_utterances']} utterances unreadable, counted as deletions")
+        if self.read_warnings:
+            lines.append(
+                f"{len(self.read_warnings)} of {s['num_utterances']} utterances read only in part (the audio breaks "
+                "off), scored on what was read"
+            )
         if self.broken_lines:
             lines.append(f"{len(self.broken_lines)} broken manifest lines, not scored")
         return lines
@@ -103,6 +115,7 @@ class Evaluation:
             **self.summary(),
             **self.breakdown.top(TOP_ERRORS),
             "unreadable": self.unreadable,
+            "read_warnings": self.read_warnings,
             "broken_lines": self.broken_lines,
             "utterances": self.utterances,
         }
@@ -152,6 +165,11 @@ def evaluate(
             w, c = result.rates.add(ref, hyp)
             result.breakdown.add(ref, hyp)
             entry["hypothesis"] = hyp
+            if t.warnings:
+                result.read_warnings.append(
+                    {"source": u.source, "audio_filepath": u.audio_filepath, "warnings": list(t.warnings)}
+                )
+                entry["warnings"] = list(t.warnings)
         entry.update(
             {
                 "word_errors": w.total,

@@ -342,10 +342,18 @@ def _summary(r: dict[str, Any]) -> str:
         + "</table>"
     )
     n, unreadable, broken = r.get("num_utterances", 0), r.get("unreadable") or [], r.get("broken_lines") or []
+    partial = r.get("read_warnings") or []
     parts.append(
         f"<p>{_e(n)} utterances scored; {len(unreadable)} unreadable (counted as deletions); "
+        f"{len(partial)} read only in part (scored on what was read); "
         f"{len(broken)} broken manifest lines (not scored).</p>"
     )
+    if partial:
+        parts.append(
+            '<p class="warn">Audio read only in part (it breaks off), scored on what was read:</p><ul>'
+            + "".join(f"<li>{_e(u.get('source'))}: {_e('; '.join(u.get('warnings') or []))}</li>" for u in partial[:50])
+            + "</ul>"
+        )
     if unreadable:
         parts.append(
             '<p class="warn">Unreadable audio, counted as all deletions:</p><ul>'
@@ -358,7 +366,7 @@ def _summary(r: dict[str, Any]) -> str:
             + "".join(f"<li>{_e(b)}</li>" for b in broken[:50])
             + "</ul>"
         )
-    if len(unreadable) > 50 or len(broken) > 50:
+    if len(unreadable) > 50 or len(broken) > 50 or len(partial) > 50:
         parts.append('<p class="note">The JSON report lists every one.</p>')
     return "".join(parts)
 
