@@ -17,7 +17,7 @@ pytest.importorskip("flashlight.lib.text.decoder")
 
 from asr.cli import main  # noqa: E402
 from asr.data.tokenizer import CharTokenizer  # noqa: E402
-from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions, read_lexicon  # noqa: E402
+from asr.decoding.beam_search import BeamSearchDecoder, BeamSearchOptions, build_decoder, read_lexicon  # noqa: E402
 from asr.decoding.ngram import LMError, build_kneser_ney, units, write_arpa  # noqa: E402
 from asr.evaluation.lm_tuning import CapturingDecoder, corpus_wer, tune  # noqa: E402
 
@@ -400,6 +400,47 @@ def test_cli_lm_errors_are_one_line_and_exit_2(fresh_model, tiny_manifest, word_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("asr: error: ")
     assert __import__("re").search(message, err), err
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--beam-size", "0", "--beam-size 0: must be a whole number >= 1"),
+        ("--beam-size", "-5", "--beam-size -5: must be a whole number >= 1"),
+        ("--lm-weight", "nan", "--lm-weight nan: must be a finite number"),
+        ("--lm-weight", "inf", "--lm-weight inf: must be a finite number"),
+        ("--word-score", "nan", "--word-score nan: must be a finite number"),
+        ("--beam-threshold", "-1", "--beam-threshold -1: must be >= 0"),
+    ],
+)
+def test_impossible_beam_options_are_one_line_errors(
+    fresh_model, tiny_manifest, word_lm, tmp_path, capsys, flag, value, message
+):
+    """Were an empty transcript with exit 0 (transcribe, evaluate, serve); now refused wherever they come from."""
+    wav = str(tiny_manifest.parent / "0.wav")
+    for command in (["transcribe", wav], ["evaluate", "--manifest", str(tiny_manifest)]):
+        rc = main([command[0], "--model", str(fresh_model), "--lm", str(word_lm), f"{flag}={value}", *command[1:]])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and err == f"asr: error: {message}" + err.split(message, 1)[1], err
+        assert len(err.splitlines()) == 1
+    key = flag[2:].replace("-", "_")
+    with pytest.raises(LMError, match=message):  # the Python API: the same check, in BeamSearchOptions itself
+        BeamSearchOptions(**{key: float(value) if "." in value or value.isalpha() else int(value)})
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({key: float(value)}))
+    with pytest.raises(LMError, match=f"p.json: {message.split(':')[0]}"):
+        BeamSearchOptions.from_file(params)
+    with pytest.raises(LMError, match=message):
+        build_decoder(TOK, word_lm, **{key: float(value)})
+
+
+def test_serve_refuses_an_impossible_beam_before_it_listens(fresh_model, word_lm, monkeypatch, capsys):
+    pytest.importorskip("fastapi")
+    import asr.serving.server as server
+
+    monkeypatch.setattr(server, "serve", lambda *a, **k: pytest.fail("the server started"))
+    assert main(["serve", "--model", str(fresh_model), "--lm", str(word_lm), "--beam-size", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "asr: error: --beam-size 0: must be a whole number >= 1 (hypotheses kept per frame)"
 
 
 # ----------------------------------------------------------------------------------- LibriSpeech LM download

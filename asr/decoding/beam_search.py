@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -67,6 +68,29 @@ class BeamSearchOptions:
     beam_size_token: int | None = None  # tokens tried per frame (None: all)
     unk_score: float = float("-inf")  # lexicon mode: score of a character run that is no word (-inf: never)
 
+    def __post_init__(self) -> None:
+        """Refuse values the search cannot use, whoever passes them (flags, a parameters file, Python): flashlight
+        takes a beam of 0, a negative threshold or a NaN weight without a word and returns an empty transcript."""
+        for name in ("beam_size", "beam_size_token"):
+            value = getattr(self, name)
+            if value is None and name == "beam_size_token":
+                continue
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LMError(f"{_flag(name)} {value!r}: must be a whole number >= 1 (hypotheses kept per frame)")
+            setattr(self, name, value)
+        for name in ("beam_threshold", "lm_weight", "word_score", "unk_score"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise LMError(f"{_flag(name)} {value!r}: must be a number")
+            value = float(value)
+            if math.isnan(value) or (math.isinf(value) and not (name == "unk_score" and value < 0)):
+                raise LMError(f"{_flag(name)} {value}: must be a finite number")
+            if name == "beam_threshold" and value < 0:
+                raise LMError(f"{_flag(name)} {value:g}: must be >= 0 (how far below the best a hypothesis may score)")
+            setattr(self, name, value)
+
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "BeamSearchOptions":
         """Read a parameters file as ``asr lm tune`` writes it (JSON; unknown keys are kept out, not fatal)."""
@@ -85,7 +109,15 @@ class BeamSearchOptions:
         for k, v in values.items():
             if v is not None and not isinstance(v, (int, float)):
                 raise LMError(f"{path}: {k} must be a number, got {v!r}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except LMError as e:
+            raise LMError(f"{path}: {e}") from None
+
+
+def _flag(name: str) -> str:
+    """How a field is named in a message: its command-line flag (``beam_size_token`` and ``unk_score`` have none)."""
+    return f"--{name.replace('_', '-')}" if name in ("beam_size", "beam_threshold", "lm_weight", "word_score") else name
 
 
 @dataclass
