@@ -160,7 +160,7 @@ def test_files_that_are_not_models(files, tmp_path):
         load_model(tmp_path / "absent.pt")
     data = (files / "v2.pt").read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match="truncated.pt: cannot read the model file: truncated or not a model file"):
+    with pytest.raises(ModelFileError, match="truncated.pt: model file is truncated or damaged"):
         load_model(tmp_path / "truncated.pt")
     (tmp_path / "garbage.pt").write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ModelFileError, match="garbage.pt: not an asr model file"):
@@ -205,3 +205,64 @@ def test_a_lookahead_model_round_trips(tmp_path):
     x = torch.randn(1, 8000)
     with torch.inference_mode():
         assert torch.equal(loaded.model(x, torch.tensor([8000]))[0], model(x, torch.tensor([8000]))[0])
+
+
+def _short_alphabet(obj):
+    obj["tokenizer"]["alphabet"] = obj["tokenizer"]["alphabet"][:10]  # 11 symbols for 29 outputs
+
+
+def _long_alphabet(obj):
+    obj["tokenizer"]["alphabet"] += "0123"  # 33 symbols: decoding would never emit the last 4
+
+
+def _features(**changes):
+    def change(obj):
+        obj["features"].update(changes)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (_short_alphabet, "the tokenizer has 11 symbols .blank included. but the output layer has 29"),
+        (_long_alphabet, "the tokenizer has 33 symbols .blank included. but the output layer has 29"),
+        (_features(sample_rate=0), "features.sample_rate 0: not a usable sample rate"),
+        (_features(sample_rate=-16000), "features.sample_rate -16000: not a usable sample rate"),
+        (_features(sample_rate=float("nan")), "features.sample_rate nan: not a finite whole number"),
+        (_features(hop_ms=0.0), "features.hop_ms 0.0: the hop must be at least one sample"),
+        (_features(n_mels=0), "features.n_fft 512 / n_mels 0: must be at least 2 / 1"),
+        (_features(f_max=12000.0), "features.f_min 0.0 / f_max 12000.0: need 0 <= f_min < f_max <= 8000"),
+    ],
+)
+def test_an_alphabet_or_features_that_cannot_be_the_models_are_refused_at_load(files, tmp_path, change, reason):
+    """Were an IndexError at decode time (alphabet) and a ZeroDivisionError (sample_rate 0), far from the file."""
+    path = _edit(files, tmp_path, change)
+    with pytest.raises(ModelFileError, match=f"edited.pt: model file is damaged or inconsistent .{reason}"):
+        load_model(path)
+    from asr.cli import main
+
+    assert main(["transcribe", "--model", str(path), str(files / "0.wav")]) == 2
+
+
+def test_a_cut_download_and_a_malicious_pickle_read_differently(files, tmp_path):
+    import os
+
+    data = (files / "v2.pt").read_bytes()
+    for fraction in (0.01, 0.3, 0.5, 0.9, 0.999):  # cut anywhere: every one says so
+        (tmp_path / "cut.pt").write_bytes(data[: int(len(data) * fraction)])
+        with pytest.raises(ModelFileError, match=r"cut.pt: model file is truncated or damaged \(\d+ bytes; "):
+            load_model(tmp_path / "cut.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    torch.save({"format": "asr-rnn-ctc", "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ModelFileError) as e:
+        load_model(tmp_path / "evil.pt")
+    message = str(e.value)
+    assert "refused, it cannot be loaded safely" in message and "truncated" not in message
+    # torch's explanation is kept whole (it was cut at 200 characters, before the part that names the code)
+    assert "GLOBAL" in message and "system" in message and message.endswith(")") and len(message.splitlines()) == 1
+    assert not (tmp_path / "pwned").exists()

@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ def _migrate(path: str, obj: dict[str, Any]) -> tuple[dict[str, Any], int]:
         while version < FORMAT_VERSION:
             obj = MIGRATIONS[version](obj)
             version += 1
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         raise ModelFileError(
             f"{path}: model file format version {stored} is damaged: cannot migrate it to "
             f"version {FORMAT_VERSION} ({str(e).splitlines()[0][:300]})"
@@ -154,33 +155,117 @@ def _migrate(path: str, obj: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return obj, stored
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model file of this or any older format version (migrated in memory; see the module docstring)."""
+def check_features(values: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for feature settings (a ``features`` section) no audio can have: each would fail
+    later, far from the file (``sample_rate: 0`` as a ZeroDivisionError in the first timestamp, a zero hop as an
+    empty spectrogram)."""
+    f = {**dataclasses.asdict(FeatureConfig()), **_known(values, FeatureConfig)}
+
+    def number(name: str, integer: bool = False) -> float:
+        value = f[name]
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+            raise ValueError(f"features.{name} {value!r}: not a finite {'whole ' if integer else ''}number")
+        return value
+
+    rate = number("sample_rate", integer=True)
+    if rate < 1000:
+        raise ValueError(f"features.sample_rate {rate}: not a usable sample rate (at least 1000 Hz)")
+    if number("n_fft", integer=True) < 2 or number("n_mels", integer=True) < 1:
+        raise ValueError(f"features.n_fft {f['n_fft']} / n_mels {f['n_mels']}: must be at least 2 / 1")
+    if number("win_ms") <= 0 or round(rate * f["win_ms"] / 1000) < 1:
+        raise ValueError(f"features.win_ms {f['win_ms']}: the window must hold at least one sample")
+    if number("hop_ms") <= 0 or round(rate * f["hop_ms"] / 1000) < 1:
+        raise ValueError(f"features.hop_ms {f['hop_ms']}: the hop must be at least one sample")
+    nyquist = rate / 2
+    top = nyquist if f["f_max"] is None else number("f_max")
+    if not 0 <= number("f_min") < top <= nyquist:
+        raise ValueError(
+            f"features.f_min {f['f_min']} / f_max {f['f_max']}: need 0 <= f_min < f_max <= {nyquist:g} "
+            "(half the sample rate)"
+        )
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6 is a zip archive
+_WEIGHTS_ONLY = "Weights only load failed"
+
+
+def read_torch_file(path: str | os.PathLike, what: str = "model file") -> Any:
+    """``torch.load(path, weights_only=True)``, with every way it fails as one :class:`ModelFileError` line that
+    tells the three apart: a file cut short (a download or copy that stopped: "truncated"), a pickle that holds
+    code or objects other than tensors and plain values (refused, nothing run: a model file never has them),
+    and bytes that are no PyTorch file at all. ``what`` names the file's kind in the messages."""
     path = str(path)
     if not os.path.exists(path):
-        raise ModelFileError(f"{path}: model file not found")
+        raise ModelFileError(f"{path}: {what} not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(4)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as e:
+        raise ModelFileError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: a folder, not a {what}") from None
     except (
         pickle.UnpicklingError,
         zipfile.BadZipFile,
         RuntimeError,
         EOFError,
+        OSError,
         ValueError,
         KeyError,
         IndexError,
         TypeError,
         AttributeError,
-    ) as e:  # what the legacy unpickler raises on arbitrary bytes
-        if isinstance(e, (KeyError, IndexError, TypeError, AttributeError)):
-            first = "not a PyTorch file"  # the legacy unpickler's errors on arbitrary bytes say nothing useful
-        else:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"{path}: not an asr model file (cannot be loaded safely: {first})") from None
-    except PermissionError as e:
-        raise ModelFileError(f"{path}: cannot read the model file ({e.strerror})") from None
-    except OSError as e:  # a truncated zip archive surfaces as EINVAL from torch's reader
-        raise ModelFileError(f"{path}: cannot read the model file: truncated or not a model file ({e})") from None
+        UnicodeDecodeError,
+    ) as e:  # what torch's readers and the legacy unpickler raise on cut or arbitrary bytes
+        raise _load_error(path, what, head, e) from None
+
+
+def _load_error(path: str, what: str, head: bytes, e: BaseException) -> ModelFileError:
+    text = str(e).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    size = os.path.getsize(path)
+    if text.startswith(_WEIGHTS_ONLY) and re.search(r"\bglobal\b|\bclass\b", text, re.IGNORECASE):
+        # torch's explanation, minus its preamble about weights_only=False (which would run the code) and its
+        # pointer to the documentation: the line that names what the file holds, kept whole.
+        named = [ln for ln in lines if re.search(r"\bGLOBAL\b", ln)] or [ln for ln in lines[1:] if "class" in ln]
+        reason = named[0] if named else lines[0]
+        reason = re.sub(r"^WeightsUnpickler error: ", "", reason)
+        reason = re.split(r"(?<=[.]) (?=Please use)", reason)[0]  # not its advice to allow-list the class
+        return ModelFileError(
+            f"{path}: refused, it cannot be loaded safely: the {what} holds Python objects other than tensors and "
+            f"plain values, which could run code when loaded; nothing of it was run ({reason})"
+        )
+    if head == ZIP_MAGIC:
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError):
+            bad = "(no directory)"
+        if bad is not None:
+            return ModelFileError(
+                f"{path}: {what} is truncated or damaged ({size} bytes; the archive "
+                f"{'ends before its directory' if bad == '(no directory)' else f'member {bad} is damaged'}): "
+                "a download or copy that stopped; fetch or copy it again"
+            )
+    elif isinstance(e, EOFError) or "truncated" in text:
+        return ModelFileError(f"{path}: {what} is truncated ({size} bytes; the data ends early): copy it again")
+    if head[:1] == b"\x80" and not text.startswith(_WEIGHTS_ONLY + " because") and "operand" in text:
+        first = "a Python pickle, not one torch.save wrote"
+    elif text.startswith(_WEIGHTS_ONLY) or not lines or isinstance(
+        e, (KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError)
+    ):
+        first = "not a PyTorch file"  # the unpicklers' errors on arbitrary bytes ("Unsupported operand 110") say nothing useful
+    else:
+        first = lines[0]
+    return ModelFileError(f"{path}: not an asr {what} (not readable as a PyTorch file: {first})")
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model file of this or any older format version (migrated in memory; see the module docstring)."""
+    path = str(path)
+    obj = read_torch_file(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         hint = ""
         if isinstance(obj, dict) and "pytorch-lightning_version" in obj:
@@ -193,17 +278,23 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         _warn_unknown(path, "top-level", set(obj) - set(TOP_LEVEL_FIELDS), written_by)
         for key, cls in (("features", FeatureConfig), ("model", ModelDimensions)):
             _warn_unknown(path, key, set(obj[key]) - {f.name for f in dataclasses.fields(cls)}, written_by)
+        check_features(obj["features"])
         features = FeatureConfig(**_known(obj["features"], FeatureConfig))
         dims = ModelDimensions(**_known(obj["model"], ModelDimensions))
         tokenizer = tokenizer_from_dict(obj["tokenizer"])
         _warn_unknown(path, "tokenizer", set(obj["tokenizer"]) - set(tokenizer.to_dict()), written_by)
+        if dims.vocab_size != len(tokenizer):
+            raise ValueError(
+                f"the tokenizer has {len(tokenizer)} symbols (blank included) but the output layer has "
+                f"{dims.vocab_size} (model.vocab_size): the alphabet does not belong to these weights"
+            )
         expected = frame_seconds(features, dims)
         if not math.isclose(float(obj["frame_seconds"]), expected, rel_tol=1e-9):
             raise ValueError(f"frame_seconds {obj['frame_seconds']} but the dimensions give {expected}")
         model = ASRModel(dims, features, compute_filterbank=False)  # the saved filterbank is loaded below
         model.load_state_dict(obj["state_dict"])
         metadata = dict(obj.get("metadata") or {})
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, ZeroDivisionError, OverflowError) as e:
         why = f"missing field {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:300]
         raise ModelFileError(f"{path}: model file is damaged or inconsistent ({why}{newer})") from None
     model.to(device).eval()
