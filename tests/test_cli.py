@@ -96,3 +96,25 @@ def test_train_help_says_what_max_minutes_means_across_resumes(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "TOTAL training-time budget in minutes, summed over resumes" in text
     assert "written at every epoch end and whenever training stops" in text
+
+
+def test_a_cuda_device_that_is_not_there_is_one_line(trained_model, tiny_corpus, monkeypatch, capsys):
+    """Was 27 lines of traceback from inside torch on a CPU-only build."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    wav = read_manifest(tiny_corpus["test"])[0].audio_filepath
+    model = str(trained_model / "model.pt")
+    for command in (
+        ["transcribe", "--model", model, wav],
+        ["evaluate", "--model", model, "--manifest", str(tiny_corpus["test"])],
+    ):
+        for name in ("cuda", "cuda:1"):
+            assert main([command[0], "--device", name, *command[1:]]) == 2
+            err = capsys.readouterr().err.strip()
+            assert (
+                err == f"asr: error: --device {name}: CUDA is not available (this torch is built without CUDA); "
+                "use --device cpu, or auto"
+            )
+    assert main(["transcribe", "--model", model, "--device", "tpu9", wav]) == 2
+    assert "--device tpu9: not a device" in capsys.readouterr().err
+    assert main(["transcribe", "--model", model, "--device", "auto", wav]) == 0  # auto: the CPU

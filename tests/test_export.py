@@ -216,3 +216,36 @@ def test_export_to_unwritable_folder(tmp_path, capsys):
     save_model(model, random_model().model, CharTokenizer())
     assert main(["export", "--model", str(model), "-o", str(model / "sub" / "m.onnx")]) == 2
     assert "output folder" in _one_line_error(capsys)
+
+
+def test_export_into_a_folder_and_a_read_only_one_is_refused_before_exporting(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnx")
+    model = tmp_path / "model.pt"
+    save_model(model, random_model().model, CharTokenizer())
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["export", "--model", str(model), "-o", str(out)]) == 0  # into the folder, under the usual name
+    assert capsys.readouterr().out.split() == [str(out / "model.onnx")]
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
+
+    import pathlib
+
+    import asr.model.export as export
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    real_write = pathlib.Path.write_bytes
+
+    def write_bytes(self, data):  # as for a user who is not root (root may write into a 0555 folder)
+        if self.parent == ro:
+            raise PermissionError(13, "Permission denied")
+        return real_write(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", write_bytes)
+    monkeypatch.setattr(export, "export_onnx", lambda *a, **k: pytest.fail("exported before checking the folder"))
+    try:
+        assert main(["export", "--model", str(model), "-o", str(ro)]) == 2
+        assert _one_line_error(capsys) == f"asr: error: {ro}: output folder is not writable (Permission denied)"
+    finally:
+        ro.chmod(0o755)

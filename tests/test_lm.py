@@ -117,3 +117,46 @@ def test_arpa_that_is_not_text(tmp_path):
         f.write(b"\\data\\\nngram 1=1\n\n\\1-grams:\n-1\t\xff\xfe\n")
     with pytest.raises(LMError, match="bin.arpa.gz: not UTF-8"):
         read_arpa_info(path)
+
+
+def test_build_checks_order_and_output_before_building_and_leaves_no_tmp(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat\nthe dog ran\n")
+    (tmp_path / "folder").mkdir()
+    cases = [
+        (["--order", "0", "-o", str(tmp_path / "a.arpa")], "--order 0: must be at least 1"),
+        (["--order", "-2", "-o", str(tmp_path / "a.arpa")], "--order -2: must be at least 1"),
+        (["--order", "100", "-o", str(tmp_path / "a.arpa")], "--order 100: at most 10"),
+        (["--order", "7", "--unit", "char", "-o", str(tmp_path / "a.arpa")], "the decoder reads character LMs up to 6"),
+        (["-o", str(tmp_path / "folder")], "folder: is a folder; -o takes the ARPA file to write"),
+        (["-o", str(text / "x.arpa")], "t.txt is a file, not a folder"),
+    ]
+    for args, message in cases:
+        assert main(["lm", "build", str(text), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("asr: error: ") and message in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "t.txt"]  # no a.arpa, no folder.tmp
+    assert not any((tmp_path / "folder").iterdir())
+
+    # a word LM above the decoder's order is built, with a warning that says the decoder will refuse it
+    assert main(["lm", "build", str(text), "--order", "7", "-o", str(tmp_path / "w7.arpa")]) == 0
+    assert "asr: warning: a 7-gram: asr's decoder (--lm) reads up to 6-grams" in capsys.readouterr().err
+    assert read_arpa_info(tmp_path / "w7.arpa").order == 7
+
+
+def test_build_help_recommends_orders_the_decoder_reads(capsys):
+    from asr.decoding.beam_search import KENLM_MAX_ORDER
+
+    with pytest.raises(SystemExit):
+        main(["lm", "build", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "6-10" not in help_text and "5-6 --unit char" in help_text
+    assert f"reads up to {KENLM_MAX_ORDER}-grams" in help_text
+
+
+def test_a_failed_arpa_write_leaves_no_tmp(tmp_path, monkeypatch):
+    model = build_kneser_ney([units("the cat", "word")], 2)
+    (tmp_path / "lm.arpa").mkdir()  # os.replace onto a folder fails after the text was written
+    with pytest.raises(OSError):
+        write_arpa(model, tmp_path / "lm.arpa")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.arpa"]

@@ -440,7 +440,10 @@ def test_serve_refuses_an_impossible_beam_before_it_listens(fresh_model, word_lm
 
     monkeypatch.setattr(server, "serve", lambda *a, **k: pytest.fail("the server started"))
     assert main(["serve", "--model", str(fresh_model), "--lm", str(word_lm), "--beam-size", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "asr: error: --beam-size 0: must be a whole number >= 1 (hypotheses kept per frame)"
+    assert (
+        capsys.readouterr().err.strip()
+        == "asr: error: --beam-size 0: must be a whole number >= 1 (hypotheses kept per frame)"
+    )
 
 
 # ----------------------------------------------------------------------------------- LibriSpeech LM download

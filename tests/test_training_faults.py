@@ -250,3 +250,66 @@ def test_a_batch_with_no_readable_audio_is_skipped_without_touching_the_weights(
     assert (True, False) in watch.seen and (False, True) in watch.seen
     assert all(skipped != changed for skipped, changed in watch.seen)  # skipped: untouched; trained: updated
     assert load_model(tmp_path / "exp" / "model.pt").metadata["skipped_while_decoding"] == 8
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [ln for ln in err if ln.startswith("asr: error: ")]
+    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
+    return errors[0]
+
+
+def test_training_into_an_existing_run_is_refused_unless_resumed_or_overwritten(
+    tiny_corpus, trained_model, tmp_path, capsys
+):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_model, run)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert train_cli(tiny_corpus["train"], tiny_corpus["dev"], run, "--max-epochs", "1") == 2
+    error = _one_line(capsys)
+    assert f"{run}: holds a run already (model.pt, checkpoints, config.yaml, logs" in error
+    assert "--resume" in error and "--overwrite" in error
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing touched
+    assert train_cli(tiny_corpus["train"], tiny_corpus["dev"], run, "--resume", "--overwrite") == 2
+    assert "contradict" in _one_line(capsys)
+
+    (run / "notes.txt").write_text("mine")  # a file the user keeps there survives --overwrite
+    assert train_cli(tiny_corpus["train"], tiny_corpus["dev"], run, "--max-epochs", "1", "--overwrite") == 0
+    capsys.readouterr()
+    new_best = best_checkpoints(run)
+    assert len(new_best) == 1 and not any("-v1" in n for n in new_best)  # the old run's were removed, not mixed
+    assert (run / "notes.txt").read_text() == "mine"
+    assert load_model(run / "model.pt").metadata["epochs"] == 1
+
+
+def test_output_dirs_and_checkpoints_that_cannot_be_used_are_one_line_errors(
+    tiny_corpus, trained_model, tmp_path, capsys
+):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out, why in ((a_file, "--output-dir is a file"), (a_file / "run", f"lies under {a_file}, which is a file")):
+        assert train_cli(tiny_corpus["train"], tiny_corpus["dev"], out, "--max-epochs", "1") == 2
+        assert why in _one_line(capsys)
+
+    last = (trained_model / "checkpoints" / "last.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(last[: len(last) // 2])
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"pytorch-lightning_version": "2.6.0", "x": Evil()}, tmp_path / "evil.ckpt")
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint at all\n")
+    cases = [
+        (trained_model / "model.pt", "an asr model file, not a training checkpoint"),
+        (tmp_path / "cut.ckpt", "cut.ckpt: checkpoint is truncated"),
+        (tmp_path / "evil.ckpt", "evil.ckpt: refused, it cannot be loaded safely"),
+        (tmp_path / "notes.ckpt", "notes.ckpt: not an asr checkpoint"),
+    ]
+    for i, (ckpt, why) in enumerate(cases):
+        out = tmp_path / f"resumed{i}"
+        rc = train_cli(tiny_corpus["train"], tiny_corpus["dev"], out, "--max-epochs", "2", "--resume-from", str(ckpt))
+        assert rc == 2 and why in _one_line(capsys)
+        assert "pwned" not in capsys.readouterr().out

@@ -197,8 +197,17 @@ def test_flac_of_unknown_length_is_read_to_its_end(model, tmp_path, capsys):
     tone = (0.3 * np.sin(np.arange(int(2.5 * sr)) / 7)).astype(np.float32)
     unknown_length_flac(tmp_path / "piped.flac", tone, sr)
     unknown_length_flac(tmp_path / "stereo.flac", np.stack([tone, tone], axis=1), sr)
-    rc = main(["transcribe", "--model", model, "--format", "json", str(tmp_path / "piped.flac"),
-               str(tmp_path / "stereo.flac")])
+    rc = main(
+        [
+            "transcribe",
+            "--model",
+            model,
+            "--format",
+            "json",
+            str(tmp_path / "piped.flac"),
+            str(tmp_path / "stereo.flac"),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     for r in _json_lines(captured.out):

@@ -16,10 +16,24 @@ from asr.errors import ASRError, UsageError
 
 
 def device(name: str) -> str:
+    """``--device``: auto picks CUDA when there is a GPU; a CUDA device that is not there is a one-line error
+    here, not a 27-line traceback from inside torch."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.split(":", 1)[0] == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise UsageError(f"--device {name}: CUDA is not available ({why}); use --device cpu, or auto")
+        index = name.split(":", 1)[1] if ":" in name else "0"
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
+    else:
+        try:
+            torch.device(name)
+        except (RuntimeError, ValueError):
+            raise UsageError(f"--device {name}: not a device (auto, cpu, cuda, cuda:1, ...)") from None
     return name
 
 
@@ -61,7 +75,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = args.resume_from or args.resume
     try:
         path = train(
-            config, args.train_manifest, args.val_manifest, args.output_dir, resume=resume, init_from=args.init_from
+            config,
+            args.train_manifest,
+            args.val_manifest,
+            args.output_dir,
+            resume=resume,
+            init_from=args.init_from,
+            overwrite=args.overwrite,
         )
     except TrainingStopped as e:  # Ctrl-C (130) or SIGTERM (143), after saving last.ckpt
         print(f"asr: {e}", file=sys.stderr)
@@ -449,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
         "training stops: time budget, Ctrl-C, SIGTERM), with the next batch of the same epoch",
     )
     t.add_argument("--resume-from", metavar="CKPT", help="resume from this Lightning checkpoint")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in OUTPUT_DIR: its model.pt, checkpoints/, config.yaml, logs/ (and the other "
+        "files a run writes) are deleted first; without it (or --resume) such a folder is refused",
+    )
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.set_defaults(func=cmd_train)
 
@@ -459,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "-o",
         "--output",
-        help="output file (default: beside the model, e.g. model.onnx); a "
+        help="output file, or a folder to write it into (default: beside the model, e.g. model.onnx); a "
         "unidirectional model's streaming graph goes beside it as NAME.step.onnx",
     )
     e.set_defaults(func=cmd_export)

@@ -64,9 +64,51 @@ def _range(spec: str, what: str) -> list[float]:
     return [round(start + i * step, 6) for i in range(n)]
 
 
+# Orders past this are refused: a 10-gram of words is already beyond what any corpus fills, and the model file
+# grows with every order. (The decoder itself reads up to asr.decoding.beam_search.KENLM_MAX_ORDER = 6.)
+MAX_ORDER = 10
+
+
+def check_build(output: str, order: int, unit: str) -> str | None:
+    """Refuse, before any counting, an order or an output that cannot work; returns a warning line or None.
+
+    A character LM is used only by the lexicon-free decoder, which reads up to KENLM_MAX_ORDER-grams, so a longer
+    one is an error; a longer word LM may be meant for another tool, so it is a warning."""
+    from asr.decoding.beam_search import KENLM_MAX_ORDER
+
+    if order < 1:
+        raise LMError(f"--order {order}: must be at least 1 (1 = unigrams)")
+    if order > MAX_ORDER:
+        raise LMError(f"--order {order}: at most {MAX_ORDER} (asr's decoder reads up to {KENLM_MAX_ORDER}-grams)")
+    if unit == "char" and order > KENLM_MAX_ORDER:
+        raise LMError(
+            f"--order {order} --unit char: the decoder reads character LMs up to {KENLM_MAX_ORDER}-grams "
+            f"(flashlight-text's KenLM is built with KENLM_MAX_ORDER={KENLM_MAX_ORDER}); use --order {KENLM_MAX_ORDER}"
+        )
+    out = Path(output)
+    if out.is_dir():
+        raise LMError(f"{output}: is a folder; -o takes the ARPA file to write (e.g. {out / 'lm.arpa'})")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise LMError(f"{output}: {parent} is a file, not a folder")
+            break
+    if order > KENLM_MAX_ORDER:
+        return (
+            f"a {order}-gram: asr's decoder (--lm) reads up to {KENLM_MAX_ORDER}-grams and will refuse this file; "
+            f"--order {KENLM_MAX_ORDER} or less to decode with it"
+        )
+    return None
+
+
 def cmd_build(args: argparse.Namespace) -> int:
+    import sys
+
     from asr.decoding.ngram import build_kneser_ney, read_sentences, units, write_arpa
 
+    warning = check_build(args.output, args.order, args.unit)
+    if warning:
+        print(f"asr: warning: {warning}", file=sys.stderr)
     tokenizer = None
     if args.model is not None:
         from asr.model.file import load_model
@@ -119,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build an ARPA n-gram LM (modified Kneser-Ney) from text")
     b.add_argument("text", nargs="+", help="text files, one sentence a line (.gz ok), or .jsonl manifests")
     b.add_argument("-o", "--output", required=True, help="the ARPA file to write (.arpa, or .arpa.gz)")
-    b.add_argument("--order", type=int, default=3, help="n-gram order (default 3; 6-10 suits --unit char)")
+    b.add_argument(
+        "--order",
+        type=int,
+        default=3,
+        help="n-gram order: 3-5 suits --unit word, 5-6 --unit char; asr's decoder reads up to 6-grams, so a char LM "
+        "above 6 is refused and a word LM above 6 is built with a warning (at most 10)",
+    )
     b.add_argument(
         "--unit",
         choices=("word", "char"),

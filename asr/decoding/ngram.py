@@ -20,6 +20,7 @@ search can use with a character model (see :mod:`asr.decoding.beam_search`).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -27,7 +28,7 @@ import math
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from asr.data.tokenizer import Tokenizer, normalize_text
 from asr.errors import LMError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
@@ -159,7 +160,7 @@ def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int) -> NgramMod
     so the ARPA file holds the full interpolated probability of every seen n-gram.
     """
     if order < 1:
-        raise ValueError("order must be at least 1")
+        raise LMError(f"n-gram order {order}: must be at least 1")
     raw: list[Counter] = [Counter() for _ in range(order + 1)]
     for words in sentences:
         padded = (BOS, *words, EOS)
@@ -212,6 +213,16 @@ def write_arpa(model: NgramModel, path: str | os.PathLike) -> None:
     path = str(path)
     tmp = path + ".tmp"
     opener = gzip.open if path.endswith(".gz") else open
+    try:
+        _write_arpa(model, tmp, opener)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # no half-written ARPA left beside the target
+        raise
+
+
+def _write_arpa(model: NgramModel, tmp: str, opener: Any) -> None:
     with opener(tmp, "wt", encoding="utf-8") as f:
         f.write("\\data\\\n")
         for n in range(1, model.order + 1):
@@ -225,7 +236,6 @@ def write_arpa(model: NgramModel, path: str | os.PathLike) -> None:
                     line += f"\t{bo:.6f}"
                 f.write(line + "\n")
         f.write("\n\\end\\\n")
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------ reading ARPA

@@ -419,7 +419,11 @@ def export_model(
         if int8:
             _require("onnxruntime", "--int8")
     out = Path(output) if output is not None else default_output(model_path, fmt, int8)
-    _check_writable(out.parent)
+    if output is not None and (out.is_dir() or str(output).endswith(("/", os.sep))):
+        out = out / default_output(model_path, fmt, int8).name  # -o DIR: into that folder, under the usual name
+    _check_writable(out.parent)  # before any work: a folder that cannot be written fails now, not after export
+    if out.exists() and not out.is_file():
+        raise ExportError(f"{out}: exists and is not a file")
     try:
         loaded = load_model(model_path, "cpu")
     except (KeyError, IndexError, EOFError, UnicodeDecodeError, pickle.UnpicklingError) as e:

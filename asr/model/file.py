@@ -253,8 +253,10 @@ def _load_error(path: str, what: str, head: bytes, e: BaseException) -> ModelFil
         return ModelFileError(f"{path}: {what} is truncated ({size} bytes; the data ends early): copy it again")
     if head[:1] == b"\x80" and not text.startswith(_WEIGHTS_ONLY + " because") and "operand" in text:
         first = "a Python pickle, not one torch.save wrote"
-    elif text.startswith(_WEIGHTS_ONLY) or not lines or isinstance(
-        e, (KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError)
+    elif (
+        text.startswith(_WEIGHTS_ONLY)
+        or not lines
+        or isinstance(e, (KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError))
     ):
         first = "not a PyTorch file"  # the unpicklers' errors on arbitrary bytes ("Unsupported operand 110") say nothing useful
     else:

@@ -31,6 +31,7 @@ from asr.training.feature_stats import estimate_global_stats
 from asr.training.precision import resolve_precision
 from asr.training.provenance import git_commit
 from asr.training.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
+from asr.training.run_folder import prepare_output_dir, read_checkpoint
 from asr.training.training_log import MetricsLog, TensorBoardLog
 
 log = logging.getLogger("asr")
@@ -55,7 +56,7 @@ def check_not_finished(
 ) -> dict:
     """Refuse to resume a run that has nothing left to do under the given caps, saying which cap to raise;
     returns the checkpoint."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(ckpt_path)
     state = read_state(checkpoint)
     if state is None:
         return checkpoint
@@ -113,14 +114,17 @@ def train(
     resume: str | bool = False,
     callbacks: Sequence[L.Callback] = (),
     init_from: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Train a model and write ``output_dir/model.pt``; returns that path.
 
     ``callbacks`` are added to Lightning's (tests use this to watch what each rank sees). ``init_from``: a
     model file to start from (:mod:`asr.training.finetune`); ignored when resuming, whose checkpoint holds the weights.
+    A folder that holds a run already is refused unless ``resume`` (continue it) or ``overwrite`` (its files are
+    removed first): :mod:`asr.training.run_folder`.
     """
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, bool(resume), overwrite)
     t = config.trainer
     ckpt_dir = out / "checkpoints"
     ckpt_path, checkpoint = None, None
