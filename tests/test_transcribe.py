@@ -266,8 +266,6 @@ def test_a_pipe_is_transcribed_and_odd_file_names_keep_one_line_each(model, spee
     import os
     import shutil
 
-    from asr.inference.formats import unescape_path
-
     wav = _wav_bytes(tmp_path, 0.75)  # < 64 KiB: fits in a pipe's buffer
     stop = _feed_fifo(tmp_path / "fifo.wav", wav)
     try:
@@ -284,6 +282,8 @@ def test_a_pipe_is_transcribed_and_odd_file_names_keep_one_line_each(model, spee
         audio_info(tmp_path / "other.wav")
 
     # names with a tab, a newline, a backslash, and bytes that are not UTF-8
+    from asr.inference.formats import unescape_path
+
     names = ["tab\there.wav", "new\nline.wav", "back\\slash.wav", os.fsdecode(b"caf\xe9-latin1.wav")]
     paths = [os.path.join(str(tmp_path), n) for n in names]
     for p in paths:
