@@ -121,6 +121,19 @@ def _known(d: dict[str, Any], cls: type) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k in names}
 
 
+def _first_lines(e: BaseException) -> str:
+    """The reason of ``e`` on one line, never cut inside a line: torch's explanations put the cause after a long
+    preamble. A heading line ending in ':' (``Error(s) in loading state_dict for ASRModel:``) keeps the first
+    item under it, and the rest is counted."""
+    lines = [" ".join(line.split()) for line in str(e).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+        return f"{lines[0]} {lines[1]}{more}"
+    return lines[0]
+
+
 def _warn_unknown(path: str, where: str, unknown: set[str], written_by: str) -> None:
     if unknown:
         msg = (
@@ -148,7 +161,7 @@ def _migrate(path: str, obj: dict[str, Any]) -> tuple[dict[str, Any], int]:
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         raise ModelFileError(
             f"{path}: model file format version {stored} is damaged: cannot migrate it to "
-            f"version {FORMAT_VERSION} ({str(e).splitlines()[0][:300]})"
+            f"version {FORMAT_VERSION} ({_first_lines(e)})"
         ) from None
     if stored != FORMAT_VERSION:
         log.debug("%s: migrated model file format %d -> %d", path, stored, FORMAT_VERSION)
@@ -297,7 +310,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         model.load_state_dict(obj["state_dict"])
         metadata = dict(obj.get("metadata") or {})
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, ZeroDivisionError, OverflowError) as e:
-        why = f"missing field {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:300]
+        why = f"missing field {e}" if isinstance(e, KeyError) else _first_lines(e)
         raise ModelFileError(f"{path}: model file is damaged or inconsistent ({why}{newer})") from None
     model.to(device).eval()
     created = obj.get("created")
