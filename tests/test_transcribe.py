@@ -213,6 +213,9 @@ def test_flac_of_unknown_length_is_read_to_its_end(model, tmp_path, capsys):
     for r in _json_lines(captured.out):
         assert r["duration"] == 2.5  # not 2.0: the last partial second is read too
     assert "warning" not in captured.err
+    assert main(["transcribe", "--model", model, "--stream", "--format", "json", str(tmp_path / "piped.flac")]) == 0
+    final = _json_lines(capsys.readouterr().out)[-1]
+    assert "final" in final and final["time"] == 2.5  # streamed to the end as well
 
     from asr.data.audio import audio_info, load_audio
 

@@ -119,6 +119,21 @@ def read_frames(f: sf.SoundFile, frames: int) -> tuple[np.ndarray, str | None]:
     return out[: max(0, n)], error or None
 
 
+def iter_frames(source: Source, frames: int, name: str | None = None) -> Iterator[np.ndarray]:
+    """``(n, channels)`` float32 blocks of ``frames`` frames (the last shorter) at the file's own rate, to the
+    decoder's end (a FLAC of unknown length too); a stream that breaks off raises :class:`AudioError` there."""
+    name = _name(source, name)
+    with _opened(source, name) as f:
+        while True:
+            data, error = read_frames(f, frames)
+            if error is not None:
+                raise AudioError(f"{name}: read failed mid-file ({error})")
+            if data.shape[0]:
+                yield data
+            if data.shape[0] < frames:
+                return
+
+
 def _count_frames(source: Source, name: str, limit: int | None) -> int:
     """Frames that decode (to the end, or to a break-off), or ``limit + 1`` if there are more than ``limit``."""
     with _opened(source, name) as f:

@@ -33,7 +33,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from asr.data.audio import AudioError, audio_info
+from asr.data.audio import audio_info, iter_frames
 from asr.decoding.greedy import Decoder, GreedyDecoder
 from asr.errors import StreamingError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 from asr.model.file import LoadedModel
@@ -628,18 +628,13 @@ def open_stream(
 
 def file_chunks(path: str | os.PathLike, sample_rate: int, chunk_samples: int) -> Iterator[np.ndarray]:
     """A file read block by block (any format soundfile reads), down-mixed and resampled as it goes."""
-    import soundfile as sf
-
-    info = audio_info(path)  # AudioError naming the file when it is missing, empty or not audio
+    info = audio_info(path, max_seconds=0)  # AudioError naming the file when it is missing, empty or not audio
     block = max(1, int(round(chunk_samples * info.sample_rate / sample_rate)))
     resampler = StreamResampler(info.sample_rate, sample_rate)
-    try:
-        for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-            out = resampler(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
-            if out.size:
-                yield out
-    except (RuntimeError, sf.LibsndfileError) as e:
-        raise AudioError(f"{path}: read failed mid-file ({str(e).splitlines()[0][:200]})") from None
+    for data in iter_frames(path, block):  # to the decoder's end: a FLAC of unknown length too
+        out = resampler(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+        if out.size:
+            yield out
     tail = resampler(np.zeros(0, dtype=np.float32), last=True)
     if tail.size:
         yield tail
