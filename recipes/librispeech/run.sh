@@ -86,7 +86,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     log 3 "$EXP/model.pt exists, skipping training"
   else
     log 3 "training -> $EXP (resumes from $EXP/checkpoints/last.ckpt if a run was interrupted)"
-    resume=()
+    # A run cut short before its first checkpoint left only its config and logs: start it over (--overwrite).
+    resume=(--overwrite)
     [ -f "$EXP/checkpoints/last.ckpt" ] && resume=(--resume)
     "$PYTHON" -m asr train --config "$CONF" ${resume[@]+"${resume[@]}"} \
       --train-manifest "$D/train-$size.jsonl" --val-manifest "$D/dev-clean.jsonl" --output-dir "$EXP" \

@@ -74,8 +74,11 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   if [ -f "$EXP/model.pt" ]; then
     log 3 "$EXP/model.pt exists, skipping training"
   else
-    log 3 "training -> $EXP"
-    "$PYTHON" -m asr train --config "$CONF" \
+    log 3 "training -> $EXP (resumes from $EXP/checkpoints/last.ckpt if a run was interrupted)"
+    # A run cut short before its first checkpoint left only its config and logs: start it over (--overwrite).
+    again=(--overwrite)
+    [ -f "$EXP/checkpoints/last.ckpt" ] && again=(--resume)
+    "$PYTHON" -m asr train --config "$CONF" "${again[@]}" \
       --train-manifest "$D/train_$name.jsonl" --val-manifest "$D/validation_$name.jsonl" --output-dir "$EXP" \
       "augment.noise_manifest=$D/noise.jsonl" ${overrides[@]+"${overrides[@]}"}
   fi

@@ -49,8 +49,11 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ -f "$EXP/model.pt" ]; then
     log 1 "$EXP/model.pt exists, skipping training"
   else
-    log 1 "training -> $EXP"
-    "$PYTHON" -m asr train --config "$CONF" \
+    log 1 "training -> $EXP (resumes from $EXP/checkpoints/last.ckpt if a run was interrupted)"
+    # A run cut short before its first checkpoint left only its config and logs: start it over (--overwrite).
+    again=(--overwrite)
+    [ -f "$EXP/checkpoints/last.ckpt" ] && again=(--resume)
+    "$PYTHON" -m asr train --config "$CONF" "${again[@]}" \
       --train-manifest "$D/train.jsonl" --val-manifest "$D/dev.jsonl" --output-dir "$EXP"
   fi
 fi
