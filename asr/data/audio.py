@@ -7,7 +7,7 @@ Headers are not trusted for the length. A FLAC written to a pipe has ``total_sam
 ("unknown"), for which libsndfile reports 2**63 - 1 frames; such a file is counted by decoding it (in blocks),
 so durations, limits and progress are the real ones, and every read goes to the decoder's end, never to the
 header's number. A source is a path (``str``, ``os.PathLike``; any bytes, so a name that is not UTF-8 opens) or
-a binary file object (``asr serve`` reads uploads from memory through the same functions); ``name`` is what
+a binary file object (a member of a tar shard, read from memory through the same functions); ``name`` is what
 messages call it.
 """
 
