@@ -10,6 +10,7 @@ attack is bounded in count and time (about two minutes in all with the defaults)
    headers a byte every 2 s, held for up to ``--hold`` seconds;
 2. slow WebSockets: ``--streams`` streams sending 2 bytes every 5 s, while a normal upload is tried every 2 s
    until one is served;
+   and ``--streams`` uploads whose body trickles in (2 bytes every 2 s) the same way;
 3. cross-origin: a POST and a WebSocket from ``Origin: https://evil.example``, a request for ``Host: evil.example``
    (DNS rebinding), and the same from the server's own origin;
 4. many channels, high rate: ``--uploads`` concurrent uploads of a silent 8-channel 192 kHz FLAC of
@@ -276,6 +277,70 @@ async def slow_streams(args, port: int, health_url: str, memory: Memory, report:
     )
 
 
+async def slow_uploads(args, port: int, health_url: str, memory: Memory, report: Report) -> None:
+    print(f"2b. {args.streams} uploads whose body trickles in (2 bytes every 2 s), up to {args.hold:g} s", flush=True)
+    memory.reset()
+    start = time.monotonic()
+    ended: list[tuple[float, str]] = []
+
+    async def slow() -> None:  # raw HTTP, so that the server's answer is read while the body is still being sent
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        writer.write(
+            f"POST /v1/transcribe HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100000\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n".encode()
+            + part
+        )
+
+        async def trickle():
+            while True:
+                await asyncio.sleep(2)
+                writer.write(b"\x00\x00")
+
+        sender = asyncio.create_task(trickle())
+        try:
+            line = await reader.readline()
+            ended.append((time.monotonic() - start, line.split(b" ")[1].decode() if line else "closed"))
+        except ConnectionError as e:
+            ended.append((time.monotonic() - start, type(e).__name__))
+        finally:
+            sender.cancel()
+            writer.close()
+
+    uploads: list[tuple[float, int | str]] = []
+
+    async def legit() -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            while not uploads or uploads[-1][1] != 200:
+                uploads.append((time.monotonic() - start, await upload(client, wav(1.0))))
+                await asyncio.sleep(2)
+
+    with Health(health_url) as health:
+        tasks = [asyncio.create_task(slow()) for _ in range(args.streams)]
+        await asyncio.sleep(0.5)  # the trickles take the slots first
+        prober = asyncio.create_task(legit())
+        await asyncio.wait([*tasks, prober], timeout=args.hold)
+        prober.cancel()
+        for t in tasks:
+            t.cancel()
+    held, figures = health.summary()
+    report.add("slow uploads: /healthz answers", held, figures)
+    statuses = Counter(s for _, s in ended)
+    report.add(
+        "slow uploads: ended by the server",
+        len(ended) == args.streams and set(statuses) <= {"408", "503"},
+        f"{len(ended)}/{args.streams} answered within {args.hold:g} s: {dict(statuses)}"
+        + (f", the last after {max(t for t, _ in ended):.1f} s" if ended else ""),
+    )
+    served = [t for t, s in uploads if s == 200]
+    report.add(
+        "slow uploads: uploads served again",
+        bool(served),
+        f"upload statuses {dict(Counter(str(s) for _, s in uploads))}"
+        + (f", first 200 after {served[0]:.1f} s" if served else ", none served"),
+    )
+
+
 async def cross_origin(args, port: int, report: Report) -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
@@ -357,6 +422,7 @@ async def attack(args, port: int, memory: Memory) -> Report:
     health_url = f"http://127.0.0.1:{port}/healthz"
     await idle_connections(args, port, health_url, memory, report)
     await slow_streams(args, port, health_url, memory, report)
+    await slow_uploads(args, port, health_url, memory, report)
     await cross_origin(args, port, report)
     await many_channels(args, port, health_url, memory, report)
     await request_rate(args, port, health_url, memory, report)

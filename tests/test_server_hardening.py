@@ -155,6 +155,28 @@ def test_an_upload_that_stops_arriving_is_408_after_the_idle_timeout(recognizer)
     assert app.state.pool.admitted == 0
 
 
+def test_an_upload_trickled_below_the_minimum_rate_is_408_and_frees_its_slot(recognizer):
+    app = create_app(recognizer, Limits(idle_timeout=0.3, min_upload_rate=1000, timeout=60))
+
+    async def trickle():  # 10 bytes every 0.05 s: never idle, 200 bytes a second
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            yield b"\x00" * 10
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            headers = {"content-type": "multipart/form-data; boundary=b"}
+            return await client.post("/v1/transcribe", content=trickle(), headers=headers)
+
+    r = asyncio.run(scenario())
+    assert r.status_code == 408
+    assert "the upload is arriving too slowly" in r.json()["detail"]
+    assert r.json()["detail"].endswith("this server needs 1000 bytes a second")
+    assert app.state.pool.admitted == 0
+
+
 # --- 2. connections and streams that send nothing ----------------------------------------------------------------
 
 

@@ -27,6 +27,8 @@ class Limits:
     max_connections: int = 256  # open HTTP connections; past it the longest-idle one is closed to make room
     min_stream_speed: float = 0.5  # seconds of audio a stream must send per second it waits, once it has waited
     # idle_timeout seconds (live audio is 1.0; 0 turns the rule off); no CLI option
+    min_upload_rate: float = 16384.0  # bytes a second an upload body must average once it has taken idle_timeout
+    # seconds (a 25 MB file at that rate would take 26 minutes; 0 turns the rule off); no CLI option
     max_input_rate: int = 1_536_000  # sample rate x channels of an upload (8 channels at 192 kHz): decoding memory
     # and time per second of audio grow with it (413 beyond); no CLI option
 
@@ -35,8 +37,9 @@ class Limits:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise UsageError(f"{_flag(name)} must be a finite number > 0, got {value}")
-        if not (math.isfinite(self.min_stream_speed) and self.min_stream_speed >= 0):
-            raise UsageError(f"min_stream_speed must be a finite number >= 0, got {self.min_stream_speed}")
+        for name in ("min_stream_speed", "min_upload_rate"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise UsageError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         for name, least in (("max_concurrent", 1), ("max_queue", 0), ("max_connections", 1), ("max_input_rate", 1)):
             if getattr(self, name) < least:
                 raise UsageError(f"{_flag(name)} must be >= {least}, got {getattr(self, name)}")
@@ -47,4 +50,8 @@ class Limits:
 
 
 def _flag(name: str) -> str:
-    return f"{name} (--{name.replace('_', '-')})" if name not in ("min_stream_speed", "max_input_rate") else name
+    return (
+        f"{name} (--{name.replace('_', '-')})"
+        if name not in ("min_stream_speed", "min_upload_rate", "max_input_rate")
+        else name
+    )

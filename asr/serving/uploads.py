@@ -6,7 +6,8 @@ Memory is what bounds a server, so nothing here holds more than a bounded amount
   is copied under a fixed name into the request's private temporary directory (mode 0700, deleted when the request
   ends), because the decoder reads files. A body over ``max_upload_mb`` is refused (413) from its declared length
   before it is read, and counted as it arrives (a client may lie or send chunked); one that stops arriving for
-  ``idle_timeout`` seconds is 408.
+  ``idle_timeout`` seconds, or arrives slower than ``min_upload_rate`` once it has had that long, is 408: the
+  request holds a slot while its body arrives, and a trickle must not keep it for all of ``timeout``.
 * Decoding is :func:`asr.data.audio.read_blocks`, the block-wise reader ``asr transcribe`` uses for long files:
   down-mixed to mono and resampled to the model's rate one second at a time, so memory is that of the mono audio
   at the model's rate (at most ``max_duration`` of it) plus one second of the file. The length limit is judged
@@ -24,6 +25,7 @@ import asyncio
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,15 +82,30 @@ async def receive_upload(request: Request, limits: Limits, directory: str) -> Up
         )
 
     async def body():
-        received = 0
+        # Only the time spent waiting for the client counts (not the parser's own work): after idle_timeout
+        # seconds, the body must have averaged min_upload_rate bytes a second, and no gap may last idle_timeout.
+        received, waited = 0, 0.0
+        grace, rate = limits.idle_timeout, limits.min_upload_rate
         chunks = request.stream().__aiter__()
         while True:
+            wait = limits.idle_timeout if rate <= 0 else min(limits.idle_timeout, grace + received / rate - waited)
+            start = time.monotonic()
             try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), limits.idle_timeout)
+                chunk = await asyncio.wait_for(chunks.__anext__(), max(0.0, wait))
             except StopAsyncIteration:
                 return
             except asyncio.TimeoutError:
-                raise HTTPProblem(408, f"the upload stopped arriving: nothing for {limits.idle_timeout:g} s") from None
+                waited += time.monotonic() - start
+                if wait >= limits.idle_timeout:
+                    raise HTTPProblem(
+                        408, f"the upload stopped arriving: nothing for {limits.idle_timeout:g} s"
+                    ) from None
+                raise HTTPProblem(
+                    408,
+                    f"the upload is arriving too slowly: {received} bytes in {waited:.1f} s; this server needs "
+                    f"{rate:g} bytes a second",
+                ) from None
+            waited += time.monotonic() - start
             received += len(chunk)
             if received > limit:
                 raise too_big
