@@ -205,3 +205,24 @@ def test_a_transcript_file_that_is_not_utf8_costs_only_its_entry(tmp_path):
     result = cc.check_corpus(cc.find_candidates(tmp_path / "tree"))
     assert [u.text for u in result.kept] == ["one"]
     assert [(r.reason, r.origin.rsplit("/", 1)[-1]) for r in result.rejected] == [(cc.OOV, "s-c.trans.txt:2")]
+
+
+def test_a_file_name_that_is_not_utf8_is_rejected_by_name_and_the_rest_kept(tmp_path, capsys):
+    import os
+
+    from asr.data.manifest import ManifestError, write_manifest
+
+    src = tmp_path / "corpus"
+    _write(src / "ok.wav", "hello world")
+    latin1 = os.path.join(os.fsdecode(src), os.fsdecode(b"caf\xe9.wav"))  # a Latin-1 name on a UTF-8 system
+    sf.write(os.fsencode(latin1), _speech("hello world"), SR)
+    with open(os.fsencode(latin1[:-4] + ".txt"), "w") as f:
+        f.write("hello world")
+    out = tmp_path / "out" / "m.jsonl"
+    assert cc.main([str(src), "--output", str(out)]) == 0  # was a UnicodeEncodeError traceback
+    assert [Path(u.audio_filepath).name for u in read_manifest(out)] == ["ok.wav"]
+    rejects = _rejects(out.parent / "m.jsonl.rejects.tsv")
+    assert rejects == {"caf\\xe9.wav": cc.NOT_UTF8_NAME}
+    with pytest.raises(ManifestError, match=r"caf\\xe9.wav: file name is not UTF-8"):
+        write_manifest(tmp_path / "direct.jsonl", [{"audio_filepath": latin1, "duration": 1.0, "text": "x"}])
+    assert not list(tmp_path.glob("direct.jsonl*"))  # no half-written file left

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from asr.corpora.inventory import probe_headers, read_trans_txt
-from asr.data.audio import AudioError, AudioInfo
+from asr.data.audio import AudioError, AudioInfo, display_path
 from asr.data.manifest import Utterance, write_manifest
 from asr.data.tokenizer import DEFAULT_ALPHABET, CharTokenizer, normalize_text
 from asr.errors import CorpusError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
@@ -48,6 +48,7 @@ NO_TRANSCRIPT = "no transcript"
 EMPTY_TEXT = "empty transcript"
 OOV = "out-of-vocabulary characters"
 DUPLICATE = "duplicate audio path"
+NOT_UTF8_NAME = "file name not UTF-8"
 
 
 @dataclass
@@ -87,7 +88,7 @@ class CheckResult:
             lines.append(f"  sample rates: {rates}; channels: {chans}")
         lines.append(f"rejected {len(self.rejected)}")
         for reason, group in _group(self.rejected).items():
-            lines.append(f"  {reason}: {len(group)} (e.g. {group[0].origin}: {group[0].detail})")
+            lines.append(f"  {reason}: {len(group)} (e.g. {display_path(group[0].origin)}: {group[0].detail})")
         return "\n".join(lines)
 
 
@@ -229,6 +230,14 @@ def _judge_audio(
     return header
 
 
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_corpus(
     candidates: list[Candidate],
     alphabet: str = DEFAULT_ALPHABET,
@@ -243,6 +252,11 @@ def check_corpus(
     texted: list[tuple[Candidate, str]] = []
     seen: set[str] = set()
     for c in candidates:
+        if c.path and not _utf8(c.path):  # a manifest is UTF-8 JSON: such a name cannot be written into one
+            shown = display_path(c.path)
+            why = "a manifest is UTF-8 JSON: rename the file (its bytes that are not UTF-8 are shown as \\xNN)"
+            rejected.append(Rejection(shown, NOT_UTF8_NAME, why, c.origin))
+            continue
         if c.text is None:
             rejected.append(Rejection(c.path, NO_TRANSCRIPT, "no transcript found", c.origin))
             continue
@@ -279,8 +293,8 @@ def write_rejects(path: str | os.PathLike, rejected: list[Rejection]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["path", "reason", "detail", "origin"])
-        for r in rejected:
-            w.writerow([r.path, r.reason, r.detail, r.origin])
+        for r in rejected:  # a name that is not UTF-8 (in a path or an origin) has its bytes as \xNN
+            w.writerow([display_path(str(v)) if v else v for v in (r.path, r.reason, r.detail, r.origin)])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from asr.errors import ManifestError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
+import contextlib
 import json
 import math
 import os
@@ -136,13 +137,25 @@ def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance | dic
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for u in utterances:
-            obj = u.to_json() if isinstance(u, Utterance) else dict(u)
-            audio = obj["audio_filepath"]
-            obj["audio_filepath"] = (manifest_path(audio, path.parent) if relative_to_manifest
-                                     else str(Path(audio).absolute()))
-            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            n += 1
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for u in utterances:
+                obj = u.to_json() if isinstance(u, Utterance) else dict(u)
+                audio = obj["audio_filepath"]
+                obj["audio_filepath"] = (manifest_path(audio, path.parent) if relative_to_manifest
+                                         else str(Path(audio).absolute()))
+                line = json.dumps(obj, ensure_ascii=False) + "\n"
+                try:
+                    line.encode("utf-8")
+                except UnicodeEncodeError:  # a file name read from the disk with bytes that are not UTF-8
+                    shown = os.fsencode(audio).decode("utf-8", errors="backslashreplace")
+                    why = "file name is not UTF-8; a manifest is UTF-8 JSON: rename it"
+                    raise ManifestError(f"{shown}: {why}") from None
+                f.write(line)
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # nothing half-written left beside the manifest
+        raise
     return n
