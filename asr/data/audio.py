@@ -107,15 +107,17 @@ def read_frames(f: sf.SoundFile, frames: int) -> tuple[np.ndarray, str | None]:
     out = np.empty((frames, f.channels), dtype=np.float32)
     try:
         from soundfile import _ffi, _snd  # soundfile's own cffi binding of libsndfile
-    except ImportError:  # pragma: no cover - a soundfile without the binding: its public read, which is close
+
+        handle = f._file
+    except (ImportError, AttributeError):  # pragma: no cover - a soundfile laid out otherwise: its public read
         try:
             return f.read(frames, dtype="float32", always_2d=True), None
         except Exception as e:
             return np.zeros((0, f.channels), dtype=np.float32), _short(e)
-    n = int(_snd.sf_readf_float(f._file, _ffi.cast("float *", out.ctypes.data), frames))
+    n = int(_snd.sf_readf_float(handle, _ffi.cast("float *", out.ctypes.data), frames))
     error = None
-    if n < frames and _snd.sf_error(f._file):
-        error = _ffi.string(_snd.sf_strerror(f._file)).decode("utf-8", errors="replace").strip()
+    if n < frames and _snd.sf_error(handle):
+        error = _ffi.string(_snd.sf_strerror(handle)).decode("utf-8", errors="replace").strip()
     return out[: max(0, n)], error or None
 
 
