@@ -273,7 +273,7 @@ def read_blocks(source: Source, sample_rate: int = 16000, block_seconds: float =
     name = _name(source, name)
     f = _opened(source, name)
     with f:
-        rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
+        rate, frames = int(f.samplerate), int(f.frames)
         if rate <= 0:
             raise AudioError(f"{name}: invalid sample rate {rate}")
         declared = frames < UNKNOWN_FRAMES
