@@ -61,6 +61,14 @@ class LMError(ASRError, ValueError):
     """A language-model file (ARPA, lexicon, parameters) that cannot be used; the message names the file/line."""
 
 
+class HotwordsError(LMError):
+    """A hotword list that cannot be used; the message names the file and line."""
+
+
+class RegistryError(ModelFileError):
+    """A model registry file (name -> URL, SHA-256, licence, card) that cannot be used, or a name it lacks."""
+
+
 class AlignmentError(ASRError, ValueError):
     """The text cannot be aligned to the frames (it needs more frames than the log-probs have)."""
 

@@ -140,6 +140,8 @@ def test_page_records_the_microphone_and_shows_the_transcript(server, speech, tm
             page.wait_for_selector("body[data-ready]", timeout=10_000)
             # The header states what the look-ahead adds to the live text's delay (0 ms without one).
             assert ("look-ahead 0 ms" in page.inner_text("#model")) == (streaming == "exact")
+            card = page.inner_text("#card")  # the model card's line, or that there is none
+            assert card.startswith("model ") or card == "no model card", card
             page.click("#record")
             # The fake device plays the file from its start, then loops: stop within the next copy's 0.5 s of
             # silence, so the recording holds the sentence once.

@@ -72,6 +72,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 args.max_minutes,
                 capped,
             )
+    card = {k: v for k, v in (("domain", args.domain), ("data_licence", args.data_licence)) if v is not None}
+    if card:  # set directly, not as YAML overrides: a licence name like "yes" or "1.0" stays a string
+        import dataclasses
+
+        config = dataclasses.replace(config, card=dataclasses.replace(config.card, **card))
     resume = args.resume_from or args.resume
     try:
         path = train(
@@ -154,6 +159,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         raise UsageError(f"--format {args.format} with several inputs needs --output-dir (one file per input)")
     segmentation = SegmentationConfig(max_segment_seconds=args.max_segment_seconds)
     loaded = load_model(args.model, device(args.device))
+    _show_card(loaded)
     transcriber = Transcriber(
         loaded,
         max_batch_seconds=args.max_batch_seconds,
@@ -192,6 +198,16 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             len(skipped),
         )
     return 1 if failures else 0
+
+
+def _show_card(loaded) -> None:
+    """The model card's one line on stderr (never stdout, which carries the transcripts), unless -q."""
+    from asr.model.card import card_of, summary_line
+
+    card = card_of(loaded.metadata)
+    logging.getLogger("asr").info(
+        "%s", summary_line(card) if card else "model: no model card (trained before asr wrote them)"
+    )
 
 
 def add_stream_options(s: argparse.ArgumentParser) -> None:
@@ -341,6 +357,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"report: {args.report}")
         data = report_data(result, model=str(args.model), manifest=str(args.manifest))
         print(f"report: {write_html_report(data, args.report, loaded)}")
+    if args.update_card:
+        from asr.evaluation.evaluate import update_card
+
+        card_path = update_card(args.model, args.manifest, result, _decoder_name(args))
+        print(f"model card: {card_path} (and {args.model})")
     if result.broken_lines:
         print(f"asr: error: {args.manifest}: {len(result.broken_lines)} broken lines were not scored", file=sys.stderr)
         return 1
@@ -359,6 +380,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _decoder_name(args: argparse.Namespace) -> str:
+    """How a figure was decoded, as the model card records it: greedy, or the LM file and its weights."""
+    import os
+
+    if args.lm is None:
+        name = "greedy"
+    else:
+        name = f"beam search with {os.path.basename(args.lm)}"
+        if args.lm_params:
+            name += f" ({os.path.basename(args.lm_params)})"
+    if getattr(args, "hotwords", None):
+        name += f" + hotwords {os.path.basename(args.hotwords)}"
+    return name
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -413,6 +449,7 @@ DELEGATED = {
     "librispeech-lm": ("asr.corpora.librispeech_lm", "download LibriSpeech's official n-gram LM (OpenSLR 11)"),
     "curves": ("asr.training.curves", "draw a run's training curves from its logs/csv/metrics.csv"),
     "shard": ("asr.cli.shard", "pack a manifest's audio into tar shards (NeMo's tarred layout)"),
+    "models": ("asr.cli.models", "fetch (by name or URL, checked), publish and describe shared models"),
 }
 
 
@@ -474,6 +511,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace a run already in OUTPUT_DIR: its model.pt, checkpoints/, config.yaml, logs/ (and the other "
         "files a run writes) are deleted first; without it (or --resume) such a folder is refused",
+    )
+    t.add_argument(
+        "--domain",
+        metavar="TAG",
+        help="what speech the model is for, in a few words, for its model card (card.domain), "
+        "e.g. 'read English, close microphone'",
+    )
+    t.add_argument(
+        "--data-licence",
+        metavar="NAME",
+        help="licence of the training data, for the model card (card.data_licence), e.g. CC-BY-4.0",
     )
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.set_defaults(func=cmd_train)
@@ -545,6 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="R.json",
                 help="write a JSON report with per-utterance results, and R.html beside it: WER by "
                 "duration and speaker, aligned worst utterances, CTC posterior plots",
+            )
+            s.add_argument(
+                "--update-card",
+                action="store_true",
+                help="record this WER/CER (and the decoder) in the model's card: model.pt's metadata and "
+                "MODEL_CARD.md beside it, under the manifest's name (the model file is rewritten atomically)",
             )
             s.add_argument(
                 "--allow-unreadable",

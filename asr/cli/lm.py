@@ -26,6 +26,12 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lm-weight", type=float, help="alpha, the LM's weight (default 1.0)")
     g.add_argument("--word-score", type=float, help="beta, bonus per word (default 0.0)")
     g.add_argument("--beam-threshold", type=float, help="prune hypotheses this far below the best (default 25)")
+    g.add_argument(
+        "--hotwords",
+        metavar="FILE",
+        help="words to favour, one WORD<TAB>BOOST per line (boost in log-probability, default 5): with a word LM "
+        "added to the lexicon and boosted; greedy or with a character LM by CTC word spotting (docs/hotwords.md)",
+    )
 
 
 def decoder_from_args(args: argparse.Namespace, tokenizer: Any) -> Any:
@@ -36,6 +42,14 @@ def decoder_from_args(args: argparse.Namespace, tokenizer: Any) -> Any:
         "word_score": args.word_score,
         "beam_threshold": args.beam_threshold,
     }
+    hotwords = getattr(args, "hotwords", None)
+    if args.lm is None and hotwords is not None:
+        given = [k for k, v in explicit.items() if v is not None] + (["lexicon"] if args.lexicon else [])
+        if given or args.lm_params:
+            raise LMError(f"--{(given or ['lm_params'])[0].replace('_', '-')} needs --lm")
+        from asr.decoding.hotwords import HotwordDecoder
+
+        return HotwordDecoder(tokenizer, hotwords)
     if args.lm is None:
         given = (
             [k for k, v in explicit.items() if v is not None]
@@ -47,7 +61,7 @@ def decoder_from_args(args: argparse.Namespace, tokenizer: Any) -> Any:
         return None
     from asr.decoding.beam_search import build_decoder
 
-    return build_decoder(tokenizer, args.lm, args.lexicon, args.lm_params, **explicit)
+    return build_decoder(tokenizer, args.lm, args.lexicon, args.lm_params, **explicit, hotwords=hotwords)
 
 
 def _range(spec: str, what: str) -> list[float]:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from asr.data.tokenizer import Tokenizer, normalize_text
+from asr.decoding.hotwords import as_hotwords
 from asr.decoding.ngram import SPACE_SYMBOL, UNK, LMError, open_text, read_arpa_info
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `asr --help` does not pay for it
@@ -194,6 +195,36 @@ def read_lexicon(path: str | os.PathLike, tokenizer: Tokenizer) -> list[tuple[st
     return entries
 
 
+def _boosted_lm_class(fl: Any) -> type:
+    global _BOOSTED_CLASS
+    if _BOOSTED_CLASS is None:
+
+        class Boosted(fl.LM):
+            """KenLM's scores, plus each hotword's boost; a word the LM lacks scores as its rarest word."""
+
+            def __init__(self, inner: Any, boosts: dict[int, float], added: set[int], rarest: float):
+                fl.LM.__init__(self)
+                self.inner, self.boosts, self.added, self.rarest = inner, boosts, added, rarest
+
+            def start(self, start_with_nothing: bool) -> Any:
+                return self.inner.start(start_with_nothing)
+
+            def score(self, state: Any, token: int) -> Any:
+                next_state, score = self.inner.score(state, token)
+                if token in self.added:
+                    score = self.rarest
+                return next_state, score + self.boosts.get(token, 0.0)
+
+            def finish(self, state: Any) -> Any:
+                return self.inner.finish(state)
+
+        _BOOSTED_CLASS = Boosted
+    return _BOOSTED_CLASS
+
+
+_BOOSTED_CLASS: type | None = None
+
+
 class BeamSearchDecoder:
     """A :class:`asr.decoding.greedy.Decoder` that runs flashlight's CTC beam search with a KenLM n-gram.
 
@@ -213,7 +244,11 @@ class BeamSearchDecoder:
         lm_path: str | os.PathLike,
         lexicon: str | os.PathLike | None = None,
         options: BeamSearchOptions | None = None,
+        hotwords: Any = None,
     ):
+        """``hotwords`` (lexicon mode; a file, a {word: boost} mapping or a list): words added to the lexicon when
+        missing and boosted through the LM (:mod:`asr.decoding.hotwords`). Lexicon-free decoding boosts by word
+        spotting instead: :func:`build_decoder` wraps the decoder for that."""
         try:
             from flashlight.lib.text import decoder as fl
             from flashlight.lib.text.decoder.kenlm import KenLM
@@ -257,6 +292,9 @@ class BeamSearchDecoder:
             ]
             if bad:
                 raise LMError(f"{lm_path}:{bad[0][1]}: character {bad[0][0]!r} is not one the model can emit")
+            if hotwords is not None:
+                raise LMError(f"{lm_path}: a character LM boosts hotwords by word spotting; use build_decoder()")
+            self.hotword_boosts, self.hotwords_added = {}, []
             self.token_dict = Dictionary([SPACE_SYMBOL if t == " " else t for t in tokenizer.vocab])
             self.lm = self._load_kenlm(self.token_dict)
             self.trie = None
@@ -274,14 +312,30 @@ class BeamSearchDecoder:
             index: dict[str, int] = {}  # a word may have several spellings; each is a path to the same word
             for w, _ in words:
                 index.setdefault(w, len(index))
+            self.hotword_boosts, self.hotwords_added = {}, []
+            if hotwords is not None:
+                for h in as_hotwords(hotwords, tokenizer):
+                    if " " in h.text:
+                        raise LMError(f"hotword {h.text!r}: a word LM boosts single words; list them one per line")
+                    known = next((w for w in index if normalize_text(w) == h.text), None)
+                    if known is None:  # a new word: spelled into the lexicon, scored as the LM's rarest word
+                        known = h.text
+                        words.append((known, _spell(known, tokenizer, "hotwords")))
+                        index[known] = len(index)
+                        self.hotwords_added.append(known)
+                    self.hotword_boosts[index[known]] = h.boost
             self.words = list(index)
             self.word_dict = Dictionary([*self.words, UNK])
             self.unk_word = len(self.words)
             self.lm = self._load_kenlm(self.word_dict)
             self.trie = fl.Trie(len(tokenizer) + self.virtual_separator, self.space_id)
             start = self.lm.start(False)
+            added = {index[w] for w in self.hotwords_added}
+            known_scores = [self.lm.score(start, i)[1] for w, i in index.items() if i not in added]
+            self.rarest_score = min(known_scores) if known_scores else 0.0
+            boosted = self._boosted_lm(self.options.lm_weight)
             for w, spelling in words:
-                _, score = self.lm.score(start, index[w])
+                _, score = boosted.score(start, index[w])
                 self.trie.insert(spelling + self.word_end, index[w], score)
             self.trie.smear(fl.SmearingMode.MAX)
         self._local = threading.local()
@@ -306,7 +360,24 @@ class BeamSearchDecoder:
             "beam_threshold": o.beam_threshold,
             "lm_weight": o.lm_weight,
             "word_score": o.word_score,
+            **({"hotwords": len(self.hotword_boosts), "hotword_method": "lm-boost"} if self.hotword_boosts else {}),
         }
+
+    def _boosted_lm(self, lm_weight: float) -> Any:
+        """The LM, or (with hotwords) a wrapper adding each hotword's boost, in units of the search's score."""
+        if self.mode != "lexicon" or not self.hotword_boosts:
+            return self.lm
+        if lm_weight <= 0:
+            log.warning("hotwords have no effect with lm_weight %g: the boost is added through the LM", lm_weight)
+            return self.lm
+        # Kept here: flashlight holds the LM through C++ only, and a Python subclass that Python no longer
+        # references loses its methods ("pure virtual function LM::start").
+        cache = self.__dict__.setdefault("_boosted_lms", {})
+        if lm_weight not in cache:
+            added = {self.words.index(w) for w in self.hotwords_added}
+            boosts = {i: b / lm_weight for i, b in self.hotword_boosts.items()}
+            cache[lm_weight] = _boosted_lm_class(self._fl)(self.lm, boosts, added, self.rarest_score)
+        return cache[lm_weight]
 
     def _load_kenlm(self, usr_dict: Any) -> Any:
         try:
@@ -339,7 +410,14 @@ class BeamSearchDecoder:
             fl.CriterionType.CTC,
         )
         return fl.LexiconDecoder(
-            opts, self.trie, self.lm, self.space_id, self.tokenizer.blank_id, self.unk_word, [], False
+            opts,
+            self.trie,
+            self._boosted_lm(o.lm_weight),
+            self.space_id,
+            self.tokenizer.blank_id,
+            self.unk_word,
+            [],
+            False,
         )
 
     def with_options(self, **changes: Any) -> "BeamSearchDecoder":
@@ -406,7 +484,8 @@ def build_decoder(
     lm_weight: float | None = None,
     word_score: float | None = None,
     beam_threshold: float | None = None,
-) -> BeamSearchDecoder:
+    hotwords: Any = None,
+) -> Any:
     """A beam-search decoder over ``lm``: weights from ``lm_params`` (``asr lm tune``'s JSON), then the ones given.
 
     The one place where transcribe, evaluate, serve and the Python API turn LM options into a decoder, so that
@@ -420,7 +499,11 @@ def build_decoder(
     }
     options = BeamSearchOptions.from_file(lm_params) if lm_params else BeamSearchOptions()
     options = BeamSearchOptions(**{**asdict(options), **{k: v for k, v in explicit.items() if v is not None}})
-    decoder = BeamSearchDecoder(tokenizer, lm, lexicon, options)
+    probe_mode = None
+    if hotwords is not None:
+        info = None if is_kenlm_binary(lm) else read_arpa_info(lm)
+        probe_mode = "lexicon-free" if (info is not None and info.is_char_level) else "lexicon"
+    decoder = BeamSearchDecoder(tokenizer, lm, lexicon, options, hotwords if probe_mode == "lexicon" else None)
     log.info(
         "LM decoding (%s) with %s: beam %d, lm_weight %.3g, word_score %.3g",
         decoder.mode,
@@ -429,4 +512,10 @@ def build_decoder(
         options.lm_weight,
         options.word_score,
     )
+    if probe_mode == "lexicon-free":
+        from asr.decoding.hotwords import HotwordDecoder
+
+        return HotwordDecoder(tokenizer, hotwords, base=decoder)
+    if decoder.hotwords_added:
+        log.info("hotwords added to the lexicon: %s", ", ".join(decoder.hotwords_added))
     return decoder

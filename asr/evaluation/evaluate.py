@@ -34,14 +34,17 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from asr.data.manifest import read_manifest
 from asr.data.tokenizer import normalize_text
 from asr.decoding.greedy import Decoder
+from asr.errors import UsageError
 from asr.evaluation.metrics import ErrorBreakdown, ErrorRates, NoReferenceError
 from asr.inference.transcribe import transcribe
-from asr.model.file import LoadedModel
+from asr.model.card import build_card, card_of, with_evaluation, write_card_file
+from asr.model.file import LoadedModel, rewrite_metadata
 
 TOP_ERRORS = 20
 
@@ -127,9 +130,11 @@ def evaluate(
     max_batch_seconds: float = 300.0,
     bf16: bool = False,
     decoder: Decoder | None = None,
+    hotwords: Any = None,
 ) -> Evaluation:
     """Score ``loaded`` on ``manifest``; unreadable audio counts as deletions, broken lines are listed.
 
+    ``hotwords``: as :func:`asr.inference.transcribe.transcribe` takes them.
     Raises :class:`NoReferenceError` (before transcribing anything) when the manifest has no reference word to
     score; see the module docstring for the accounting.
     """
@@ -147,7 +152,12 @@ def evaluate(
 
     result = Evaluation(ErrorRates(), broken_lines=broken)
     transcripts = transcribe(
-        loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds, bf16=bf16, decoder=decoder
+        loaded,
+        [u.audio_filepath for u in utts],
+        max_batch_seconds=max_batch_seconds,
+        bf16=bf16,
+        decoder=decoder,
+        hotwords=hotwords,
     )
     for u, ref, t in zip(utts, refs, transcripts):
         entry: dict[str, Any] = {
@@ -224,3 +234,31 @@ def write_report(evaluation: Evaluation, path: str | os.PathLike, **extra: Any) 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def update_card(
+    model_path: str | os.PathLike, manifest: str | os.PathLike, evaluation: Evaluation, decoder: str
+) -> Path:
+    """Record ``evaluation`` (WER, CER, utterances, the decoder) in the card of the model file at ``model_path``,
+    under the manifest's file name, and rewrite ``MODEL_CARD.md`` beside it; returns that file's path. A model
+    without a card (trained before cards) gets one holding just this figure."""
+    path = str(model_path)
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: --update-card needs a model file on disk (not a name or URL)")
+    s = evaluation.summary()
+
+    def update(metadata: dict[str, Any]) -> dict[str, Any]:
+        card = card_of(metadata) or build_card(name=Path(path).resolve().parent.name, train=[])
+        card = with_evaluation(
+            card,
+            os.path.basename(str(manifest)),
+            s["wer"],
+            s["cer"],
+            s["num_utterances"],
+            decoder,
+            complete=evaluation.complete,
+        )
+        return {**metadata, "card": card}
+
+    metadata = rewrite_metadata(path, update)
+    return write_card_file(path, metadata["card"])

@@ -20,6 +20,7 @@ import torch
 
 from asr.data.audio import AudioError, audio_info, display_path, is_pipe, read_blocks, regular_file
 from asr.decoding.greedy import Decoder, GreedyDecoder
+from asr.errors import UsageError
 from asr.inference.segmentation import (
     SegmentationConfig,
     VoiceActivityDetector,
@@ -28,6 +29,7 @@ from asr.inference.segmentation import (
     plan_windows,
     speech_regions,
 )
+from asr.model.card import card_of, low_confidence_warning
 from asr.model.file import LoadedModel
 from asr.model.network import frame_seconds
 
@@ -97,6 +99,10 @@ class Transcriber:
     ):
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.decoder = decoder or GreedyDecoder(self.tokenizer)
+        # With a card that holds the validation set's confidence, every file's words are aligned (also for plain
+        # text) so that a file far less confident than that is flagged (asr.model.card.low_confidence_warning).
+        self.card = card_of(loaded.metadata)
+        self.check_confidence = bool(((self.card or {}).get("confidence") or {}).get("mean"))
         self.config = segmentation or SegmentationConfig()
         self.vad: VoiceActivityDetector | None = make_vad(vad, self.model)
         self.max_batch_seconds = max(max_batch_seconds, self.config.max_segment_seconds)
@@ -285,15 +291,18 @@ class Transcriber:
                 groups[-1].append(k)
             else:
                 groups.append([k])
-        segments = []
+        segments, confidences = [], []
         for group in groups:
             lp = self._splice(f, group)
             start = f.windows[group[0]].start / self.sample_rate
             end = min(f.windows[group[-1]].end, f.num_samples) / self.sample_rate
-            segment = self._segment(lp, start, end)
+            segment = self._segment(lp, start, end, confidences)
             if segment.text:
                 segments.append(segment)
         f.log_probs.clear()
+        warning = low_confidence_warning(self.card, confidences) if self.check_confidence else None
+        if warning:
+            f.warnings.append(f"{f.path}: {warning}")
         text = " ".join(s.text for s in segments)
         return Transcript(f.path, text, f.num_samples / self.sample_rate, segments=segments, warnings=f.warnings)
 
@@ -309,19 +318,35 @@ class Transcriber:
         parts.append(f.log_probs[group[-1]][max(0, take_from) :])
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-    def _segment(self, log_probs: torch.Tensor, start: float, end: float):
+    def _segment(self, log_probs: torch.Tensor, start: float, end: float, confidences: list[float] | None = None):
+        """Decode and align one stretch of log-probs; its words' confidences are added to ``confidences``."""
         from asr.decoding.alignment import AlignmentError, Segment, align_words
 
         text = self.decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))[0].strip()
         words = []
-        if text and self.word_timestamps:
+        if text and (self.word_timestamps or self.check_confidence):
             try:
                 words = align_words(log_probs, text, self.tokenizer, self.frame_seconds, offset=start)
             except AlignmentError:
                 words = []
+        if confidences is not None:
+            confidences.extend(w.confidence for w in words)
+        if not self.word_timestamps:
+            words = []
         if words:
             start, end = max(start, words[0].start), min(end, max(words[-1].end, words[0].start))
         return Segment(round(start, 3), round(end, 3), text, words)
+
+
+def with_hotwords(decoder: Decoder | None, tokenizer: Any, hotwords: Any) -> Decoder | None:
+    """``decoder`` with ``hotwords`` favoured by the word-spotting pass (greedy when ``decoder`` is None)."""
+    if hotwords is None:
+        return decoder
+    from asr.decoding.hotwords import HotwordDecoder
+
+    if decoder is not None and not hasattr(decoder, "decode_one"):
+        raise UsageError("hotwords= needs greedy decoding or a beam-search decoder (build_decoder(hotwords=...))")
+    return HotwordDecoder(tokenizer, hotwords, base=decoder)
 
 
 class _Counted:
@@ -356,10 +381,14 @@ def transcribe(
     vad: str = DEFAULT_VAD,
     word_timestamps: bool = False,
     progress: bool = False,
+    hotwords: Any = None,
 ) -> list[Transcript]:
     """Transcribe ``paths`` (any length, rate and channel count); results in input order, ``error`` set for
     files that cannot be read. ``bf16`` runs the encoder under bfloat16 autocast (features stay float32).
     ``decoder`` turns log-probs into text (default: greedy). ``num_threads`` is kept for callers of the old
-    signature; torch's own thread setting governs."""
+    signature; torch's own thread setting governs. ``hotwords`` (a WORD<TAB>BOOST file, a {word: boost}
+    mapping or a list of words) are favoured (:mod:`asr.decoding.hotwords`): by word spotting over greedy decoding,
+    or pass ``decoder=build_decoder(..., hotwords=...)`` for an LM."""
+    decoder = with_hotwords(decoder, loaded.tokenizer, hotwords)
     t = Transcriber(loaded, max_batch_seconds, bf16, decoder, segmentation, vad, word_timestamps)
     return list(t.run(paths, progress=progress))

@@ -30,6 +30,7 @@ Format history:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -104,6 +105,24 @@ def save_model(
     tmp = f"{path}.tmp"
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def rewrite_metadata(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Replace a model file's metadata with ``update(metadata)`` and return it; weights and everything else are
+    kept byte for byte as tensors, and the file is replaced atomically (``asr evaluate --update-card``)."""
+    path = str(path)
+    load_model(path)  # the same checks (and errors) as any load, before touching the file
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj["metadata"] = update(dict(obj.get("metadata") or {}))
+    tmp = f"{path}.tmp"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ModelFileError(f"{path}: cannot rewrite the model file ({e.strerror or e})") from None
+    return obj["metadata"]
 
 
 def _v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
@@ -278,8 +297,17 @@ def _load_error(path: str, what: str, head: bytes, e: BaseException) -> ModelFil
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model file of this or any older format version (migrated in memory; see the module docstring)."""
+    """Load a model file of this or any older format version (migrated in memory; see the module docstring).
+
+    ``path`` may also be a name in the model registry, an http(s):// or file:// URL, or ``hf://org/repo[/file]``:
+    the file is then fetched into the cache first, checked against its SHA-256 (:mod:`asr.model.cache`).
+    """
     path = str(path)
+    if not os.path.exists(path):
+        from asr.model.cache import fetch_model, is_remote
+
+        if is_remote(path):  # a registry name or a URL: fetched into the cache (asr.model.cache)
+            path = str(fetch_model(path))
     obj = read_torch_file(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         hint = ""

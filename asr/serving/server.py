@@ -58,6 +58,7 @@ from asr.data.audio import AudioError
 from asr.decoding.greedy import Decoder, GreedyDecoder
 from asr.errors import UsageError
 from asr.inference.formats import write_result
+from asr.model.card import card_info
 from asr.model.file import LoadedModel
 from asr.serving.access import Access, AccessMiddleware, is_loopback, refuse
 from asr.serving.limits import Limits
@@ -143,6 +144,7 @@ class Recognizer:
             "lookahead_frames": dims.lookahead_frames,  # what a stream waits for beyond the model without it:
             "lookahead_ms": round(1000 * self.model.lookahead_seconds, 3),  # lookahead_frames * frame_seconds
             "created": self.loaded.created,
+            **card_info(self.loaded.metadata),
         }
 
     def transcribe(self, audio: np.ndarray, name: str) -> dict[str, Any]:
@@ -583,7 +585,9 @@ def _is_end(text: str) -> bool:
 def describe_decoding(decoder: dict[str, Any]) -> str:
     """:meth:`Recognizer.decoder_info` as the start-up log says it."""
     if decoder["name"] == "greedy":
-        return "greedy decoding"
+        return "greedy decoding" + (
+            f", {decoder['hotwords']} hotwords by word spotting" if decoder.get("hotwords") else ""
+        )
     settings = ", ".join(
         f"{k} {v}" for k, v in decoder.items() if k not in ("name", "stream_partials") and v is not None
     )

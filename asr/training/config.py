@@ -1,7 +1,7 @@
 """Training configuration: small dataclasses, one per YAML section, each mapping 1:1 to what it configures.
 
-A YAML file has the sections ``features``, ``model``, ``tokenizer``, ``data``, ``augment``, ``optim`` and
-``trainer``; a missing section or key keeps its default, an unknown one is an error that names the file and
+A YAML file has the sections ``features``, ``model``, ``tokenizer``, ``data``, ``augment``, ``optim``,
+``trainer`` and ``card``; a missing section or key keeps its default, an unknown one is an error that names the file and
 suggests the closest known key. Command-line overrides use the same dotted names: ``model.hidden_size=512``.
 """
 
@@ -216,6 +216,21 @@ class TrainerConfig:
 
 
 @dataclass
+class CardConfig:
+    """What the model card (:mod:`asr.model.card`) says that the data cannot tell: ``asr train --domain`` and
+    ``--data-licence`` set these too."""
+
+    # The model's name on its card (default: the output folder's name), e.g. "synth-en-commands".
+    name: str | None = None
+    # What speech it was trained for, in a few words: "read English, close microphone", "synthetic espeak".
+    domain: str | None = None
+    # Licence of the training data (an SPDX name where there is one: CC-BY-4.0), which binds the weights too.
+    data_licence: str | None = None
+    # A sentence or two for the card's page.
+    description: str | None = None
+
+
+@dataclass
 class Config:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelDimensions = field(default_factory=lambda: ModelDimensions(vocab_size=0))
@@ -224,6 +239,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    card: CardConfig = field(default_factory=CardConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -44,6 +44,7 @@ RUN_FILES = (
     "skipped_train.txt",
     "skipped_val.txt",
     "tokenizer.model",
+    "MODEL_CARD.md",
     "lightning_logs",
 )
 

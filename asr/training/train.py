@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from asr.data.dataset import Skipped
 from asr.data.manifest import read_manifest
 from asr.data.shards import read_shard_manifest
+from asr.model.card import write_card_file
 from asr.model.file import save_model
 from asr.training.batch_sizing import BatchChoice, longest_training_seconds
 from asr.training.callbacks import AutoBatch, EpochLog
@@ -28,6 +29,7 @@ from asr.training.config import Config, ConfigError, dump_config
 from asr.training.ctc_module import CTCModule
 from asr.training.datamodule import ASRDataModule, load_split
 from asr.training.feature_stats import estimate_global_stats
+from asr.training.model_card import card_name_of, model_card, validation_confidence
 from asr.training.precision import resolve_precision
 from asr.training.provenance import git_commit
 from asr.training.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
@@ -331,6 +333,20 @@ def train(
             else BatchChoice(float(data_config.max_batch_seconds), module.optim_config.lr, "fixed").to_dict(),
             "init_from": init_report.to_dict() if init_report is not None else None,
         }
+        metadata["card"] = model_card(
+            config,
+            out,
+            (train_manifest, train_utts),
+            (val_manifest, val_utts),
+            metadata["best_val_wer"],
+            None,  # the CER of the best checkpoint is not kept (only its WER): left out rather than another one's
+            validation_confidence(module, val_utts, seed=t.seed),
+            pretrained_from=card_name_of(init_from) if init_report is not None else None,
+            commit=metadata["git_commit"],
+        )
         save_model(model_path, module.model.cpu(), tokenizer, metadata)
-        log.info("wrote %s (best val WER %s, %.1f min)", model_path, metadata["best_val_wer"], minutes)
+        card_path = write_card_file(model_path, metadata["card"])
+        log.info(
+            "wrote %s (best val WER %s, %.1f min) and %s", model_path, metadata["best_val_wer"], minutes, card_path
+        )
     return model_path

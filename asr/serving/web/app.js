@@ -23,6 +23,7 @@ async function init() {
     const wait = h.streaming === "exact" ? ` \u00b7 look-ahead ${m.lookahead_ms || 0} ms` : "";
     $("model").textContent = `${m.layers}\u00d7${m.cell.toUpperCase()}-${m.hidden_size} ${kind} \u00b7 ${live}` +
       `${wait} \u00b7 up to ${h.limits.max_duration} s, ${h.limits.max_upload_mb} MB`;
+    $("card").textContent = m.card_summary || "no model card";
     $("record").disabled = false;
     setStatus("Ready: record, or drop a file.", "ready");
     document.body.dataset.ready = "1";
