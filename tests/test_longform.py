@@ -42,6 +42,8 @@ class ToneFeatures(nn.Module):
 
 
 class ToneEncoder(nn.Module):
+    loud_level = 1.0  # spectral peak below which a frame is silence
+
     def __init__(self, vocab_size: int):
         super().__init__()
         self.vocab_size = vocab_size
@@ -54,7 +56,7 @@ class ToneEncoder(nn.Module):
         frames = padded.unfold(1, FRAME, FRAME)[:, :t_max]  # frame i centred on sample i * FRAME
         spec = torch.fft.rfft(frames * torch.hann_window(FRAME), n=SR // 10).abs()  # 10-Hz bins
         peak = spec.argmax(-1).float() * 10.0
-        loud = spec.amax(-1) > 1.0
+        loud = spec.amax(-1) > self.loud_level
         token = torch.where(peak < 400, 0, torch.round((peak - 500) / 100).long()).clamp(0, self.vocab_size - 1)
         token = torch.where(loud, token, 0)
         lp = torch.full((*token.shape, self.vocab_size), float(np.log(0.02 / (self.vocab_size - 1))))
@@ -196,3 +198,172 @@ def test_silence_and_tiny_files_give_empty_results(tone_model, tmp_path):
         results = list(Transcriber(tone_model, vad=vad).run(files))
         assert [(r.text, r.error) for r in results] == [("", None), ("", None)]
         assert results[1].duration == pytest.approx(0.05)
+
+
+# --- what real recordings carry around a clip: silence, noise, lead-ins ---------------------------------------------
+class NormalisingToneFeatures(ToneFeatures):
+    """Per-utterance normalisation, as the real log-mel's: frames more than 3 standard deviations below the mean
+    log energy of the window (or of its speech frames, where the transcriber passes them) are silenced. So, like
+    a trained model, it is only right when the window is mostly speech: 3 s of faint noise around a 1.5-s clip
+    pulls the mean down until the noise counts as sound, and the tone reader turns it into letters."""
+
+    def forward(self, audio, lengths, stats_mask=None):
+        hop = self.config.hop_length
+        b, n_samples = audio.shape
+        n = n_samples // hop + 1
+        x = torch.nn.functional.pad(audio, (0, n * hop - n_samples)).view(b, n, hop)
+        energy = torch.log((x**2).mean(-1) + 1e-10)
+        stats = torch.arange(n)[None, :] < (lengths // hop + 1)[:, None]
+        if stats_mask is not None:
+            masked = stats & stats_mask[:, :n]
+            stats = torch.where(masked.any(1, keepdim=True), masked, stats)
+        w = stats.float()
+        mean = (energy * w).sum(1, keepdim=True) / w.sum(1, keepdim=True)
+        std = torch.sqrt((((energy - mean) * w) ** 2).sum(1, keepdim=True) / w.sum(1, keepdim=True) + 1e-6)
+        keep = ((energy - mean) / std > -3.0).repeat_interleave(hop, dim=1)[:, :n_samples]
+        return audio * keep, lengths
+
+
+class SensitiveToneEncoder(ToneEncoder):
+    """Any sound at all is read (no absolute loudness floor); optionally the first letter of each window is
+    emitted on its first frame, as a model trained on trimmed utterances does whatever the lead-in."""
+
+    loud_level = 1e-3
+    first_on_frame0 = False
+
+    def forward(self, audio, lengths):
+        lp, n = super().forward(audio, lengths)
+        if self.first_on_frame0:
+            best = lp.argmax(-1)
+            for row in range(lp.shape[0]):
+                frames = torch.nonzero(best[row, : int(n[row])]).flatten()
+                if len(frames):
+                    f0 = int(frames[0])
+                    run = f0
+                    while run < int(n[row]) and best[row, run] == best[row, f0]:
+                        run += 1
+                    token = lp[row, f0].clone()
+                    lp[row, f0:run] = lp[row, 0]  # the first letter's own frames become blank ...
+                    lp[row, 0] = token  # ... and it is emitted at the window's start
+        return lp, n
+
+
+def sensitive_model(first_on_frame0: bool = False) -> LoadedModel:
+    tok = CharTokenizer()
+    model = ToneModel(len(tok))
+    model.features = NormalisingToneFeatures()
+    model.encoder = SensitiveToneEncoder(len(tok))
+    model.encoder.first_on_frame0 = first_on_frame0
+    return LoadedModel(model, tok, {})
+
+
+def _noise(seconds: float, rms: float, seed: int) -> np.ndarray:
+    return (rms * np.random.default_rng(seed).standard_normal(int(seconds * SR))).astype(np.float32)
+
+
+def test_silence_and_white_noise_give_empty_transcripts(tmp_path):
+    """2 s of digital silence and 5 s of white noise: the detector finds no speech, so no window reaches the
+    model (this model turns any sound into letters; the real ones did: "le oleleln", a 27-word sentence)."""
+    sf.write(tmp_path / "silence.wav", np.zeros(2 * SR, np.float32), SR)
+    sf.write(tmp_path / "white.wav", _noise(5.0, 0.1, 0), SR)
+    sf.write(tmp_path / "faint.wav", _noise(5.0, 0.001, 1), SR)
+    files = [str(tmp_path / n) for n in ("silence.wav", "white.wav", "faint.wav")]
+    gated = list(Transcriber(sensitive_model()).run(files))
+    assert [(r.text, r.segments, r.error) for r in gated] == [("", [], None)] * 3
+    assert [r.duration for r in gated] == [2.0, 5.0, 5.0]
+    # the same model without the gate hears words in the noise: the test can fail
+    ungated = list(Transcriber(sensitive_model(), vad="none").run(files))
+    assert ungated[0].text == "" and ungated[1].text and ungated[2].text
+
+
+@pytest.mark.parametrize("padding", ["silence", "noise"])
+def test_clip_with_padding_gives_the_clips_own_text(tmp_path, padding):
+    """1.5 s of silence or faint noise (-40 dB) on each side of each clip: the transcript is the clip's own,
+    because the window is trimmed to the speech and normalised by the speech frames."""
+    tok = CharTokenizer()
+    rng = np.random.default_rng(3)
+    texts = sentences(6, rng)
+    plain, padded = [], []
+    for i, text in enumerate(texts):
+        audio, _ = say(text, tok)
+        sf.write(tmp_path / f"clip{i}.wav", audio, SR)
+        side = np.zeros(int(1.5 * SR), np.float32) if padding == "silence" else None
+        if side is None:
+            x = np.concatenate([np.zeros(int(1.5 * SR), np.float32), audio, np.zeros(int(1.5 * SR), np.float32)])
+            x = x + _noise(len(x) / SR, 0.003, i)  # 40 dB below the loud tones
+        else:
+            x = np.concatenate([side, audio, side])
+        sf.write(tmp_path / f"padded{i}.wav", x, SR)
+        plain.append(str(tmp_path / f"clip{i}.wav"))
+        padded.append(str(tmp_path / f"padded{i}.wav"))
+    tr = Transcriber(sensitive_model(), word_timestamps=True)
+    assert [t.text for t in tr.run(plain)] == texts
+    results = list(tr.run(padded))
+    assert [t.text for t in results] == texts
+    for t, text in zip(results, texts):
+        (seg,) = t.segments
+        assert 1.5 - 0.15 <= seg.start <= 1.5 + 0.05 and seg.end <= t.duration - 1.5 + 0.15
+        assert 0.0 <= seg.no_speech_prob < 0.2
+    if padding == "noise":  # without the gate the noise becomes letters
+        ungated = [t.text for t in Transcriber(sensitive_model(), vad="none").run(padded)]
+        assert all(u != text for u, text in zip(ungated, texts))
+
+
+def test_first_word_starts_where_the_speech_does(tmp_path):
+    """A model that emits its first letter on a window's first frame put every first word at 0.00 s of a
+    clip with a lead-in; the start is moved to where the detector's speech begins (inside the word's span)."""
+    tok = CharTokenizer()
+    text = "dial nine four two"
+    audio, starts = say(text, tok)
+    lead = 0.8
+    sf.write(tmp_path / "lead.wav", np.concatenate([np.zeros(int(lead * SR), np.float32), audio]), SR)
+    (t,) = Transcriber(sensitive_model(first_on_frame0=True), word_timestamps=True).run([str(tmp_path / "lead.wav")])
+    assert t.text == text
+    words = t.segments[0].words
+    assert [w.word for w in words] == text.split()
+    errors = [w.start - (lead + s) for w, (_, s) in zip(words, starts)]
+    assert max(abs(e) for e in errors) <= 1.5 * FRAME / SR, errors
+    assert t.segments[0].start == words[0].start
+
+
+def test_snap_starts_to_speech_moves_only_starts_in_pauses():
+    from asr.decoding.alignment import Word
+    from asr.inference.transcribe import snap_starts_to_speech
+
+    words = [Word("a", 0.0, 0.5, 1.0), Word("b", 0.6, 0.9, 1.0), Word("c", 1.0, 1.1, 1.0), Word("d", 1.2, 1.6, 1.0)]
+    regions = [(0.3, 0.95), (1.3, 2.0)]
+    out = snap_starts_to_speech(words, regions)
+    # a: in the lead-in, moved to the onset; b: inside speech, kept; c: in a pause with no onset inside it, kept;
+    # d: starts in the pause, its speech begins at 1.3
+    assert [w.start for w in out] == [0.3, 0.6, 1.0, 1.3]
+
+
+def test_trimmed_windows_of_short_files():
+    cfg = SegmentationConfig(trim_pad_seconds=0.1)
+    probs = np.zeros(300, np.float32)  # 3 s in 10-ms frames
+    probs[100:180] = 0.9
+    probs[200:220] = 0.9  # a pause of 0.2 s inside is kept in the window
+    (w,) = plan_windows(probs, 0.01, 3 * SR, SR, cfg, grid=FRAME)
+    assert w.start % FRAME == 0 and 0.9 * SR - FRAME < w.start <= 0.9 * SR and abs(w.end - 2.3 * SR) <= 1
+    assert plan_windows(np.zeros(300, np.float32), 0.01, 3 * SR, SR, cfg, FRAME) == []
+    probs[:] = 0.9  # speech to the edges: the whole file, as utterances always went
+    assert plan_windows(probs, 0.01, 3 * SR, SR, cfg, FRAME) == [Window(0, 3 * SR)]
+    with pytest.raises(ValueError, match="trimming margin"):
+        SegmentationConfig(trim_pad_seconds=-0.1)
+
+
+def test_no_speech_probability_from_the_blank_posterior():
+    from asr.decoding.alignment import no_speech_probability
+
+    v = 5
+    silent = np.full((40, v), np.log(0.01 / (v - 1)))
+    silent[:, 0] = np.log(0.99)
+    assert no_speech_probability(silent) == pytest.approx(0.99)
+    sure = silent.copy()
+    sure[[5, 6, 20], :] = np.log(0.01 / (v - 1))
+    sure[[5, 6], 1], sure[20, 2] = np.log(0.99), np.log(0.99)  # two letters, the model sure of both
+    assert no_speech_probability(torch.from_numpy(sure)) < 0.01
+    weak = silent.copy()
+    weak[10] = np.log([0.45, 0.5, 0.03, 0.01, 0.01])  # one letter that barely beats blank
+    assert no_speech_probability(weak) == pytest.approx(0.45)
+    assert no_speech_probability(np.zeros((0, v))) == 1.0

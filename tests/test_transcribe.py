@@ -300,3 +300,32 @@ def test_a_pipe_is_transcribed_and_odd_file_names_keep_one_line_each(model, spee
     assert lines[3].split("\t")[0].endswith("caf\\xe9-latin1.wav")
     rc = main(["transcribe", "--model", model, "--format", "json", paths[3]])
     assert rc == 0 and _json_lines(capsys.readouterr().out)[0]["path"].endswith("caf\\xe9-latin1.wav")
+
+
+def test_silence_noise_and_padding_around_real_clips(model, speech, tmp_path, capsys):
+    """The trained model through the CLI: 2 s of silence and 5 s of white noise give empty transcripts; a clip
+    with 1.5 s of silence on each side is transcribed from its speech, with a no-speech probability per segment."""
+    sf.write(tmp_path / "silence.wav", np.zeros(2 * 16000, np.float32), 16000)
+    sf.write(
+        tmp_path / "white.wav", 0.1 * np.random.default_rng(1).standard_normal(5 * 16000).astype(np.float32), 16000
+    )
+    audio, sr = sf.read(speech[0], dtype="float32")
+    side = np.zeros(int(1.5 * sr), np.float32)
+    sf.write(tmp_path / "padded.wav", np.concatenate([side, audio, side]), sr)
+    files = [str(tmp_path / n) for n in ("silence.wav", "white.wav", "padded.wav")]
+    assert main(["transcribe", "--model", model, "--format", "json", *files]) == 0
+    silence, white, padded = _json_lines(capsys.readouterr().out)
+    assert (silence["text"], silence["segments"], white["text"], white["segments"]) == ("", [], "", [])
+    assert white["duration"] == 5.0
+    assert padded["text"] and padded["segments"]
+    seg = padded["segments"][0]
+    assert 1.5 - 0.2 <= seg["start"] and padded["segments"][-1]["end"] <= 1.5 + len(audio) / sr + 0.2
+    assert all(0.0 <= s["no_speech_prob"] <= 1.0 for s in padded["segments"])
+    # a threshold below every segment's no-speech probability drops them all; one above keeps them
+    assert main(["transcribe", "--model", model, "--format", "json", "--no-speech-threshold", "0", files[2]]) == 0
+    (dropped,) = _json_lines(capsys.readouterr().out)
+    assert (dropped["text"], dropped["segments"]) == ("", [])
+    assert main(["transcribe", "--model", model, "--format", "json", "--no-speech-threshold", "1", files[2]]) == 0
+    assert _json_lines(capsys.readouterr().out)[0]["text"] == padded["text"]
+    assert main(["transcribe", "--model", model, "--no-speech-threshold", "1.5", files[2]]) == 2
+    assert "--no-speech-threshold must be a probability in [0, 1], got 1.5" in capsys.readouterr().err

@@ -168,6 +168,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         segmentation=segmentation,
         vad=args.vad,
         word_timestamps=args.format != "text",
+        no_speech_threshold=args.no_speech_threshold,
     )
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     failures = 0
@@ -578,6 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=("energy", "silero", "webrtc", "none"),
                 default="energy",
                 help="voice-activity detector that finds the pauses (none: cut by length only)",
+            )
+            s.add_argument(
+                "--no-speech-threshold",
+                type=float,
+                default=None,
+                metavar="P",
+                help="drop segments whose no_speech_prob (the model's own blank posterior, in the json output) "
+                "is above P, e.g. 0.4 (default: keep every segment with text)",
             )
             s.add_argument(
                 "--progress",

@@ -53,14 +53,45 @@ class Segment:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
+    # How sure the model is that nothing was said here (:func:`no_speech_probability`); None where not computed.
+    no_speech_prob: float | None = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "start": round(self.start, 3),
             "end": round(self.end, 3),
             "text": self.text,
             "words": [w.to_dict() for w in self.words],
         }
+        if self.no_speech_prob is not None:
+            out["no_speech_prob"] = round(self.no_speech_prob, 4)
+        return out
+
+
+def no_speech_probability(log_probs: torch.Tensor | np.ndarray, blank: int = 0) -> float:
+    """How sure a CTC model is that a segment holds no speech, from its blank posterior (whisper's
+    ``no_speech_prob`` is the probability of its no-speech token; a CTC model says "nothing here" with blank).
+
+    Greedy decoding emits one token per run of frames whose most probable label is the same non-blank one; each
+    such token is as doubtful as the blank's posterior at its surest frame. The segment's value is the mean of that
+    over its tokens: near 0 when the model is sure of what it heard, near 1 when every character it emitted
+    barely beat blank (hallucination in noise). A segment where no frame's best label is non-blank (the decoder's
+    text can still be non-empty with an LM) gets the lowest blank posterior of any frame. ``log_probs``: (T, V).
+    """
+    lp = log_probs.detach().float().cpu().numpy() if isinstance(log_probs, torch.Tensor) else np.asarray(log_probs)
+    if lp.ndim != 2 or lp.shape[0] == 0:
+        return 1.0
+    p_blank = np.exp(lp[:, blank])
+    best = lp.argmax(axis=1)
+    emitting = best != blank
+    if not emitting.any():
+        return float(p_blank.min())
+    # runs of one non-blank label: a new run where the label changes or follows a blank frame
+    starts = emitting & np.concatenate(([True], (best[1:] != best[:-1]) | ~emitting[:-1]))
+    run_id = np.cumsum(starts)[emitting]
+    per_token = np.full(int(run_id.max()), np.inf)
+    np.minimum.at(per_token, run_id - 1, p_blank[emitting])
+    return float(per_token.mean())
 
 
 def ctc_viterbi(log_probs: np.ndarray, labels: np.ndarray, blank: int = 0) -> np.ndarray:

@@ -11,9 +11,12 @@ on utterances of seconds, not hours. So a recording is cut where nobody speaks:
    (``joins_next``) whose CTC outputs are spliced back together in the middle of the overlap, so no speech is
    ever dropped and no word is cut in two by a hard edge.
 
-Silence outside the windows is never transcribed: a long file of silence gives no window and an empty
-transcript. A file that fits in one window goes to the model whole, as utterances always did.
-Windows start on the model's frame grid, so spliced outputs and timestamps line up exactly.
+Silence outside the windows is never transcribed: a file of silence or steady noise, long or short, gives no window
+and an empty transcript. A file that fits in one window is one window from its first speech frame to its last, with
+``trim_pad_seconds`` either side (the silence and noise a real recording carries around a clip made a model trained
+on trimmed utterances hallucinate words; docs/transcription.md, "Short files"); a clip that is speech to its edges
+is sent whole, exactly as utterances always went. Windows start on the model's frame grid, so spliced outputs and
+timestamps line up exactly.
 """
 
 from __future__ import annotations
@@ -48,10 +51,15 @@ class SegmentationConfig:
     # A region too long for one window is cut in a pause at least this long (shorter quiet runs can be a stop
     # consonant or a soft syllable: cutting there splits a word, so such stretches are overlapped instead).
     min_cut_pause_seconds: float = 0.15
+    # A file short enough for one window is cut down to its speech with this much audio kept before the first and
+    # after the last speech frame (a margin for soft onsets and tails the detector's threshold misses).
+    trim_pad_seconds: float = 0.1
 
     def __post_init__(self) -> None:
         if self.max_segment_seconds < 1.0:
             raise UsageError(f"max segment length must be at least 1 s, got {self.max_segment_seconds}")
+        if self.trim_pad_seconds < 0:
+            raise UsageError(f"the trimming margin must be 0 s or more, got {self.trim_pad_seconds}")
         # the splice point must leave each side at least a quarter window of context
         self.overlap_seconds = min(self.overlap_seconds, self.max_segment_seconds / 4)
 
@@ -224,13 +232,14 @@ def plan_windows(
 
     ``probs`` are the detector's per-frame speech probabilities (``None``: the whole file is speech). Window
     starts are multiples of ``grid`` samples (the model's output frame), so overlapping windows share frames.
-    A file no longer than one window is one window from its first sample to its last, whatever the detector
-    says: short utterances are transcribed (and scored by ``asr evaluate``) exactly as they always were.
+    A file no longer than one window is one window from its first speech frame to its last (pauses inside kept),
+    widened by ``trim_pad_seconds``; without speech it has no window. An utterance that is speech to its edges is
+    thus one window from its first sample to its last, as it always was.
     """
     if num_samples <= 0:
         return []
     if num_samples <= config.max_segment_seconds * sample_rate:
-        return [Window(0, num_samples)]  # a file that fits goes whole, exactly as one utterance always went
+        return _trimmed(probs, frame_seconds, num_samples, sample_rate, config, grid)
     if probs is None:
         spans = [(0, num_samples)]
     else:
@@ -261,6 +270,26 @@ def plan_windows(
             )
         )
     return windows
+
+
+def _trimmed(
+    probs: np.ndarray | None,
+    frame_seconds: float,
+    num_samples: int,
+    sample_rate: int,
+    config: SegmentationConfig,
+    grid: int,
+) -> list[Window]:
+    """The one window of a short file: its speech, ``trim_pad_seconds`` either side; none without speech."""
+    if probs is None:
+        return [Window(0, num_samples)]
+    regions = speech_regions(probs, frame_seconds, config)
+    if not regions:
+        return []
+    pad = config.trim_pad_seconds
+    start = max(0, int((regions[0][0] - pad) * sample_rate)) // grid * grid
+    end = min(num_samples, int(np.ceil((regions[-1][1] + pad) * sample_rate)))
+    return [Window(start, end)] if end > start else []
 
 
 def _merge(spans: list[tuple[int, int]], gap: int, max_len: int) -> list[tuple[int, int]]:

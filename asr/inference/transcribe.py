@@ -67,6 +67,7 @@ class _File:
     num_samples: int = 0
     speech: np.ndarray | None = None  # the detector's speech/non-speech flag per frame of ``speech_frame_s``
     speech_frame_s: float = 1.0
+    regions: list[tuple[float, float]] | None = None  # the detector's speech regions (s), None without a detector
     progress_s: float = 0.0  # audio seconds of this file shown on the progress bar so far
     cut_done: bool = False
     error: str | None = None
@@ -96,7 +97,12 @@ class Transcriber:
         vad: str = DEFAULT_VAD,
         word_timestamps: bool = True,
         block_seconds: float = 30.0,
+        no_speech_threshold: float | None = None,
     ):
+        """``no_speech_threshold``: drop the segments whose ``no_speech_prob`` exceeds it (None: keep them all)."""
+        if no_speech_threshold is not None and not 0.0 <= no_speech_threshold <= 1.0:
+            raise UsageError(f"--no-speech-threshold must be a probability in [0, 1], got {no_speech_threshold}")
+        self.no_speech_threshold = no_speech_threshold
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.decoder = decoder or GreedyDecoder(self.tokenizer)
         # With a card that holds the validation set's confidence, every file's words are aligned (also for plain
@@ -191,10 +197,12 @@ class Transcriber:
             probs, frame_s = self.vad.speech_probabilities(counted), self.vad.frame_seconds
             f.num_samples = counted.samples
         f.windows = plan_windows(probs, frame_s, f.num_samples, self.sample_rate, self.config, self.frame_samples)
-        whole = f.windows == [Window(0, f.num_samples)]  # a short file: normalised as training did
-        if probs is not None and not whole:  # speech regions (short pauses bridged), as the detector frames them
+        whole = f.windows == [Window(0, f.num_samples)]  # a clip of speech to its edges: normalised as training did
+        if probs is not None:  # speech regions (short pauses bridged), as the detector frames them
+            f.regions = speech_regions(probs, frame_s, self.config)
+        if f.regions is not None and not whole:
             f.speech, f.speech_frame_s = np.zeros(len(probs), dtype=bool), frame_s
-            for s, e in speech_regions(probs, frame_s, self.config):
+            for s, e in f.regions:
                 f.speech[int(round(s / frame_s)) : int(round(e / frame_s))] = True
         f.warnings[:] = list(dict.fromkeys(f.warnings))  # the second read repeats the first's warnings
         self._queue_windows(f)
@@ -296,9 +304,14 @@ class Transcriber:
             lp = self._splice(f, group)
             start = f.windows[group[0]].start / self.sample_rate
             end = min(f.windows[group[-1]].end, f.num_samples) / self.sample_rate
-            segment = self._segment(lp, start, end, confidences)
-            if segment.text:
-                segments.append(segment)
+            seg_confidences: list[float] = []
+            segment = self._segment(lp, start, end, seg_confidences, f.regions)
+            if not segment.text:
+                continue
+            if self.no_speech_threshold is not None and segment.no_speech_prob > self.no_speech_threshold:
+                continue  # the model itself says nothing was said here
+            confidences.extend(seg_confidences)
+            segments.append(segment)
         f.log_probs.clear()
         warning = low_confidence_warning(self.card, confidences) if self.check_confidence else None
         if warning:
@@ -318,9 +331,17 @@ class Transcriber:
         parts.append(f.log_probs[group[-1]][max(0, take_from) :])
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-    def _segment(self, log_probs: torch.Tensor, start: float, end: float, confidences: list[float] | None = None):
-        """Decode and align one stretch of log-probs; its words' confidences are added to ``confidences``."""
-        from asr.decoding.alignment import AlignmentError, Segment, align_words
+    def _segment(
+        self,
+        log_probs: torch.Tensor,
+        start: float,
+        end: float,
+        confidences: list[float] | None = None,
+        regions: list[tuple[float, float]] | None = None,
+    ):
+        """Decode and align one stretch of log-probs; its words' confidences are added to ``confidences``, and
+        word starts in a pause move to the detector's ``regions`` (:func:`snap_starts_to_speech`)."""
+        from asr.decoding.alignment import AlignmentError, Segment, align_words, no_speech_probability
 
         text = self.decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))[0].strip()
         words = []
@@ -329,13 +350,35 @@ class Transcriber:
                 words = align_words(log_probs, text, self.tokenizer, self.frame_seconds, offset=start)
             except AlignmentError:
                 words = []
+            if regions:
+                words = snap_starts_to_speech(words, regions)
         if confidences is not None:
             confidences.extend(w.confidence for w in words)
         if not self.word_timestamps:
             words = []
         if words:
             start, end = max(start, words[0].start), min(end, max(words[-1].end, words[0].start))
-        return Segment(round(start, 3), round(end, 3), text, words)
+        no_speech = no_speech_probability(log_probs, self.tokenizer.blank_id)
+        return Segment(round(start, 3), round(end, 3), text, words, no_speech_prob=no_speech)
+
+
+def snap_starts_to_speech(words: list, regions: list[tuple[float, float]]) -> list:
+    """Words whose aligned start lies in a pause moved to where the detector's speech begins inside them.
+
+    A CTC model emits a character's spike wherever its training data taught it to; one trained on utterances
+    trimmed to their speech emits the first character on a segment's first frame, so the first word "started"
+    at 0.00 s of every clip with a lead-in (docs/transcription.md, "Word times"). A word cannot start in a pause:
+    when its start is outside every speech region and a region begins before its end, the start moves there.
+    Starts inside speech are the alignment's and are left alone; ``words`` is changed in place and returned.
+    """
+    onsets = [s for s, _ in regions]
+    for w in words:
+        if any(s <= w.start < e for s, e in regions):
+            continue
+        later = [s for s in onsets if w.start < s < w.end]
+        if later:
+            w.start = float(later[0])
+    return words
 
 
 def with_hotwords(decoder: Decoder | None, tokenizer: Any, hotwords: Any) -> Decoder | None:
@@ -382,13 +425,24 @@ def transcribe(
     word_timestamps: bool = False,
     progress: bool = False,
     hotwords: Any = None,
+    no_speech_threshold: float | None = None,
 ) -> list[Transcript]:
     """Transcribe ``paths`` (any length, rate and channel count); results in input order, ``error`` set for
     files that cannot be read. ``bf16`` runs the encoder under bfloat16 autocast (features stay float32).
     ``decoder`` turns log-probs into text (default: greedy). ``num_threads`` is kept for callers of the old
     signature; torch's own thread setting governs. ``hotwords`` (a WORD<TAB>BOOST file, a {word: boost}
     mapping or a list of words) are favoured (:mod:`asr.decoding.hotwords`): by word spotting over greedy decoding,
-    or pass ``decoder=build_decoder(..., hotwords=...)`` for an LM."""
+    or pass ``decoder=build_decoder(..., hotwords=...)`` for an LM. ``no_speech_threshold`` drops segments whose
+    ``no_speech_prob`` is above it."""
     decoder = with_hotwords(decoder, loaded.tokenizer, hotwords)
-    t = Transcriber(loaded, max_batch_seconds, bf16, decoder, segmentation, vad, word_timestamps)
+    t = Transcriber(
+        loaded,
+        max_batch_seconds,
+        bf16,
+        decoder,
+        segmentation,
+        vad,
+        word_timestamps,
+        no_speech_threshold=no_speech_threshold,
+    )
     return list(t.run(paths, progress=progress))
