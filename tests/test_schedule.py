@@ -5,6 +5,7 @@ small or a large dataset, whether epochs, steps or a time budget end it, and say
 """
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -81,6 +82,40 @@ def test_early_stopping_counts_patience_across_a_resume():
     assert resumed.record_validation(50, 0.40) is True  # the third validation in a row without improvement
     assert resumed.best_wer == 0.4 and [v[0] for v in resumed.validations] == [10, 20, 30, 40, 50]
     assert RunControl(patience=0).record_validation(1, 0.5) is False  # off
+
+
+def test_patience_counts_only_once_the_model_has_learned_something():
+    control = RunControl(patience=2)
+    # the all-blank plateau: 100 % (or worse) for as long as it lasts is never "not improving"
+    assert [control.record_validation(s, w) for s, w in [(10, 1.0), (20, 1.0), (30, 1.2), (40, 1.0)]] == [False] * 4
+    assert control.wait == 0 and not control.counting()
+    assert control.record_validation(50, 0.8) is False  # learning: counting starts here
+    assert control.counting() and [control.record_validation(s, 0.85) for s in (60, 70)] == [False, True]
+    # without the condition (null) the plateau itself runs the patience out
+    old = RunControl(patience=2, start_below_wer=None)
+    assert [old.record_validation(s, 1.0) for s in (10, 20, 30)] == [False, False, True]
+    # a minimum share of the schedule: nothing counts before it, even below 100 %
+    late = RunControl(patience=1, min_progress=0.5)
+    late.progress = 0.2
+    assert [late.record_validation(s, w) for s, w in [(10, 0.5), (20, 0.6), (30, 0.7)]] == [False] * 3
+    late.progress = 0.5
+    assert late.record_validation(40, 0.7) is True
+    # the state a resume reads keeps the validations, so a resumed run knows it has learned
+    resumed = RunControl(patience=2)
+    resumed.load_state_dict(control.state_dict())
+    assert resumed.counting()
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("trainer.early_stopping_below_wer=0", "early_stopping_below_wer must be a WER above 0"),
+        ("trainer.early_stopping_min_progress=1.0", r"early_stopping_min_progress is a share of the schedule"),
+    ],
+)
+def test_early_stopping_conditions_are_checked(option, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [option])
 
 
 def test_still_falling_wer_at_the_end_gives_a_warning_with_the_numbers():
@@ -221,7 +256,12 @@ def test_max_steps_is_a_stop_reason(tiny_corpus, tmp_path):
 
 def test_early_stopping_stops_says_so_and_a_resume_respects_it(tiny_corpus, tmp_path, capsys):
     # min_delta 1.0 (100 points): no validation can improve on the first one
-    early = ["trainer.early_stopping_patience=1", "trainer.early_stopping_min_delta=1.0"]
+    # (and null: patience counts from the first validation, though this tiny model stays at 100 % WER)
+    early = [
+        "trainer.early_stopping_patience=1",
+        "trainer.early_stopping_min_delta=1.0",
+        "trainer.early_stopping_below_wer=null",
+    ]
     assert train_cli(tiny_corpus, tmp_path, "--max-epochs", "5", *early) == 0
     meta = load_model(tmp_path / "model.pt").metadata
     assert meta["stop_reason"].startswith("early stopping (no val_wer improvement for 1 validations")
@@ -286,3 +326,24 @@ def test_ranks_validate_on_the_clock_together():
         control._started = time.monotonic()
         control._check(trainer)
         assert (trainer._last_val_time == float("-inf")) == validates
+
+
+def test_speech_commands_config_on_a_tiny_corpus_trains_past_the_plateau(tiny_corpus, tmp_path):
+    """The bundled Speech Commands config (patience 8) on a corpus thousands of times smaller than its own: while
+    validation WER is still 100 % early stopping does not fire, and the run ends at its epoch cap. With patience
+    counted from the first validation and no minimum share of the schedule (the behaviour before), the same run
+    is stopped on the plateau."""
+    conf = Path(__file__).resolve().parents[1] / "recipes" / "speech_commands" / "conf" / "train.yaml"
+    options = ["--config", str(conf), "--max-epochs", "10", "data.max_duration=30", "data.num_workers=0"]
+    assert train_cli(tiny_corpus, tmp_path / "new", *options) == 0
+    meta = load_model(tmp_path / "new" / "model.pt").metadata
+    trainer = meta["config"]["trainer"]
+    assert (trainer["early_stopping_patience"], trainer["early_stopping_min_progress"]) == (8, 0.5)  # the recipe's
+    wers = [v["val_wer"] for v in meta["validations"]]
+    assert len(wers) == 10 and min(wers) >= 1.0  # the plateau, all run long
+    assert meta["stop_reason"] == "epoch cap (trainer.max_epochs=10)"
+    before = ["trainer.early_stopping_below_wer=null", "trainer.early_stopping_min_progress=0"]
+    assert train_cli(tiny_corpus, tmp_path / "old", *options, *before) == 0
+    old = load_model(tmp_path / "old" / "model.pt").metadata
+    assert old["stop_reason"].startswith("early stopping (no val_wer improvement for 8 validations")
+    assert len(old["validations"]) == 9

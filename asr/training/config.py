@@ -189,6 +189,13 @@ class TrainerConfig:
     # is 0.2 points) for this many validations in a row; 0 = off. The best checkpoint is what gets exported.
     early_stopping_patience: int = 0
     early_stopping_min_delta: float = 0.0
+    # Patience counts only from the first validation whose WER is below this (1.0: the model gets some word
+    # right), so a run still on the all-blank plateau (100 % WER for the first part of a small corpus's run)
+    # is never stopped for "not improving"; null counts from the first validation.
+    early_stopping_below_wer: float | None = 1.0
+    # ... and only once this share (0-1) of the schedule is behind the run (the learning-rate schedule's
+    # position: steps or the time budget, whichever is further along).
+    early_stopping_min_progress: float = 0.0
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
@@ -205,6 +212,16 @@ class TrainerConfig:
             raise ValueError(
                 "trainer.early_stopping_patience (validations; 0 = off) and "
                 "trainer.early_stopping_min_delta must be 0 or more"
+            )
+        if self.early_stopping_below_wer is not None and not self.early_stopping_below_wer > 0:
+            raise ValueError(
+                "trainer.early_stopping_below_wer must be a WER above 0 (1.0: 100 %), or null to count from "
+                f"the first validation; got {self.early_stopping_below_wer}"
+            )
+        if not 0.0 <= self.early_stopping_min_progress < 1.0:
+            raise ValueError(
+                "trainer.early_stopping_min_progress is a share of the schedule, in [0, 1); got "
+                f"{self.early_stopping_min_progress}"
             )
         if self.val_check_minutes is not None and not self.val_check_minutes > 0:
             raise ValueError(

@@ -21,6 +21,12 @@ must survive a resume: every validation's WER is recorded (step, time, WER) in t
 resumed run counts its patience on from where it stopped, and the end of training can tell whether the WER was
 still falling (:func:`still_improving`). The WER it reads is already summed over the ranks, so every rank takes
 the same decision without a collective.
+
+Patience only counts once the run has started to learn: from the first validation whose WER is below
+``start_below_wer`` (100 %: some word right) and once ``min_progress`` of the schedule is behind it. Before that a
+flat WER is a model that has not yet left the "all blank" plateau, not one that has stopped improving: on a
+small real corpus the Speech Commands recipe stopped after 63 steps at 100 % WER (test accuracy 0 %) where it
+reached 75.6 % without early stopping.
 """
 
 from __future__ import annotations
@@ -48,9 +54,17 @@ class RunControl(L.Callback):
     or one of :data:`STOP_REASONS`' values.
     """
 
-    def __init__(self, max_minutes: float | None = None, patience: int = 0, min_delta: float = 0.0):
+    def __init__(
+        self,
+        max_minutes: float | None = None,
+        patience: int = 0,
+        min_delta: float = 0.0,
+        start_below_wer: float | None = 1.0,
+        min_progress: float = 0.0,
+    ):
         self.budget_s = 60.0 * max_minutes if max_minutes else None
         self.patience, self.min_delta = patience, min_delta
+        self.start_below_wer, self.min_progress = start_below_wer, min_progress
         self.validations: list[tuple[int, float, float]] = []  # (global step, seconds trained, val_wer)
         self.best_wer: float | None = None
         self.wait = 0  # validations in a row without an improvement of more than min_delta
@@ -91,13 +105,20 @@ class RunControl(L.Callback):
     # --- early stopping -------------------------------------------------------------------------------------
     def record_validation(self, step: int, wer: float, seconds: float | None = None) -> bool:
         """Note a validation's WER (at ``seconds`` trained); True when early stopping says to stop (``patience``
-        validations without an improvement of more than ``min_delta`` over the best so far)."""
+        validations without an improvement of more than ``min_delta`` over the best so far, counted only once
+        :meth:`counting` says the run has started to learn)."""
         self.validations.append((step, self.elapsed if seconds is None else seconds, wer))
         if self.best_wer is None or wer < self.best_wer - self.min_delta:
             self.best_wer, self.wait = wer, 0
-        else:
+        elif self.counting():
             self.wait += 1
         return self.patience > 0 and self.wait >= self.patience
+
+    def counting(self) -> bool:
+        """Whether patience counts now: some validation's WER fell below ``start_below_wer`` (None: no such
+        condition) and the schedule is at least ``min_progress`` along."""
+        learned = self.start_below_wer is None or any(w < self.start_below_wer for _, _, w in self.validations)
+        return learned and self.progress >= self.min_progress
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         wer = trainer.callback_metrics.get("val_wer")

@@ -211,7 +211,13 @@ def train(
         auto_insert_metric_name=False,
         save_on_train_epoch_end=False,
     )
-    control = RunControl(t.max_minutes, t.early_stopping_patience, t.early_stopping_min_delta)
+    control = RunControl(
+        t.max_minutes,
+        t.early_stopping_patience,
+        t.early_stopping_min_delta,
+        start_below_wer=t.early_stopping_below_wer,
+        min_progress=t.early_stopping_min_progress,
+    )
     all_callbacks: list[L.Callback] = [
         control,
         ckpt,
