@@ -338,3 +338,394 @@ def _load_noise(noise: str | os.PathLike | Sequence[torch.Tensor | np.ndarray], 
         if not torch.isfinite(c).all() or not c.abs().max() > 0:
             raise ValueError(f"{name}: noise clip is silent or not finite")
     return [c.float().contiguous() for _, c in named]
+
+
+# --- what real recordings carry: silence, pauses, background noise, gain, rooms, telephone lines -----------------
+#
+# A model trained on clean, tightly trimmed utterances (the synthetic corpus, or any trimmed read speech) turns
+# what real recordings carry around and between the words into words: 2 s of digital silence became "le oleleln"
+# and 5 s of white noise a 27-word sentence (issue 17; docs/augmentation.md). Each module below puts one such
+# thing into training audio, per utterance with probability ``prob``, on the batch's device, drawing every random
+# parameter from its CPU generator (the seeding contract at the top of this module). The two that change lengths
+# (silence padding and pauses) return new lengths; the others keep them. Padding stays zero throughout.
+
+
+def _check_range(name: str, lo_hi: Sequence[float], low: float | None = None) -> tuple[float, float]:
+    if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1] or (low is not None and lo_hi[0] < low):
+        floor = f", from {low}" if low is not None else ""
+        raise ValueError(f"{name} must be a range (low, high) with low <= high{floor}, got {list(lo_hi)}")
+    return float(lo_hi[0]), float(lo_hi[1])
+
+
+def _check_prob(prob: float) -> float:
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"prob must be in [0, 1], got {prob}")
+    return float(prob)
+
+
+def _uniform(g: torch.Generator, n: int, lo_hi: tuple[float, float]) -> torch.Tensor:
+    return lo_hi[0] + torch.rand(n, generator=g, dtype=torch.float64) * (lo_hi[1] - lo_hi[0])
+
+
+def _respliced(rows: list[torch.Tensor], like: torch.Tensor, lengths_like: torch.Tensor):
+    """Rows of new lengths back into one zero-padded (B, S') batch and its (B,) lengths."""
+    lengths = torch.tensor([r.shape[0] for r in rows], dtype=lengths_like.dtype)
+    out = like.new_zeros(len(rows), int(lengths.max()) if rows else 0)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+    return out, lengths.to(lengths_like.device)
+
+
+class SilencePad(nn.Module):
+    """Digital silence before and after an utterance, each side's length drawn from ``seconds`` = (lo, hi).
+
+    Real clips start and end with a lead-in and a tail; a model that never saw one emits letters there (0.6 s of
+    trailing zeros turned "denver" into "frondenveyw"). Silence here is exact zeros: put
+    :class:`ColouredNoise` or :class:`AddNoise` after it to make it a noise floor.
+    """
+
+    def __init__(
+        self,
+        prob: float = 0.5,
+        seconds: Sequence[float] = (0.0, 1.0),
+        sample_rate: int = 16000,
+        generator: GeneratorLike = None,
+    ) -> None:
+        super().__init__()
+        self.prob = _check_prob(prob)
+        self.seconds = _check_range("silence padding seconds", seconds, low=0.0)
+        self.sample_rate = sample_rate
+        self.generator = make_generator(generator)
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.training or audio.shape[0] == 0:
+            return audio, audio_lengths
+        b, g = audio.shape[0], self.generator
+        apply = torch.rand(b, generator=g) < self.prob
+        before = (_uniform(g, b, self.seconds) * self.sample_rate).long() * apply
+        after = (_uniform(g, b, self.seconds) * self.sample_rate).long() * apply
+        if not apply.any():
+            return audio, audio_lengths
+        lengths = audio_lengths.detach().cpu()
+        rows = []
+        for i in range(b):
+            n = int(lengths[i])
+            row = audio.new_zeros(int(before[i]) + n + int(after[i]))
+            row[int(before[i]) : int(before[i]) + n] = audio[i, :n]
+            rows.append(row)
+        return _respliced(rows, audio, audio_lengths)
+
+
+class InsertPauses(nn.Module):
+    """Up to ``max_pauses`` pauses of silence inside an utterance, each of ``seconds`` = (lo, hi), at its quiet
+    10-ms frames.
+
+    People pause between words and read sentences end to end; a corpus of single trimmed phrases has no pause
+    inside, and a model trained on it spells a pause out. A pause goes where the utterance is quiet already (a
+    frame whose energy is in the quietest ``quiet_share`` of its frames), so it falls between words or in a stop
+    closure, not through a vowel; the transcript is unchanged.
+    """
+
+    def __init__(
+        self,
+        prob: float = 0.3,
+        max_pauses: int = 2,
+        seconds: Sequence[float] = (0.1, 0.6),
+        quiet_share: float = 0.2,
+        sample_rate: int = 16000,
+        generator: GeneratorLike = None,
+    ) -> None:
+        super().__init__()
+        if max_pauses < 1:
+            raise ValueError(f"max_pauses must be 1 or more, got {max_pauses}")
+        if not 0.0 < quiet_share <= 1.0:
+            raise ValueError(f"quiet_share must be in (0, 1], got {quiet_share}")
+        self.prob = _check_prob(prob)
+        self.max_pauses, self.quiet_share = max_pauses, quiet_share
+        self.seconds = _check_range("pause seconds", seconds, low=0.0)
+        self.sample_rate = sample_rate
+        self.hop = sample_rate // 100
+        self.generator = make_generator(generator)
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.training or audio.shape[0] == 0:
+            return audio, audio_lengths
+        b, g = audio.shape[0], self.generator
+        apply = torch.rand(b, generator=g) < self.prob
+        counts = torch.randint(1, self.max_pauses + 1, (b,), generator=g)
+        picks = torch.rand(b, self.max_pauses, generator=g, dtype=torch.float64)
+        lengths_s = _uniform(g, b * self.max_pauses, self.seconds).view(b, self.max_pauses)
+        if not apply.any():
+            return audio, audio_lengths
+        lengths = audio_lengths.detach().cpu()
+        rows = []
+        for i in range(b):
+            n = int(lengths[i])
+            x = audio[i, :n]
+            frames = n // self.hop
+            if not apply[i] or frames < 3:
+                rows.append(x)
+                continue
+            energy = (x[: frames * self.hop].float().view(frames, self.hop) ** 2).mean(1).cpu()
+            inner = energy[1:-1]  # never at the very edges: that is silence padding's job
+            quiet = torch.nonzero(inner <= torch.quantile(inner, self.quiet_share)).flatten() + 1
+            k = int(counts[i])
+            chosen = quiet[(picks[i, :k] * len(quiet)).long().clamp(max=len(quiet) - 1)]
+            cuts = sorted({int(c) * self.hop + self.hop // 2 for c in chosen})
+            pieces, prev = [], 0
+            for j, c in enumerate(cuts):
+                pieces += [x[prev:c], x.new_zeros(int(lengths_s[i, j] * self.sample_rate))]
+                prev = c
+            pieces.append(x[prev:])
+            rows.append(torch.cat(pieces))
+        return _respliced(rows, audio, audio_lengths)
+
+
+def _scale_to_snr(
+    audio: torch.Tensor, noise: torch.Tensor, valid: torch.Tensor, snr: torch.Tensor, apply: torch.Tensor
+) -> torch.Tensor:
+    """``audio`` plus ``noise`` scaled per row to ``snr`` dB against the row's *sounding* samples (exact zeros,
+    from padding or inserted pauses, do not dilute the signal's power), where ``apply``."""
+    sounding = (audio != 0) & valid
+    n = sounding.sum(1).clamp_min(1).double()
+    p_signal = (audio.double() ** 2 * sounding).sum(1) / n
+    p_noise = (noise.double() ** 2 * valid).sum(1) / valid.sum(1).clamp_min(1).double()
+    gain = torch.sqrt(p_signal / (p_noise.clamp_min(1e-20) * 10 ** (snr / 10)))
+    gain = torch.where(apply & (p_signal > 0), gain, torch.zeros_like(gain))
+    return audio + (gain[:, None] * noise * valid).to(audio.dtype)
+
+
+def coloured_noise(exponent: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, length) Gaussian noise whose power falls as ``1 / f ** exponent`` (B,): 0 white, 1 pink, 2 brown
+    (red). Shaped in the frequency domain, unit variance per row; drawn on the CPU from ``generator``."""
+    b = exponent.shape[0]
+    white = torch.randn(b, length, generator=generator, dtype=torch.float64)
+    spectrum = torch.fft.rfft(white, dim=1)
+    f = torch.fft.rfftfreq(length, dtype=torch.float64)
+    f[0] = f[1] if length > 1 else 1.0  # no infinite DC
+    spectrum = spectrum * f[None, :] ** (-exponent.double()[:, None] / 2)
+    x = torch.fft.irfft(spectrum, n=length, dim=1)
+    x = x - x.mean(1, keepdim=True)
+    return (x / x.std(1, keepdim=True).clamp_min(1e-12)).float()
+
+
+class ColouredNoise(nn.Module):
+    """Synthetic background noise, ``1/f**beta`` with ``beta`` drawn from ``exponent`` = (lo, hi) per utterance
+    (0 white, 1 pink, 2 brown: hiss, most room and traffic noise, rumble), at an SNR drawn from ``snr_db``.
+
+    Needs no noise corpus. The SNR is against the utterance's sounding samples, and the noise covers the whole
+    utterance, silence padding and pauses included: that is what makes those a noise floor.
+    """
+
+    def __init__(
+        self,
+        prob: float = 0.5,
+        snr_db: Sequence[float] = (5.0, 30.0),
+        exponent: Sequence[float] = (0.0, 2.0),
+        generator: GeneratorLike = None,
+    ) -> None:
+        super().__init__()
+        self.prob = _check_prob(prob)
+        self.snr_db = _check_range("coloured noise snr_db", snr_db)
+        self.exponent = _check_range("coloured noise exponent", exponent, low=0.0)
+        self.generator = make_generator(generator)
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
+        if not self.training or audio.numel() == 0:
+            return audio
+        b, s = audio.shape
+        g, dev = self.generator, audio.device
+        apply = torch.rand(b, generator=g) < self.prob
+        beta = _uniform(g, b, self.exponent)
+        snr = _uniform(g, b, self.snr_db)
+        noise = coloured_noise(beta, s, g).to(dev)
+        valid = lengths_to_mask(audio_lengths.to(dev), s)
+        return _scale_to_snr(audio, noise, valid, snr.to(dev), apply.to(dev))
+
+
+class Babble(nn.Module):
+    """Other people talking: the sum of 1 to ``max_voices`` other utterances *of the same batch*, each from a
+    random offset and looped to this one's length, at an SNR drawn from ``snr_db``.
+
+    Needs no corpus either: the batch's own utterances are the crowd (other speakers, when the batch mixes them).
+    A batch of one utterance has no one else to talk and is left alone.
+    """
+
+    def __init__(
+        self,
+        prob: float = 0.3,
+        snr_db: Sequence[float] = (5.0, 20.0),
+        max_voices: int = 3,
+        generator: GeneratorLike = None,
+    ) -> None:
+        super().__init__()
+        if max_voices < 1:
+            raise ValueError(f"max_voices must be 1 or more, got {max_voices}")
+        self.prob = _check_prob(prob)
+        self.snr_db = _check_range("babble snr_db", snr_db)
+        self.max_voices = max_voices
+        self.generator = make_generator(generator)
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
+        if not self.training or audio.numel() == 0 or audio.shape[0] < 2:
+            return audio
+        b, s = audio.shape
+        g, dev = self.generator, audio.device
+        apply = torch.rand(b, generator=g) < self.prob
+        voices = torch.randint(1, self.max_voices + 1, (b,), generator=g)
+        # the k-th voice of row i is row (i + shift) % b, shift in 1..b-1: never the utterance itself
+        shifts = torch.randint(1, b, (b, self.max_voices), generator=g)
+        offsets = torch.rand(b, self.max_voices, generator=g, dtype=torch.float64)
+        snr = _uniform(g, b, self.snr_db)
+        lengths = audio_lengths.to(dev).clamp_min(1)
+        lengths_cpu = audio_lengths.detach().cpu().clamp_min(1)
+        pos = torch.arange(s, device=dev)[None, :]
+        noise = torch.zeros_like(audio)
+        rows = torch.arange(b)
+        for k in range(self.max_voices):
+            other = (rows + shifts[:, k]) % b
+            start = (offsets[:, k] * lengths_cpu[other]).long()
+            idx = (start.to(dev)[:, None] + pos) % lengths[other.to(dev)][:, None]
+            voice = torch.gather(audio[other.to(dev)], 1, idx)
+            noise = noise + voice * (k < voices).to(dev, audio.dtype)[:, None]
+        valid = lengths_to_mask(audio_lengths.to(dev), s)
+        return _scale_to_snr(audio, noise, valid, snr.to(dev), apply.to(dev))
+
+
+class RandomGain(nn.Module):
+    """A recording level drawn from ``gain_db`` = (lo, hi) per utterance; what goes past full scale clips, as an
+    input stage driven too hard does. (Per-utterance normalisation undoes a plain gain, not the clipping, nor the
+    level of the noise that later stages add against a fixed floor.)"""
+
+    def __init__(
+        self, prob: float = 0.5, gain_db: Sequence[float] = (-20.0, 10.0), generator: GeneratorLike = None
+    ) -> None:
+        super().__init__()
+        self.prob = _check_prob(prob)
+        self.gain_db = _check_range("gain_db", gain_db)
+        self.generator = make_generator(generator)
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
+        if not self.training or audio.numel() == 0:
+            return audio
+        b, g = audio.shape[0], self.generator
+        apply = torch.rand(b, generator=g) < self.prob
+        gain = 10 ** (_uniform(g, b, self.gain_db) / 20)
+        scaled = (audio * gain.to(audio.device, audio.dtype)[:, None]).clamp(-1.0, 1.0)
+        return torch.where(apply.to(audio.device)[:, None], scaled, audio)
+
+
+def room_impulse_response(rt60: float, sample_rate: int, drr_db: float, generator: torch.Generator) -> torch.Tensor:
+    """A synthetic room impulse response: a direct path (1 at t = 0) and a diffuse tail of Gaussian noise whose
+    envelope decays by 60 dB in ``rt60`` seconds (Polack's model of a diffuse field), starting 2.5 ms after it, its
+    energy ``drr_db`` below the direct path's (the direct-to-reverberant ratio: about 10 dB near the talker, 0 dB
+    or less across a room). ``rt60`` s long."""
+    n = max(2, int(rt60 * sample_rate))
+    t = torch.arange(n, dtype=torch.float64) / sample_rate
+    tail = torch.randn(n, generator=generator, dtype=torch.float64) * torch.exp(-3 * math.log(10) * t / rt60)
+    tail[: int(0.0025 * sample_rate) + 1] = 0.0
+    tail = tail * math.sqrt(10 ** (-drr_db / 10) / max(float((tail**2).sum()), 1e-20))
+    tail[0] = 1.0
+    return tail.float()
+
+
+class SimulatedRoom(nn.Module):
+    """Reverberation: each utterance convolved with its own :func:`room_impulse_response`, RT60 drawn from
+    ``rt60`` (0.2 s: a furnished office; 0.8 s: a bare hall) and direct-to-reverberant ratio from ``drr_db``.
+
+    No impulse-response corpus needed (pyroomacoustics would add a dependency; its shoebox model gives the same
+    exponential decay). The output keeps the input's length (the tail past the end is cut, as a clip's end would
+    cut it) and its RMS level; the direct path stays at t = 0, so the transcript's timing does not move.
+    """
+
+    def __init__(
+        self,
+        prob: float = 0.3,
+        rt60: Sequence[float] = (0.2, 0.8),
+        drr_db: Sequence[float] = (0.0, 10.0),
+        sample_rate: int = 16000,
+        generator: GeneratorLike = None,
+    ) -> None:
+        super().__init__()
+        self.prob = _check_prob(prob)
+        self.rt60 = _check_range("rt60", rt60)
+        if self.rt60[0] <= 0:
+            raise ValueError(f"rt60 must be positive seconds, got {list(rt60)}")
+        self.drr_db = _check_range("drr_db", drr_db)
+        self.sample_rate = sample_rate
+        self.generator = make_generator(generator)
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
+        if not self.training or audio.numel() == 0:
+            return audio
+        b, s = audio.shape
+        g, dev = self.generator, audio.device
+        apply = torch.rand(b, generator=g) < self.prob
+        rt60, drr = _uniform(g, b, self.rt60), _uniform(g, b, self.drr_db)
+        rows = torch.nonzero(apply).flatten().tolist()
+        if not rows:
+            return audio
+        out = audio.clone()
+        valid = lengths_to_mask(audio_lengths.to(dev), s)
+        with torch.autocast(device_type=dev.type, enabled=False):
+            for i in rows:
+                h = room_impulse_response(float(rt60[i]), self.sample_rate, float(drr[i]), g).to(dev)
+                x = audio[i].float() * valid[i]
+                n = s + h.shape[0] - 1
+                wet = torch.fft.irfft(torch.fft.rfft(x, n=n) * torch.fft.rfft(h, n=n), n=n)[:s] * valid[i]
+                level = torch.sqrt((x**2).sum() / (wet**2).sum().clamp_min(1e-20))
+                out[i] = (wet * level).to(audio.dtype)
+        return out
+
+
+class TelephoneBand(nn.Module):
+    """A telephone line: down to 8 kHz and back (nothing above 4 kHz survives), band-passed to 300-3400 Hz
+    (the G.712 channel), and optionally mu-law companded to 8 bits (G.711). Lengths are kept."""
+
+    def __init__(
+        self,
+        prob: float = 0.2,
+        sample_rate: int = 16000,
+        low_hz: float = 300.0,
+        high_hz: float = 3400.0,
+        mu_law: bool = True,
+        generator: GeneratorLike = None,
+    ) -> None:
+        super().__init__()
+        if not 0 < low_hz < high_hz < 4000:
+            raise ValueError(f"the telephone band must satisfy 0 < low < high < 4000 Hz, got {low_hz}-{high_hz}")
+        self.prob = _check_prob(prob)
+        self.sample_rate, self.low_hz, self.high_hz, self.mu_law = sample_rate, low_hz, high_hz, mu_law
+        self.generator = make_generator(generator)
+
+    def channel(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, S) at ``sample_rate`` through the line, every row (no randomness)."""
+        s = audio.shape[1]
+        x = resample(audio.float(), self.sample_rate, 8000)
+        spectrum = torch.fft.rfft(x, dim=1)
+        f = torch.fft.rfftfreq(x.shape[1], d=1 / 8000).to(x.device)
+        # raised-cosine edges 100 Hz wide, so the band-pass does not ring like a brick wall
+        lo = 0.5 - 0.5 * torch.cos(math.pi * ((f - (self.low_hz - 100)) / 100).clamp(0, 1))
+        hi = 0.5 + 0.5 * torch.cos(math.pi * ((f - self.high_hz) / 100).clamp(0, 1))
+        x = torch.fft.irfft(spectrum * (lo * hi), n=x.shape[1], dim=1)
+        if self.mu_law:
+            mu = 255.0
+            y = torch.sign(x) * torch.log1p(mu * x.abs().clamp(max=1.0)) / math.log1p(mu)
+            y = torch.round(y * 127.5) / 127.5  # 8 bits
+            x = torch.sign(y) * ((1 + mu) ** y.abs() - 1) / mu
+        y = resample(x, 8000, self.sample_rate)
+        return nn.functional.pad(y, (0, max(0, s - y.shape[1])))[:, :s]
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
+        if not self.training or audio.numel() == 0:
+            return audio
+        apply = torch.rand(audio.shape[0], generator=self.generator) < self.prob
+        rows = torch.nonzero(apply).flatten().to(audio.device)
+        if len(rows) == 0:
+            return audio
+        out = audio.clone()
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            line = self.channel(audio[rows])
+        valid = lengths_to_mask(audio_lengths.to(audio.device)[rows], audio.shape[1])
+        out[rows] = (line * valid).to(audio.dtype)
+        return out

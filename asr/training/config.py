@@ -104,6 +104,66 @@ class AugmentConfig:
     noise_manifest: str | None = None
     noise_prob: float = 0.5
     noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 25.0])
+    # --- what real recordings carry (asr/training/augment.py, docs/augmentation.md): each is off at prob 0 and
+    # is applied in this order, after speed perturbation: pauses, silence padding, room, babble, coloured noise,
+    # the noise manifest, gain, telephone line.
+    # Share of utterances given digital silence before and after, each side's length drawn from silence_seconds.
+    silence_prob: float = 0.0
+    silence_seconds: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    # Share of utterances given 1 to pause_count pauses inside, at their quietest 10-ms frames (between words).
+    pause_prob: float = 0.0
+    pause_count: int = 2
+    pause_seconds: list[float] = field(default_factory=lambda: [0.1, 0.6])
+    # Share of utterances convolved with a synthetic room impulse response (exponentially decaying noise): RT60
+    # in seconds and direct-to-reverberant ratio in dB drawn from these ranges.
+    reverb_prob: float = 0.0
+    reverb_rt60: list[float] = field(default_factory=lambda: [0.2, 0.8])
+    reverb_drr_db: list[float] = field(default_factory=lambda: [0.0, 10.0])
+    # Share of utterances mixed with 1 to babble_voices other utterances of the same batch, at an SNR (dB) from
+    # babble_snr_db.
+    babble_prob: float = 0.0
+    babble_snr_db: list[float] = field(default_factory=lambda: [5.0, 20.0])
+    babble_voices: int = 3
+    # Share of utterances given synthetic 1/f**beta noise (beta from coloured_noise_exponent: 0 white, 1 pink,
+    # 2 brown) at an SNR (dB) from coloured_noise_snr_db, over silence padding and pauses too. No noise files.
+    coloured_noise_prob: float = 0.0
+    coloured_noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])
+    coloured_noise_exponent: list[float] = field(default_factory=lambda: [0.0, 2.0])
+    # Share of utterances given a recording level (dB) from gain_db; what passes full scale clips.
+    gain_prob: float = 0.0
+    gain_db: list[float] = field(default_factory=lambda: [-20.0, 10.0])
+    # Share of utterances sent through a telephone line: 8 kHz, 300-3400 Hz, 8-bit mu-law.
+    telephone_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_prob") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"augment.{f.name} is a share of utterances, in [0, 1]; got {value}")
+            if f.name in RANGES and (len(value) != 2 or value[0] > value[1] or value[0] < RANGES[f.name]):
+                raise ValueError(
+                    f"augment.{f.name} must be a range [low, high] with {RANGES[f.name]} <= low <= high; got {value}"
+                )
+        if self.pause_count < 1 or self.babble_voices < 1:
+            raise ValueError(
+                f"augment.pause_count and augment.babble_voices must be 1 or more; got {self.pause_count} and "
+                f"{self.babble_voices}"
+            )
+        if self.reverb_rt60[0] <= 0:
+            raise ValueError(f"augment.reverb_rt60 must be positive seconds; got {self.reverb_rt60}")
+
+
+# Lowest value allowed at the low end of each range of AugmentConfig.
+RANGES = {
+    "silence_seconds": 0.0,
+    "pause_seconds": 0.0,
+    "reverb_rt60": 0.0,
+    "reverb_drr_db": -float("inf"),
+    "babble_snr_db": -float("inf"),
+    "coloured_noise_snr_db": -float("inf"),
+    "coloured_noise_exponent": 0.0,
+    "gain_db": -float("inf"),
+}
 
 
 @dataclass

@@ -22,7 +22,19 @@ from asr.decoding.greedy import greedy_decode
 from asr.evaluation.metrics import ErrorRates
 from asr.model.features import FeatureConfig
 from asr.model.network import ASRModel, ModelDimensions
-from asr.training.augment import VTLP, AddNoise, SpecAugment, SpeedPerturb
+from asr.training.augment import (
+    VTLP,
+    AddNoise,
+    Babble,
+    ColouredNoise,
+    InsertPauses,
+    RandomGain,
+    SilencePad,
+    SimulatedRoom,
+    SpecAugment,
+    SpeedPerturb,
+    TelephoneBand,
+)
 from asr.training.config import AugmentConfig, Config, ConfigError, OptimConfig
 
 log = logging.getLogger("asr")
@@ -122,6 +134,37 @@ def ctc_feasible(targets: torch.Tensor, target_lengths: torch.Tensor, frames: to
     return need <= frames
 
 
+def recording_augmentations(aug: AugmentConfig, sample_rate: int, seed: int) -> tuple[list[nn.Module], list[nn.Module]]:
+    """The augmentations of real recordings that ``aug`` turns on (prob > 0), in the order they act: those before
+    the noise manifest's noise (pauses, silence padding, room, babble, coloured noise) and those after it (gain,
+    telephone line)."""
+    before: list[nn.Module] = []
+    after: list[nn.Module] = []
+    if aug.pause_prob > 0:
+        before.append(
+            InsertPauses(aug.pause_prob, aug.pause_count, aug.pause_seconds, sample_rate=sample_rate, generator=seed)
+        )
+    if aug.silence_prob > 0:
+        before.append(SilencePad(aug.silence_prob, aug.silence_seconds, sample_rate, generator=seed + 1))
+    if aug.reverb_prob > 0:
+        before.append(
+            SimulatedRoom(aug.reverb_prob, aug.reverb_rt60, aug.reverb_drr_db, sample_rate, generator=seed + 2)
+        )
+    if aug.babble_prob > 0:
+        before.append(Babble(aug.babble_prob, aug.babble_snr_db, aug.babble_voices, generator=seed + 3))
+    if aug.coloured_noise_prob > 0:
+        before.append(
+            ColouredNoise(
+                aug.coloured_noise_prob, aug.coloured_noise_snr_db, aug.coloured_noise_exponent, generator=seed + 4
+            )
+        )
+    if aug.gain_prob > 0:
+        after.append(RandomGain(aug.gain_prob, aug.gain_db, generator=seed + 5))
+    if aug.telephone_prob > 0:
+        after.append(TelephoneBand(aug.telephone_prob, sample_rate, generator=seed + 6))
+    return before, after
+
+
 class CTCModule(L.LightningModule):
     def __init__(
         self,
@@ -164,6 +207,10 @@ class CTCModule(L.LightningModule):
             if aug.noise_manifest
             else None
         )
+        # what real recordings carry: before the noise manifest's noise (so that noise covers pads and pauses)
+        # and after it (the recording level and the line come last)
+        before, after = recording_augmentations(aug, self.model.sample_rate, seed + 10)
+        self.before_noise, self.after_noise = nn.ModuleList(before), nn.ModuleList(after)
         self.ctc = nn.CTCLoss(blank=self.tokenizer.blank_id, reduction="sum", zero_infinity=True)
         self.skipped_batches = 0
         self.skipped_utterances = 0
@@ -206,8 +253,13 @@ class CTCModule(L.LightningModule):
     def _augment_audio(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.speed_perturb is not None:
             audio, lengths = self.speed_perturb(audio, lengths)
+        for module in self.before_noise:
+            out = module(audio, lengths)
+            audio, lengths = out if isinstance(out, tuple) else (out, lengths)
         if self.add_noise is not None:
             audio = self.add_noise(audio, lengths)
+        for module in self.after_noise:
+            audio = module(audio, lengths)
         return audio, lengths
 
     def _note_skipped(self, batch: dict[str, Any], validation: bool = False) -> None:
@@ -327,9 +379,11 @@ class CTCModule(L.LightningModule):
         # a pure function of the position in training: a resumed run draws exactly what an uninterrupted one
         # would, on every rank, with no generator state to carry in checkpoints.
         seeds = np.random.SeedSequence([self.hparams.seed, self.global_rank, self.current_epoch, batch_idx])
-        states = seeds.generate_state(5, dtype=np.uint64) >> np.uint64(1)
+        recording = [*self.before_noise, *self.after_noise]
+        # more words of one SeedSequence: the first five are the same as before these augmentations existed
+        states = seeds.generate_state(5 + len(recording), dtype=np.uint64) >> np.uint64(1)
         torch.manual_seed(int(states[0]))
-        for aug, s in zip((self.spec_augment, self.speed_perturb, self.add_noise, self.vtlp), states[1:]):
+        for aug, s in zip((self.spec_augment, self.speed_perturb, self.add_noise, self.vtlp, *recording), states[1:]):
             if aug is not None:
                 aug.generator.manual_seed(int(s))
 
