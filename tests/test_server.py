@@ -51,7 +51,10 @@ def recognizer(model_path):
 def wav_bytes(
     seconds: float = 1.0, rate: int = 16000, fmt: str = "WAV", seed: int = 0, subtype=None, level: float = 0.1
 ) -> bytes:
-    audio = (np.random.default_rng(seed).standard_normal(int(seconds * rate)) * level).astype(np.float32)
+    # noise that rises and falls like speech, loud at both ends: the voice detector sends it to the model whole
+    # (steady noise is no speech to it, and would give an empty transcript without running the model)
+    envelope = 0.05 + np.abs(np.cos(2 * np.pi * 3 * np.arange(int(seconds * rate)) / rate))
+    audio = (np.random.default_rng(seed).standard_normal(int(seconds * rate)) * level * envelope).astype(np.float32)
     buf = io.BytesIO()
     sf.write(buf, audio, rate, format=fmt, subtype=subtype)
     return buf.getvalue()
@@ -398,7 +401,10 @@ def test_streams_count_against_capacity(model_path):
 def test_stream_with_the_real_recogniser(tmp_path, bidirectional):
     loaded = load_model(random_model(tmp_path / "m.pt", bidirectional=bidirectional))
     recognizer = Recognizer(loaded)
-    audio = (np.random.default_rng(1).standard_normal(16000) * 0.1).astype(np.float32)
+    # noise that rises and falls like speech, loud at both ends: offline transcription sends it whole (steady
+    # noise would be no speech to the detector, an empty transcript offline; the stream is not gated)
+    envelope = 0.05 + np.abs(np.cos(2 * np.pi * 3 * np.arange(16000) / 16000))
+    audio = (np.random.default_rng(1).standard_normal(16000) * 0.1 * envelope).astype(np.float32)
     offline = recognizer.transcribe(audio, "x")["text"]
     client = TestClient(create_app(recognizer))
     with client.websocket_connect("/v1/stream?encoding=f32le") as ws:
