@@ -261,6 +261,32 @@ def _noise(seconds: float, rms: float, seed: int) -> np.ndarray:
     return (rms * np.random.default_rng(seed).standard_normal(int(seconds * SR))).astype(np.float32)
 
 
+def test_energy_detector_hears_no_speech_in_coloured_noise():
+    """White, pink and brown noise at three levels: steady above 250 Hz, so no speech (brown noise swings by
+    15-20 dB frame to frame below it, and was called speech); speech-like bursts in pink noise still are."""
+    from asr.inference.segmentation import make_vad
+
+    vad = make_vad("energy", sensitive_model().model)
+    rng = np.random.default_rng(0)
+    for beta in (0.0, 1.0, 2.0):
+        for level in (0.001, 0.01, 0.1):
+            spectrum = np.fft.rfft(rng.standard_normal(5 * SR))
+            f = np.fft.rfftfreq(5 * SR)
+            f[0] = f[1]
+            x = np.fft.irfft(spectrum * f ** (-beta / 2), n=5 * SR)
+            x = (level * x / x.std()).astype(np.float32)
+            assert vad.speech_probabilities([x]).max() < 0.5, (beta, level)
+    audio, _ = say("dial nine four two", CharTokenizer())
+    x = np.concatenate([np.zeros(SR, np.float32), audio, np.zeros(SR, np.float32)])
+    spectrum = np.fft.rfft(rng.standard_normal(len(x)))
+    f = np.fft.rfftfreq(len(x))
+    f[0] = f[1]
+    noise = np.fft.irfft(spectrum / np.sqrt(f), n=len(x))
+    probs = vad.speech_probabilities([x + 0.01 * noise / noise.std()])
+    speech = probs >= 0.5
+    assert speech[int(1.1 * 100) : int((1 + len(audio) / SR - 0.1) * 100)].mean() > 0.9 and not speech[:90].any()
+
+
 def test_silence_and_white_noise_give_empty_transcripts(tmp_path):
     """2 s of digital silence and 5 s of white noise: the detector finds no speech, so no window reaches the
     model (this model turns any sound into letters; the real ones did: "le oleleln", a 27-word sentence)."""
@@ -348,6 +374,12 @@ def test_trimmed_windows_of_short_files():
     assert plan_windows(np.zeros(300, np.float32), 0.01, 3 * SR, SR, cfg, FRAME) == []
     probs[:] = 0.9  # speech to the edges: the whole file, as utterances always went
     assert plan_windows(probs, 0.01, 3 * SR, SR, cfg, FRAME) == [Window(0, 3 * SR)]
+    short = np.zeros(300, np.float32)
+    short[20:280] = 0.9  # a lead-in and a tail of 0.2 s: kept whole, as training utterances have them
+    assert plan_windows(short, 0.01, 3 * SR, SR, cfg, FRAME) == [Window(0, 3 * SR)]
+    short[250:] = 0.0  # a 0.5-s tail: cut to the margin, the 0.2-s lead-in kept
+    (w,) = plan_windows(short, 0.01, 3 * SR, SR, cfg, FRAME)
+    assert w.start == 0 and abs(w.end - 2.6 * SR) <= 1
     with pytest.raises(ValueError, match="trimming margin"):
         SegmentationConfig(trim_pad_seconds=-0.1)
 

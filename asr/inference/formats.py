@@ -3,7 +3,8 @@
 The result is a dict shaped like whisper's, so scripts that parse whisper's output need few changes::
 
     {"path": ..., "text": ..., "duration": seconds,
-     "segments": [{"start": s, "end": s, "text": ..., "words": [{"word", "start", "end", "confidence"}]}]}
+     "segments": [{"start": s, "end": s, "text": ..., "words": [{"word", "start", "end", "confidence"}],
+                   "no_speech_prob": p}]}
 
 Subtitles are cut from the word times: a cue holds at most two lines of :data:`MAX_LINE_CHARS` characters and
 lasts at most :data:`MAX_CUE_SECONDS`; a pause of :data:`PAUSE_SECONDS` or more between words, or a segment

@@ -52,14 +52,21 @@ class SegmentationConfig:
     # consonant or a soft syllable: cutting there splits a word, so such stretches are overlapped instead).
     min_cut_pause_seconds: float = 0.15
     # A file short enough for one window is cut down to its speech with this much audio kept before the first and
-    # after the last speech frame (a margin for soft onsets and tails the detector's threshold misses).
+    # after the last speech frame (a margin for soft onsets and tails the detector's threshold misses) ...
     trim_pad_seconds: float = 0.1
+    # ... at an edge with more non-speech than this; a shorter lead-in or tail is kept whole, as the utterances a
+    # model is trained on have one (cutting an espeak clip's 75-ms lead-in to 50 ms raised a synth model's WER by
+    # 6 points; docs/transcription.md, "Short files").
+    trim_keep_seconds: float = 0.3
 
     def __post_init__(self) -> None:
         if self.max_segment_seconds < 1.0:
             raise UsageError(f"max segment length must be at least 1 s, got {self.max_segment_seconds}")
-        if self.trim_pad_seconds < 0:
-            raise UsageError(f"the trimming margin must be 0 s or more, got {self.trim_pad_seconds}")
+        if self.trim_pad_seconds < 0 or self.trim_keep_seconds < 0:
+            raise UsageError(
+                f"the trimming margin and kept edge must be 0 s or more, got {self.trim_pad_seconds} and "
+                f"{self.trim_keep_seconds}"
+            )
         # the splice point must leave each side at least a quarter window of context
         self.overlap_seconds = min(self.overlap_seconds, self.max_segment_seconds / 4)
 
@@ -148,7 +155,10 @@ class EnergyVAD:
 
     A frame is speech when its log-mel energy stands ``margin_db`` (or a third of the file's dynamic range, if
     more) above the 10th percentile of the file's frames. A file whose loud and quiet frames differ by less than
-    ``min_range_db`` (digital silence, steady noise) has no speech at all.
+    ``min_range_db`` (digital silence, steady noise) has no speech at all. Energy below ``low_hz`` is left out:
+    speech has little there, and rumble (brown noise, traffic, air conditioning) lives there and swings by 15-20 dB
+    from one 25-ms frame to the next, which made 5 s of brown noise "speech" (and the model spelt it out); above
+    250 Hz the same noise varies by 5-6 dB, white and pink noise by 2-4 dB.
     """
 
     def __init__(
@@ -160,8 +170,10 @@ class EnergyVAD:
         sample_rate: int,
         margin_db: float = 9.0,
         min_range_db: float = 10.0,
+        low_hz: float = 250.0,
     ):
-        self.mel_fb = np.asarray(mel_fb, dtype=np.float32)  # (n_fft // 2 + 1, n_mels)
+        freqs = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
+        self.mel_fb = np.asarray(mel_fb, dtype=np.float32) * (freqs >= low_hz)[:, None]  # (n_fft // 2 + 1, n_mels)
         self.n_fft, self.win, self.hop = n_fft, win_length, hop_length
         self.window = np.hanning(win_length + 1)[:-1].astype(np.float32)  # periodic Hann, as torch's
         self.frame_seconds = hop_length / sample_rate
@@ -280,15 +292,19 @@ def _trimmed(
     config: SegmentationConfig,
     grid: int,
 ) -> list[Window]:
-    """The one window of a short file: its speech, ``trim_pad_seconds`` either side; none without speech."""
+    """The one window of a short file: its speech, ``trim_pad_seconds`` either side where the edge holds more than
+    ``trim_keep_seconds`` of non-speech (else the edge is kept whole); none without speech."""
     if probs is None:
         return [Window(0, num_samples)]
     regions = speech_regions(probs, frame_seconds, config)
     if not regions:
         return []
-    pad = config.trim_pad_seconds
-    start = max(0, int((regions[0][0] - pad) * sample_rate)) // grid * grid
-    end = min(num_samples, int(np.ceil((regions[-1][1] + pad) * sample_rate)))
+    pad, keep = config.trim_pad_seconds, config.trim_keep_seconds
+    first, last = regions[0][0], regions[-1][1]
+    start = 0 if first <= keep else max(0, int((first - pad) * sample_rate)) // grid * grid
+    end = num_samples
+    if num_samples / sample_rate - last > keep:
+        end = min(num_samples, int(np.ceil((last + pad) * sample_rate)))
     return [Window(start, end)] if end > start else []
 
 
