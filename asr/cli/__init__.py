@@ -258,6 +258,7 @@ def cmd_transcribe_stream(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     loaded = load_model(args.model, device(args.device))
+    _show_card(loaded)
     sr = loaded.model.sample_rate
     chunk = max(1, int(round(sr * args.chunk_ms / 1000)))
     recognizer, note = streaming.open_stream(loaded, _decoder_from_args(args, loaded), endpoint_silence_s=endpoint_s)
