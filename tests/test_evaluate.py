@@ -189,3 +189,16 @@ def test_audio_read_only_in_part_is_counted_listed_and_not_complete(corpus, tmp_
     assert run(corpus, m, "--allow-unreadable", report=report) == 0
     result = evaluate(load_model(corpus / "model.pt"), m, decoder=always(REF))
     assert not result.complete and result.summary()["num_read_warnings"] == 1
+
+
+def test_evaluate_gates_like_transcribe_and_vad_none_scores_utterances_whole(corpus, tmp_path):
+    """A steady-noise utterance is no speech to the detector: an empty hypothesis (all deletions), as `asr
+    transcribe` would give; ``vad="none"`` sends every utterance whole to the decoder, as before gating."""
+    sf.write(tmp_path / "steady.wav", 0.1 * np.random.default_rng(5).standard_normal(8000), 16000)
+    m = manifest(tmp_path, [utt(str(tmp_path / "steady.wav"))])
+    loaded = load_model(corpus / "model.pt")
+    gated = evaluate(loaded, m, decoder=always(REF)).summary()
+    assert (gated["wer"], gated["deletions"]) == (1.0, 3)
+    whole = evaluate(loaded, m, decoder=always(REF), vad="none").summary()
+    assert whole["wer"] == 0.0
+    assert main(["evaluate", "--model", str(corpus / "model.pt"), "--manifest", str(m), "--vad", "none"]) == 0

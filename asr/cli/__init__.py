@@ -340,6 +340,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         max_batch_seconds=args.max_batch_seconds,
         bf16=args.bf16,
         decoder=_decoder_from_args(args, loaded),
+        vad=args.vad,
     )
     for line in result.summary_lines():
         print(line)
@@ -609,6 +610,13 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="record this WER/CER (and the decoder) in the model's card: model.pt's metadata and "
                 "MODEL_CARD.md beside it, under the manifest's name (the model file is rewritten atomically)",
+            )
+            s.add_argument(
+                "--vad",
+                choices=("energy", "silero", "webrtc", "none"),
+                default="energy",
+                help="voice-activity detector that trims each utterance to its speech and gives silent ones an "
+                "empty hypothesis, as `asr transcribe` does (none: every utterance whole)",
             )
             s.add_argument(
                 "--allow-unreadable",

@@ -42,7 +42,7 @@ from asr.data.tokenizer import normalize_text
 from asr.decoding.greedy import Decoder
 from asr.errors import UsageError
 from asr.evaluation.metrics import ErrorBreakdown, ErrorRates, NoReferenceError
-from asr.inference.transcribe import transcribe
+from asr.inference.transcribe import DEFAULT_VAD, transcribe
 from asr.model.card import build_card, card_of, with_evaluation, write_card_file
 from asr.model.file import LoadedModel, rewrite_metadata
 
@@ -131,10 +131,13 @@ def evaluate(
     bf16: bool = False,
     decoder: Decoder | None = None,
     hotwords: Any = None,
+    vad: str = DEFAULT_VAD,
 ) -> Evaluation:
     """Score ``loaded`` on ``manifest``; unreadable audio counts as deletions, broken lines are listed.
 
-    ``hotwords``: as :func:`asr.inference.transcribe.transcribe` takes them.
+    ``hotwords``: as :func:`asr.inference.transcribe.transcribe` takes them. ``vad``: the voice-activity detector
+    that trims each utterance to its speech, as `asr transcribe` does (``none``: every utterance whole, as scored
+    before short files were gated).
     Raises :class:`NoReferenceError` (before transcribing anything) when the manifest has no reference word to
     score; see the module docstring for the accounting.
     """
@@ -158,6 +161,7 @@ def evaluate(
         bf16=bf16,
         decoder=decoder,
         hotwords=hotwords,
+        vad=vad,
     )
     for u, ref, t in zip(utts, refs, transcripts):
         entry: dict[str, Any] = {
