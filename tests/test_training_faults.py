@@ -313,3 +313,24 @@ def test_output_dirs_and_checkpoints_that_cannot_be_used_are_one_line_errors(
         rc = train_cli(tiny_corpus["train"], tiny_corpus["dev"], out, "--max-epochs", "2", "--resume-from", str(ckpt))
         assert rc == 2 and why in _one_line(capsys)
         assert "pwned" not in capsys.readouterr().out
+
+
+def test_a_ddp_rank_other_than_zero_never_takes_rank_zeros_fresh_files_for_an_old_run(tmp_path, monkeypatch):
+    """torchrun starts every rank at once: rank 0 may write config.yaml before rank 1 looks at the folder."""
+    from asr.errors import UsageError
+    from asr.training.run_folder import launch_rank, prepare_output_dir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("written by rank 0 a moment ago\n")
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert launch_rank() == 0
+    with pytest.raises(UsageError, match="holds a run already"):
+        prepare_output_dir(out, resume=False, overwrite=False)
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        monkeypatch.setenv(name, "1")
+        assert launch_rank() == 1
+        prepare_output_dir(out, resume=False, overwrite=True)  # neither refused nor cleared: rank 0's to judge
+        assert (out / "config.yaml").exists()
+        monkeypatch.delenv(name)

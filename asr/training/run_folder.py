@@ -49,10 +49,23 @@ RUN_FILES = (
 )
 
 
+def launch_rank() -> int:
+    """This process's global rank as the launcher set it (torchrun: RANK; SLURM: SLURM_PROCID; Lightning's own
+    DDP launcher: LOCAL_RANK of the processes it starts), before any process group exists; 0 when not launched."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Make ``out`` ready for a run: refuse a file (or a path under one) and a folder that holds a run already,
     unless resuming it or ``overwrite`` (then the old run's files are removed first, so none of its checkpoints
-    or logs mixes with the new run's)."""
+    or logs mixes with the new run's).
+
+    Under DDP every rank starts ``asr train``; only rank 0 judges and clears the folder (and writes the run's
+    files), so another rank never finds rank 0's fresh ``config.yaml`` and takes it for an old run."""
     if resume and overwrite:
         raise UsageError("--overwrite and --resume contradict each other: resume the run, or replace it")
     for p in (out, *out.parents):
@@ -61,7 +74,7 @@ def prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
                 where = "is a file" if p == out else f"lies under {p}, which is a file"
                 raise UsageError(f"{out}: --output-dir {where}; give a folder")
             break
-    if resume:
+    if resume or launch_rank() != 0:
         out.mkdir(parents=True, exist_ok=True)
         return
     found = [name for name in RUN_FILES if (out / name).exists()]

@@ -33,7 +33,7 @@ from asr.training.model_card import card_name_of, model_card, validation_confide
 from asr.training.precision import resolve_precision
 from asr.training.provenance import git_commit
 from asr.training.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
-from asr.training.run_folder import prepare_output_dir, read_checkpoint
+from asr.training.run_folder import launch_rank, prepare_output_dir, read_checkpoint
 from asr.training.training_log import MetricsLog, TensorBoardLog
 
 log = logging.getLogger("asr")
@@ -100,7 +100,8 @@ def stop_reason(control: RunControl, trainer: L.Trainer, max_epochs: int, max_st
 def describe_tokenizer(tokenizer, out: Path) -> None:
     """Log the vocabulary; a sentencepiece model is also written out (tokenizer.model) for LM and lexicon tools."""
     if hasattr(tokenizer, "model_proto"):
-        (out / "tokenizer.model").write_bytes(tokenizer.model_proto)
+        if launch_rank() == 0:
+            (out / "tokenizer.model").write_bytes(tokenizer.model_proto)
         log.info(
             "tokenizer: %d sentencepiece pieces + blank, written to %s", len(tokenizer) - 1, out / "tokenizer.model"
         )
@@ -174,7 +175,7 @@ def train(
     for name, utts, skipped in (("train", train_utts, train_skipped), ("val", val_utts, val_skipped)):
         hours = sum(u.duration for u in utts) / 3600
         log.info("%s: %d utterances, %.2f h; %d skipped", name, len(utts), hours, len(skipped))
-        if skipped:
+        if skipped and launch_rank() == 0:
             write_skipped(out / f"skipped_{name}.txt", skipped)
             for s in skipped[:5]:
                 log.warning("%s: skipped %s", name, s)
@@ -184,7 +185,8 @@ def train(
 
     if config.features.normalize == "global" and init_report is None:  # a source model brings its own
         estimate_global_stats(module, train_utts, seed=config.trainer.seed, shards=shards)
-    dump_config(dataclasses.replace(config, model=dims), out / "config.yaml")
+    if launch_rank() == 0:  # the other ranks' copies would race rank 0's check of the folder
+        dump_config(dataclasses.replace(config, model=dims), out / "config.yaml")
 
     data_config = copy.deepcopy(config.data)  # max_batch_seconds: auto is resolved into this copy
     auto_batch = None
