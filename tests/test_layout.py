@@ -144,3 +144,21 @@ def test_the_readme_layout_names_every_module():
     assert not missing, f"README's layout section does not name {missing}"
     wings = {p.name for p in (ROOT / "asr").iterdir() if p.is_dir() and not p.name.startswith("__")}
     assert wings == {"data", "model", "decoding", "inference", "evaluation", "training", "serving", "cli", "corpora"}
+
+
+RUFF = Path(sys.executable).with_name("ruff")
+
+
+@pytest.mark.skipif(not RUFF.exists(), reason="ruff is not installed (pip install -e '.[dev]')")
+def test_the_linters_read_every_wing():
+    """ruff's excludes name the top-level data/ and exp/ folders only (a bare "data" also hid asr/data/)."""
+    out = subprocess.run(
+        [str(RUFF), "check", "--show-files", "asr", "tests", "scripts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    read = {Path(line.strip()).resolve().relative_to(ROOT).as_posix() for line in out.splitlines() if line.strip()}
+    expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "asr").rglob("*.py")}
+    assert expected <= read, sorted(expected - read)

@@ -13,8 +13,6 @@ messages call it.
 
 from __future__ import annotations
 
-from asr.errors import AudioError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import contextlib
 import io
 import os
@@ -28,9 +26,28 @@ from typing import IO, Any, Iterator, Union
 import numpy as np
 import soundfile as sf
 
+from asr.errors import AudioError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
+
 # What `asr transcribe DIR` picks up in a directory: the containers libsndfile decodes.
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
-                              ".snd", ".caf", ".w64", ".rf64", ".wv"})
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".wav",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".mp3",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".au",
+        ".snd",
+        ".caf",
+        ".w64",
+        ".rf64",
+        ".wv",
+    }
+)
 
 # libsndfile reports SF_COUNT_MAX (2**63 - 1) frames for a stream whose header leaves the length unknown; no real
 # file comes near 2**62 frames (3 million years at 48 kHz), so anything from there up means "unknown".
@@ -78,8 +95,10 @@ def _check_path(path: str | os.PathLike, name: str) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise AudioError(f"{name}: a folder, not an audio file")
     if not stat.S_ISREG(st.st_mode):
-        raise AudioError(f"{name}: a pipe or device, not a file: audio is read more than once, so copy it to a "
-                         "file first (asr transcribe does this itself)")
+        raise AudioError(
+            f"{name}: a pipe or device, not a file: audio is read more than once, so copy it to a "
+            "file first (asr transcribe does this itself)"
+        )
     if st.st_size == 0:
         raise AudioError(f"{name}: file is empty")
 
@@ -260,8 +279,13 @@ def decode_audio(data: bytes, name: str, sample_rate: int = 16000, min_samples: 
     return load_audio(io.BytesIO(data), sample_rate, min_samples, name=name)
 
 
-def read_blocks(source: Source, sample_rate: int = 16000, block_seconds: float = 30.0,
-                warnings: list[str] | None = None, name: str | None = None) -> Iterator[np.ndarray]:
+def read_blocks(
+    source: Source,
+    sample_rate: int = 16000,
+    block_seconds: float = 30.0,
+    warnings: list[str] | None = None,
+    name: str | None = None,
+) -> Iterator[np.ndarray]:
     """Decode ``source`` piece by piece: mono float32 blocks at ``sample_rate``, never the whole file at once.
 
     Long recordings are read this way so that memory depends on ``block_seconds``, not on the file's length.
@@ -297,8 +321,9 @@ def read_blocks(source: Source, sample_rate: int = 16000, block_seconds: float =
                     if warnings is not None:
                         at = (read + got + data.shape[0]) / rate
                         of = f"of {frames / rate:.2f} s declared" if declared else "(the header declares no length)"
-                        warnings.append(f"{name}: audio breaks off at {at:.2f} s {of} ({error}); "
-                                        "transcribing what was read")
+                        warnings.append(
+                            f"{name}: audio breaks off at {at:.2f} s {of} ({error}); transcribing what was read"
+                        )
                 last = data.shape[0] < unit
                 got += data.shape[0]
                 pieces.append(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0])
@@ -313,8 +338,10 @@ def read_blocks(source: Source, sample_rate: int = 16000, block_seconds: float =
     if read == 0:
         size = _size(source)
         if frames == 0 and size > 1024:
-            raise AudioError(f"{name}: the header declares no audio samples but the file holds "
-                             f"{size} bytes (a header written before the recording ended?)")
+            raise AudioError(
+                f"{name}: the header declares no audio samples but the file holds "
+                f"{size} bytes (a header written before the recording ended?)"
+            )
         raise AudioError(f"{name}: no audio samples")
 
 

@@ -58,8 +58,13 @@ class AudioDataset(Dataset):
             targets = self.tokenizer.encode(u.text)
         except (AudioError, OutOfVocabularyError) as e:
             return Skipped(u.source, u.audio_filepath, str(e))
-        return {"audio": torch.from_numpy(audio), "targets": torch.tensor(targets, dtype=torch.long),
-                "text": self.tokenizer.decode(targets), "index": index, "path": u.audio_filepath}
+        return {
+            "audio": torch.from_numpy(audio),
+            "targets": torch.tensor(targets, dtype=torch.long),
+            "text": self.tokenizer.decode(targets),
+            "index": index,
+            "path": u.audio_filepath,
+        }
 
 
 def collate(items: Sequence[dict[str, Any] | Skipped]) -> dict[str, Any]:
@@ -86,10 +91,13 @@ def collate(items: Sequence[dict[str, Any] | Skipped]) -> dict[str, Any]:
     }
 
 
-def screen_utterances(utterances: Sequence[Utterance], tokenizer: Tokenizer,
-                      output_frames: Callable[[Sequence[float]], Sequence[int]],
-                      max_duration: float | None = None,
-                      fastest_speed: float = 1.0) -> tuple[list[Utterance], list[Skipped]]:
+def screen_utterances(
+    utterances: Sequence[Utterance],
+    tokenizer: Tokenizer,
+    output_frames: Callable[[Sequence[float]], Sequence[int]],
+    max_duration: float | None = None,
+    fastest_speed: float = 1.0,
+) -> tuple[list[Utterance], list[Skipped]]:
     """Split utterances into usable ones and :class:`Skipped` ones, with a reason for each.
 
     ``output_frames(durations_in_seconds)`` gives the number of CTC frames the model emits for each duration,
@@ -102,8 +110,13 @@ def screen_utterances(utterances: Sequence[Utterance], tokenizer: Tokenizer,
     at_speed = f" at speed {fastest_speed:g} (augment.speed_factors)" if fastest_speed != 1.0 else ""
     for u, have in zip(utterances, frames):
         if max_duration is not None and u.duration > max_duration:
-            skipped.append(Skipped(u.source, u.audio_filepath,
-                                   f"{u.duration:.2f} s is longer than data.max_duration={max_duration:g} s"))
+            skipped.append(
+                Skipped(
+                    u.source,
+                    u.audio_filepath,
+                    f"{u.duration:.2f} s is longer than data.max_duration={max_duration:g} s",
+                )
+            )
             continue
         try:
             ids = tokenizer.encode(u.text)
@@ -112,9 +125,14 @@ def screen_utterances(utterances: Sequence[Utterance], tokenizer: Tokenizer,
             continue
         need = ctc_min_frames(ids)
         if need > have:
-            skipped.append(Skipped(u.source, u.audio_filepath,
-                                   f"transcript needs {need} CTC frames but {u.duration:.2f} s of audio gives only "
-                                   f"{have}{at_speed} after subsampling"))
+            skipped.append(
+                Skipped(
+                    u.source,
+                    u.audio_filepath,
+                    f"transcript needs {need} CTC frames but {u.duration:.2f} s of audio gives only "
+                    f"{have}{at_speed} after subsampling",
+                )
+            )
             continue
         kept.append(u)
     return kept, skipped

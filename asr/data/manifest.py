@@ -16,8 +16,6 @@ bad line like any other, named by file and line.
 
 from __future__ import annotations
 
-from asr.errors import ManifestError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import contextlib
 import json
 import math
@@ -25,6 +23,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from asr.errors import ManifestError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
 REQUIRED_KEYS = ("audio_filepath", "duration", "text")
 
@@ -100,8 +100,9 @@ def _decode(raw: bytes, where: str, first: bool) -> str:
     try:
         return raw.decode("utf-8-sig" if first else "utf-8")
     except UnicodeDecodeError as e:
-        raise ManifestError(f"{where}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                            "save the manifest as UTF-8") from None
+        raise ManifestError(
+            f"{where}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); save the manifest as UTF-8"
+        ) from None
 
 
 def read_manifest(path: str | os.PathLike, strict: bool = True, errors: list[str] | None = None) -> list[Utterance]:
@@ -125,8 +126,9 @@ def manifest_path(audio: str | os.PathLike, manifest_dir: str | os.PathLike) -> 
     return str(rp if ".." in p.parts else p)
 
 
-def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance | dict[str, Any]],
-                   relative_to_manifest: bool = True) -> int:
+def write_manifest(
+    path: str | os.PathLike, utterances: Iterable[Utterance | dict[str, Any]], relative_to_manifest: bool = True
+) -> int:
     """Write utterances as JSON lines (atomically); returns the count.
 
     Audio paths are taken as ``open()`` takes them (absolute, or relative to the current folder) and written
@@ -142,8 +144,9 @@ def write_manifest(path: str | os.PathLike, utterances: Iterable[Utterance | dic
             for u in utterances:
                 obj = u.to_json() if isinstance(u, Utterance) else dict(u)
                 audio = obj["audio_filepath"]
-                obj["audio_filepath"] = (manifest_path(audio, path.parent) if relative_to_manifest
-                                         else str(Path(audio).absolute()))
+                obj["audio_filepath"] = (
+                    manifest_path(audio, path.parent) if relative_to_manifest else str(Path(audio).absolute())
+                )
                 line = json.dumps(obj, ensure_ascii=False) + "\n"
                 try:
                     line.encode("utf-8")

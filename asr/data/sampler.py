@@ -81,9 +81,19 @@ class DynamicBucketingSampler(Sampler[list[int]]):
     nothing on one replica.
     """
 
-    def __init__(self, durations: Sequence[float], max_batch_seconds: float, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, num_replicas: int | None = None, rank: int | None = None,
-                 sortagrad: bool = False, max_batch_size: int | None = None, shuffle_window: float = 0.02) -> None:
+    def __init__(
+        self,
+        durations: Sequence[float],
+        max_batch_seconds: float,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        sortagrad: bool = False,
+        max_batch_size: int | None = None,
+        shuffle_window: float = 0.02,
+    ) -> None:
         d = np.asarray(durations, dtype=np.float64)
         if d.ndim != 1:
             raise ValueError("durations must be a flat sequence of seconds")
@@ -150,8 +160,10 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         ``epoch``; a finished epoch (``position == len(self)``) continues with the first batch of the next one."""
         epoch, position = int(state["epoch"]), int(state["position"])
         if not 0 <= position <= len(self):
-            raise ValueError(f"sampler position {position} is outside this epoch's {len(self)} batches; was the "
-                             "checkpoint written with other data or batch settings?")
+            raise ValueError(
+                f"sampler position {position} is outside this epoch's {len(self)} batches; was the "
+                "checkpoint written with other data or batch settings?"
+            )
         if position == len(self):
             epoch, position = epoch + 1, 0
         self.epoch, self._start, self._position = epoch, position, position
@@ -162,7 +174,7 @@ class DynamicBucketingSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         start, self._start = self._start, 0
         self._position = start
-        for batch in self.global_batches()[self.rank::self.num_replicas][start:]:
+        for batch in self.global_batches()[self.rank :: self.num_replicas][start:]:
             self._position += 1
             yield batch
 
@@ -270,12 +282,15 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         surplus = len(batches) - self._num_kept
         if surplus:
             # In ascending order the longest batches go, so the order stays ascending.
-            gone = set(range(len(batches) - surplus, len(batches))) if ordered else \
-                set(rng.choice(len(batches), surplus, replace=False).tolist())
+            gone = (
+                set(range(len(batches) - surplus, len(batches)))
+                if ordered
+                else set(rng.choice(len(batches), surplus, replace=False).tolist())
+            )
             dropped = sum(len(batches[i]) for i in gone)
             batches = [b for i, b in enumerate(batches) if i not in gone]
         if ordered:
             return batches, dropped
         # Deal groups of r neighbouring batches (similar durations) to the r ranks at the same step.
-        groups = [batches[i:i + r] for i in range(0, len(batches), r)]
+        groups = [batches[i : i + r] for i in range(0, len(batches), r)]
         return [groups[g][k] for g in rng.permutation(len(groups)) for k in rng.permutation(r)], dropped

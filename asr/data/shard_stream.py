@@ -150,9 +150,16 @@ class ShardPlanner:
             if sum(len(p.batches) for p in plans) <= self.batches_per_rank:
                 break
         else:  # every draw needed more batches than the first epoch's count: repeat the first epoch's plans
-            log.info("epoch %d, rank %d: the first epoch's shard order and batches again (other draws needed more "
-                     "than %d batches)", epoch, rank, self.batches_per_rank)
-            plans = [ShardPlan(self._first[r].shards, self._first[r].batches, repeated_first_epoch=True) for r in readers]
+            log.info(
+                "epoch %d, rank %d: the first epoch's shard order and batches again (other draws needed more "
+                "than %d batches)",
+                epoch,
+                rank,
+                self.batches_per_rank,
+            )
+            plans = [
+                ShardPlan(self._first[r].shards, self._first[r].batches, repeated_first_epoch=True) for r in readers
+            ]
         out = [ShardPlan(list(p.shards), [list(b) for b in p.batches], p.repeated_first_epoch) for p in plans]
         missing = self.batches_per_rank - sum(len(p.batches) for p in out)
         for _ in range(missing):  # split the fullest batch of the rank in two
@@ -404,7 +411,9 @@ class ShardStream(IterableDataset):
         info = get_worker_info()
         worker = info.id if info is not None else 0
         if (info.num_workers if info is not None else 1) != self.readers:
-            raise ShardError(f"ShardStream planned {self.readers} readers per rank but the DataLoader has other workers")
+            raise ShardError(
+                f"ShardStream planned {self.readers} readers per rank but the DataLoader has other workers"
+            )
         plans = self.planner.rank_plan(self.epoch, self.rank)
         order = delivery_order([len(p.batches) for p in plans])
         start = self._start

@@ -121,7 +121,9 @@ def write_shards(
     out = Path(out_dir)
     existing = sorted(out.glob("audio_*.tar")) if out.is_dir() else []
     if existing and not overwrite:
-        raise ShardError(f"{out} already holds {len(existing)} shards ({existing[0].name}, ...); --force to replace them")
+        raise ShardError(
+            f"{out} already holds {len(existing)} shards ({existing[0].name}, ...); --force to replace them"
+        )
     errors: list[str] = []
     utts = read_manifest(manifest, strict=False, errors=errors)
     skipped = list(errors)

@@ -13,14 +13,14 @@ either from its dict, :func:`build_tokenizer` makes one from a config.
 
 from __future__ import annotations
 
-from asr.errors import OutOfVocabularyError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
-
 import io
 import os
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+
+from asr.errors import OutOfVocabularyError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
 BLANK = "<blank>"
 DEFAULT_ALPHABET = " abcdefghijklmnopqrstuvwxyz'"
@@ -181,9 +181,21 @@ class BPETokenizer:
             raise ValueError("no training transcripts to learn word pieces from")
         proto = io.BytesIO()
         sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences), model_writer=proto, vocab_size=vocab_size, model_type=model_type,
-            character_coverage=1.0, normalization_rule_name="identity", unk_id=0, bos_id=-1, eos_id=-1,
-            pad_id=-1, num_threads=1, minloglevel=2, input_sentence_size=2_000_000, shuffle_input_sentence=True)
+            sentence_iterator=iter(sentences),
+            model_writer=proto,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=1.0,
+            normalization_rule_name="identity",
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            num_threads=1,
+            minloglevel=2,
+            input_sentence_size=2_000_000,
+            shuffle_input_sentence=True,
+        )
         return cls(proto.getvalue())
 
     def __len__(self) -> int:
@@ -202,8 +214,9 @@ class BPETokenizer:
 
     def oov_chars(self, text: str) -> list[str]:
         """Characters of normalised ``text`` that come out as ``<unk>`` (sorted, unique)."""
-        return sorted({c for c in normalize_text(text).replace(" ", "")
-                       if self._sp.encode(c) and self._unk in self._sp.encode(c)})
+        return sorted(
+            {c for c in normalize_text(text).replace(" ", "") if self._sp.encode(c) and self._unk in self._sp.encode(c)}
+        )
 
     def encode(self, text: str) -> list[int]:
         ids = self._sp.encode(normalize_text(text))
@@ -276,5 +289,6 @@ def build_tokenizer(config: TokenizerConfig, train_texts: Iterable[str] = ()) ->
         return BPETokenizer.train(train_texts, config.vocab_size)
     except RuntimeError as e:  # sentencepiece's own message, e.g. "Vocabulary size too high (300). ... <= 100."
         why = re.sub(r"^.*?\]\s*", "", str(e).strip().splitlines()[0])[:300]
-        raise ValueError(f"cannot train a {config.vocab_size}-piece sentencepiece model on the training "
-                         f"transcripts: {why}") from None
+        raise ValueError(
+            f"cannot train a {config.vocab_size}-piece sentencepiece model on the training transcripts: {why}"
+        ) from None
