@@ -1,12 +1,12 @@
 """asr: recurrent-network (RNN / LSTM / GRU) CTC speech recognition.
 
-From Python, as whisper does it::
+From Python, as whisper does it (see :mod:`asr.inference.api`)::
 
     import asr
 
-    model = asr.load_model("exp/synth/model.pt")
-    for t in asr.transcribe(model, ["a.wav", "long_recording.flac"], word_timestamps=True):
-        print(t.text, t.to_dict()["segments"])
+    model = asr.load_model("exp/synth/model.pt")       # device "auto"
+    t = model.transcribe("a.wav")                       # also a list of paths, bytes, or samples + sample_rate=
+    print(t.text, [(w.word, w.start, w.end) for w in t.words])
     print(asr.evaluate(model, "data/synth/test.jsonl").summary()["wer"])
 
 The package is in wings, one per stage of the data flow, each importing only from the wings below it
@@ -34,8 +34,10 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it
 _LAZY = {
-    "load_model": "asr.model.file",
-    "transcribe": "asr.inference.transcribe",
+    "load_model": "asr.inference.api",
+    "transcribe": "asr.inference.api",
+    "Model": "asr.inference.api",
+    "Transcript": "asr.inference.transcribe",
     "evaluate": "asr.evaluation.evaluate",
     "train": "asr.training.train",
     "open_stream": "asr.inference.streaming",

@@ -16,7 +16,7 @@ OUT=${OUT:-/tmp/gpu_auto_batch_synth}
 EPOCHS=${EPOCHS:-8}
 D=$OUT/data
 mkdir -p "$OUT"
-$PY -m asr synth --out "$D" --train 5000 --dev 300 --test 300 --seed 0 --noise-prob 0.3 --jobs "$(nproc)" || exit 1
+$PY -m asr synth --output-dir "$D" --train 5000 --dev 300 --test 300 --seed 0 --noise-prob 0.3 --jobs "$(nproc)" || exit 1
 COMMON=(--config recipes/synth/conf.yaml --train-manifest "$D/train.jsonl" --val-manifest "$D/dev.jsonl"
         --max-epochs "$EPOCHS" trainer.max_minutes=null trainer.progress_bar=false data.num_workers=6)
 for run in fixed auto; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU smoke test of the real CLI path: asr train (bf16 auto, DataLoader workers) -> evaluate -> transcribe on a
-# tiny synthetic corpus built here (python -m asr synth --out data/gpu_tiny --train 200 --dev 40 --test 20) and
+# tiny synthetic corpus built here (python -m asr synth --output-dir data/gpu_tiny --train 200 --dev 40 --test 20) and
 # carried with the wheels of scripts/gpu_check.sh; then a short 100h-config throughput check.
 set -u; export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1

@@ -235,10 +235,10 @@ def test_without_matplotlib_the_json_and_a_plotless_page_are_still_written(
         rc, report = evaluate_with_report(model_and_audio, tmp_path)
     assert rc == 0 and json.loads(report.read_text())["num_utterances"] == 6
     page = (tmp_path / "r.html").read_text()
-    assert "matplotlib is not installed (pip install &#x27;asr[reports]&#x27;)" in page
+    assert "matplotlib is not installed (pip install &#x27;asr-rnn-ctc[reports]&#x27;)" in page
     assert "data:image/png" not in page and '<section id="worst">' in page
-    assert "pip install 'asr[reports]'" in caplog.text
-    with pytest.raises(ImportError, match=re.escape("asr[reports]")):
+    assert "pip install 'asr-rnn-ctc[reports]'" in caplog.text
+    with pytest.raises(ImportError, match=re.escape("asr-rnn-ctc[reports]")):
         plot_training_curves(write_metrics(tmp_path / "metrics.csv"), tmp_path / "c.png")
 
 

@@ -325,7 +325,7 @@ def test_cli_stream_bidirectional_model_says_per_segment(tmp_path, monkeypatch, 
 def test_cli_mic_without_sounddevice(model_file, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails as if not installed
     assert main(["transcribe", "--model", str(model_file), "--mic"]) == 2
-    assert "pip install 'asr[mic]'" in capsys.readouterr().err
+    assert "pip install 'asr-rnn-ctc[mic]'" in capsys.readouterr().err
 
 
 def test_cli_stream_interrupted_still_prints_final(model_file, monkeypatch, capsys):

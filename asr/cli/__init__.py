@@ -13,6 +13,9 @@ from typing import Sequence
 
 from asr import __version__
 from asr.errors import ASRError, UsageError
+from asr.help_format import DefaultsHelpFormatter
+
+QUIET_FLAGS = ("-q", "--quiet")
 
 
 def device(name: str) -> str:
@@ -63,6 +66,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     if args.train_shards:  # set here, not as an override: a pipe: command is no YAML value
         config.data.train_shards = args.train_shards
+    if args.print_config:  # the configuration this run would use, as YAML: to check it, or to start a recipe from
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        return 0
+    missing = [
+        flag
+        for flag, value in (
+            ("--train-manifest", args.train_manifest),
+            ("--val-manifest", args.val_manifest),
+            ("-o/--output-dir", args.output_dir),
+        )
+        if value is None
+    ]
+    if missing:
+        raise UsageError(f"asr train needs {', '.join(missing)} (or --print-config to show the configuration)")
     if args.max_minutes is not None and not epochs_given:
         capped = load_config(args.config, list(args.overrides)).trainer.max_epochs
         if capped != -1:
@@ -219,7 +238,9 @@ def add_stream_options(s: argparse.ArgumentParser) -> None:
         help="recognise one FILE, or raw s16le mono PCM from standard input (-), as it arrives: one line per "
         "segment closed at a pause (on a terminal, the open segment's partial text is rewritten in place)",
     )
-    g.add_argument("--mic", action="store_true", help="stream from the default microphone (pip install 'asr[mic]')")
+    g.add_argument(
+        "--mic", action="store_true", help="stream from the default microphone (pip install 'asr-rnn-ctc[mic]')"
+    )
     g.add_argument("--realtime", action="store_true", help="feed the input no faster than real time")
     g.add_argument("--rate", type=int, help="sample rate of raw PCM on standard input (default: the model's)")
     g.add_argument("--chunk-ms", type=float, default=100.0, help="audio per step (default 100 ms)")
@@ -334,12 +355,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.model.file import load_model
 
     loaded = load_model(args.model, device(args.device))
+    decoder = _decoder_from_args(args, loaded)
     result = evaluate(
         loaded,
         args.manifest,
         max_batch_seconds=args.max_batch_seconds,
         bf16=args.bf16,
-        decoder=_decoder_from_args(args, loaded),
+        decoder=decoder,
         vad=args.vad,
     )
     for line in result.summary_lines():
@@ -353,12 +375,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if len(result.broken_lines) > 10 or len(result.unreadable) > 10 or len(result.read_warnings) > 10:
         print(f"... {len(result.skipped)} in all; --report lists every one", file=sys.stderr)
     if args.report:
-        from asr.evaluation.evaluate import report_data
+        from asr.evaluation.evaluate import provenance, report_data
         from asr.evaluation.report_html import write_html_report
 
-        write_report(result, args.report, model=str(args.model), manifest=str(args.manifest))
+        made_from = provenance(
+            loaded, args.manifest, decoder, **({"lm_params": args.lm_params} if args.lm_params else {})
+        )
+        write_report(result, args.report, **made_from)
         print(f"report: {args.report}")
-        data = report_data(result, model=str(args.model), manifest=str(args.manifest))
+        data = report_data(result, **made_from)
         print(f"report: {write_html_report(data, args.report, loaded)}")
     if args.update_card:
         from asr.evaluation.evaluate import update_card
@@ -404,7 +429,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from asr.serving.server import Limits, Recognizer, serve
     except ImportError as e:
-        raise UsageError(f"asr serve needs the serve extra: pip install 'asr[serve]' ({e})") from None
+        raise UsageError(f"asr serve needs the serve extra: pip install 'asr-rnn-ctc[serve]' ({e})") from None
     from asr.model.file import load_model
 
     if not 0 <= args.port <= 65535:  # checked before the model loads
@@ -458,18 +483,35 @@ DELEGATED = {
 
 def build_parser() -> argparse.ArgumentParser:
     from asr.cli.lm import add_lm_arguments  # one definition of the --lm options for transcribe/evaluate/serve
+    from asr.inference.transcribe import DEFAULT_MAX_BATCH_SECONDS, DEFAULT_MAX_SEGMENT_SECONDS, DEFAULT_VAD
 
-    p = argparse.ArgumentParser(prog="asr", description="Recurrent-network CTC speech recognition.")
+    p = argparse.ArgumentParser(
+        prog="asr",
+        description="Recurrent-network CTC speech recognition.",
+        epilog="Output flags: -o/--output-dir DIR for commands that write a folder (train, transcribe, synth), "
+        "-o/--output FILE for those that write one file (manifest, lm build, lm tune, export).",
+        formatter_class=DefaultsHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"asr {__version__}")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    p.add_argument(
+        *QUIET_FLAGS, action="store_true", help="only warnings and errors on stderr (here or after the command)"
+    )
+    common = argparse.ArgumentParser(add_help=False)  # options every subcommand takes, after its name too
+    common.add_argument(
+        *QUIET_FLAGS, action="store_true", default=argparse.SUPPRESS, help="only warnings and errors on stderr"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model from manifests")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=DefaultsHelpFormatter, parents=[common], **kwargs)
+
+    t = command("train", help="train a model from manifests")
     t.add_argument("--config", help="YAML config (sections: features, model, tokenizer, data, augment, optim, trainer)")
     t.add_argument(
         "--train-manifest",
-        required=True,
-        help="training manifest; with --train-shards, the shards' manifest (tarred_audio_manifest.json)",
+        metavar="JSONL",
+        help="training utterances: JSON lines with audio_filepath, duration, text (asr manifest writes them); "
+        "with --train-shards, the shards' manifest (tarred_audio_manifest.json)",
     )
     t.add_argument(
         "--train-shards",
@@ -477,8 +519,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="train from tar shards in NeMo's layout (asr shard), e.g. 'DIR/audio_{0..N}.tar': local paths, "
         "http(s):// or 'pipe:COMMAND' (pipe:aws s3 cp s3://B/audio_{0..N}.tar -); sets data.train_shards",
     )
-    t.add_argument("--val-manifest", required=True)
-    t.add_argument("--output-dir", required=True, help="model.pt, checkpoints/ and logs/ are written here")
+    t.add_argument(
+        "--val-manifest",
+        metavar="JSONL",
+        help="held-out utterances, scored (WER/CER) at each validation to pick the best checkpoints",
+    )
+    t.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="DIR",
+        help="folder for model.pt, config.yaml, curves.png, checkpoints/ and logs/ (created if missing)",
+    )
+    t.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the configuration (--config, then the overrides) as YAML and exit, training nothing",
+    )
     t.add_argument(
         "--max-epochs",
         type=int,
@@ -529,9 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("export", help="export a model to ONNX (optionally int8) or TorchScript")
+    e = command("export", help="export a model to ONNX (optionally int8) or TorchScript")
     e.add_argument("--model", required=True, help="a model.pt written by `asr train`")
-    e.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    e.add_argument("--format", default="onnx", help="onnx or torchscript")
     e.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the recurrent and linear layers")
     e.add_argument(
         "-o",
@@ -545,10 +601,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("transcribe", cmd_transcribe, "transcribe audio files"),
         ("evaluate", cmd_evaluate, "WER/CER of a model on a manifest"),
     ):
-        s = sub.add_parser(name, help=helptext)
+        s = command(name, help=helptext)
         s.add_argument("--model", required=True, help="a model.pt written by `asr train`")
-        s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-        s.add_argument("--max-batch-seconds", type=float, default=300.0, help="padded audio seconds per batch")
+        s.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
+        s.add_argument(
+            "--max-batch-seconds", type=float, default=DEFAULT_MAX_BATCH_SECONDS, help="padded audio seconds per batch"
+        )
         s.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs; CPUs with bf16 units)")
         s.set_defaults(func=func)
         add_lm_arguments(s)
@@ -569,17 +627,22 @@ def build_parser() -> argparse.ArgumentParser:
                 "\\\\, \\t, \\n, \\r, a byte that is not UTF-8 as \\xNN; json: one object per input with "
                 "segments and word times (a byte that is not UTF-8 in its path as \\xNN); srt/vtt: subtitles; tsv",
             )
-            s.add_argument("--output-dir", metavar="DIR", help="write one NAME.<format> file per input here")
+            s.add_argument(
+                "-o",
+                "--output-dir",
+                metavar="DIR",
+                help="write one NAME.<format> file per input here (created if missing)",
+            )
             s.add_argument(
                 "--max-segment-seconds",
                 type=float,
-                default=20.0,
+                default=DEFAULT_MAX_SEGMENT_SECONDS,
                 help="longest piece of audio the model takes at once; longer speech is cut at pauses",
             )
             s.add_argument(
                 "--vad",
                 choices=("energy", "silero", "webrtc", "none"),
-                default="energy",
+                default=DEFAULT_VAD,
                 help="voice-activity detector that finds the pauses (none: cut by length only)",
             )
             s.add_argument(
@@ -598,7 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
             )
             add_stream_options(s)
         else:
-            s.add_argument("--manifest", required=True)
+            s.add_argument(
+                "--manifest",
+                required=True,
+                metavar="JSONL",
+                help="utterances to score: JSON lines with audio_filepath, duration and the reference text",
+            )
             s.add_argument(
                 "--report",
                 metavar="R.json",
@@ -626,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
             s.epilog = EVALUATE_EPILOG
 
-    s = sub.add_parser(
+    s = command(
         "serve",
         help="serve a model over HTTP, with a page to record or drop audio",
         epilog="See docs/serve.md for the API. Binds to 127.0.0.1 unless --host says otherwise; "
@@ -635,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="a model.pt written by `asr train`")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    s.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
     s.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload, MB (default: %(default)s)")
     s.add_argument(
         "--max-duration",
@@ -695,19 +763,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    quiet = bool(argv) and argv[0] in ("-q", "--quiet")
+    # -q before or after the subcommand (not after "--", where everything is an argument)
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    quiet = any(a in QUIET_FLAGS for a in options)
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
     logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler
-    rest = argv[1:] if quiet else argv
+    rest = argv[1:] if argv and argv[0] in QUIET_FLAGS else argv
     try:
         if rest and rest[0] in DELEGATED:
             import importlib
 
-            return int(importlib.import_module(DELEGATED[rest[0]][0]).main(rest[1:]) or 0)
+            tail = rest[1:]
+            cut = tail.index("--") if "--" in tail else len(tail)
+            tail = [a for a in tail[:cut] if a not in QUIET_FLAGS] + tail[cut:]  # taken above, for every command
+            return int(importlib.import_module(DELEGATED[rest[0]][0]).main(tail) or 0)
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except ASRError as e:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from asr.errors import LMError
+from asr.help_format import DefaultsHelpFormatter
 
 
 def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,12 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="asr lm",
         description="n-gram language models for beam-search decoding.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build an ARPA n-gram LM (modified Kneser-Ney) from text")
+    b = sub.add_parser(
+        "build", help="build an ARPA n-gram LM (modified Kneser-Ney) from text", formatter_class=DefaultsHelpFormatter
+    )
     b.add_argument("text", nargs="+", help="text files, one sentence a line (.gz ok), or .jsonl manifests")
-    b.add_argument("-o", "--output", required=True, help="the ARPA file to write (.arpa, or .arpa.gz)")
+    b.add_argument("-o", "--output", required=True, metavar="FILE", help="the ARPA file to write (.arpa, or .arpa.gz)")
     b.add_argument(
         "--order",
         type=int,
@@ -191,21 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", help="a model.pt: refuse text with characters this model cannot emit")
     b.set_defaults(func=cmd_build)
 
-    t = sub.add_parser("tune", help="search the LM weight and word score on a dev manifest")
-    t.add_argument("--model", required=True)
+    t = sub.add_parser(
+        "tune", help="search the LM weight and word score on a dev manifest", formatter_class=DefaultsHelpFormatter
+    )
+    t.add_argument("--model", required=True, help="a model.pt written by `asr train`")
     t.add_argument("--manifest", required=True, help="dev manifest (never the test set)")
     t.add_argument("--lm", required=True, help="ARPA file")
     t.add_argument("--lexicon", help="words the decoder may emit (default: the LM's vocabulary)")
-    t.add_argument("-o", "--output", required=True, help="JSON file with the best parameters (--lm-params)")
-    t.add_argument("--search", choices=("grid", "random"), default="grid")
+    t.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="JSON file with the best parameters (--lm-params)"
+    )
+    t.add_argument(
+        "--search", choices=("grid", "random"), default="grid", help="every point of the ranges, or --trials"
+    )
     t.add_argument("--lm-weights", default="0.5:3:0.5", help="LM weight range START:STOP:STEP (inclusive)")
     t.add_argument("--word-scores", default="-1:3:1", help="word score range START:STOP:STEP (inclusive)")
     t.add_argument("--trials", type=int, default=40, help="points to try with --search random")
-    t.add_argument("--beam-size", type=int, default=32)
-    t.add_argument("--beam-threshold", type=float, default=25.0)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--max-batch-seconds", type=float, default=300.0)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--beam-size", type=int, default=32, help="hypotheses kept per frame")
+    t.add_argument("--beam-threshold", type=float, default=25.0, help="prune hypotheses this far below the best")
+    t.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
+    t.add_argument("--max-batch-seconds", type=float, default=300.0, help="padded audio seconds per batch")
+    t.add_argument("--seed", type=int, default=0, help="seed of --search random")
     t.set_defaults(func=cmd_tune)
     return p
 

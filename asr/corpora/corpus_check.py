@@ -31,6 +31,7 @@ from asr.data.audio import AudioError, AudioInfo, display_path
 from asr.data.manifest import Utterance, write_manifest
 from asr.data.tokenizer import DEFAULT_ALPHABET, CharTokenizer, normalize_text
 from asr.errors import CorpusError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
+from asr.help_format import DefaultsHelpFormatter
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".sph")
 LAYOUTS = ("auto", "folder", "librispeech", "table")
@@ -298,12 +299,12 @@ def write_rejects(path: str | os.PathLike, rejected: list[Rejection]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="asr manifest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="asr manifest", description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("source", help="a folder (audio + .txt, or a LibriSpeech-style tree) or a CSV/TSV file")
-    parser.add_argument("--output", "-o", required=True, help="manifest to write (.jsonl)")
-    parser.add_argument("--layout", choices=LAYOUTS, default="auto")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="manifest to write (.jsonl)")
+    parser.add_argument(
+        "--layout", choices=LAYOUTS, default="auto", help="how transcripts sit beside the audio (auto: guessed)"
+    )
     parser.add_argument("--rejects", help="where to list rejected entries (default: OUTPUT.rejects.tsv)")
     parser.add_argument(
         "--alphabet",

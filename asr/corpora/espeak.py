@@ -3,7 +3,7 @@
 eSpeak NG is a formant synthesiser: robotic, but it runs about a thousand times faster than real time, needs no
 model download, and offers many English accents and voice variants, which is what an offline, reproducible
 training corpus needs. The shared library and its data come from the pip package ``espeakng-loader`` (the
-optional extra ``asr[synth]``), so nothing has to be installed system-wide.
+optional extra ``asr-rnn-ctc[synth]``), so nothing has to be installed system-wide.
 
 eSpeak keeps its state in C globals (current voice, parameters, output callback), so there is one engine per
 process, created on first use and guarded by a lock. Worker processes each create their own.
@@ -111,7 +111,7 @@ class _Engine:
             import espeakng_loader
         except ImportError:
             raise ImportError(
-                "speech synthesis needs the optional package espeakng-loader: pip install 'asr[synth]'"
+                "speech synthesis needs the optional package espeakng-loader: pip install 'asr-rnn-ctc[synth]'"
             ) from None
         try:
             lib = ctypes.CDLL(espeakng_loader.get_library_path())

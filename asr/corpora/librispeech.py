@@ -28,6 +28,7 @@ from asr.data.audio import AudioError
 from asr.data.manifest import Utterance, read_manifest, write_manifest
 from asr.data.tokenizer import CharTokenizer, normalize_text
 from asr.errors import CorpusError, UsageError
+from asr.help_format import DefaultsHelpFormatter
 
 RESOURCE = 12
 # Published checksums (https://www.openslr.org/12/, also listed by torchaudio and lhotse).
@@ -333,9 +334,7 @@ def format_split(summary_file: str | os.PathLike) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="asr librispeech", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="asr librispeech", description=__doc__, formatter_class=DefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_ in (
         ("download", "fetch archives and verify their MD5"),
@@ -343,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("prepare", "write one manifest per split and print a summary"),
         ("all", "download, extract and prepare"),
     ):
-        p = sub.add_parser(name, help=help_)
+        p = sub.add_parser(name, help=help_, formatter_class=DefaultsHelpFormatter)
         p.add_argument(
             "--parts",
             nargs="+",

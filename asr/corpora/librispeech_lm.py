@@ -30,6 +30,7 @@ from typing import Sequence
 
 from asr.corpora.download import ChecksumError, DownloadError, data_dir, download, file_digest, openslr_url
 from asr.errors import UsageError
+from asr.help_format import DefaultsHelpFormatter
 
 RESOURCE = 11
 # SHA-256 of each file, as pinned by rwth-i6/i6_experiments (None: none published that we could find).
@@ -108,11 +109,13 @@ def download_librispeech_lm(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="asr librispeech-lm", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="asr librispeech-lm", description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("download", help="download and verify the LM files")
+    d = sub.add_parser("download", help="download and verify the LM files", formatter_class=DefaultsHelpFormatter)
     d.add_argument("--data-dir", help="default: $ASR_DATA_DIR or ./data")
-    d.add_argument("--files", nargs="+", default=list(DEFAULT_FILES), choices=list(FILES))
+    d.add_argument("--files", nargs="+", default=list(DEFAULT_FILES), choices=list(FILES), help="which files to fetch")
     d.add_argument("--mirror", help="OpenSLR mirror (default: $ASR_OPENSLR_MIRROR or www.openslr.org)")
     args = p.parse_args(argv)
     for path in download_librispeech_lm(data_dir(args.data_dir), args.files, args.mirror):

@@ -36,6 +36,7 @@ from asr.corpora.inventory import format_summary, probe_headers, summarize
 from asr.data.audio import AudioError
 from asr.data.manifest import Utterance, write_manifest
 from asr.errors import UsageError
+from asr.help_format import DefaultsHelpFormatter
 
 ARCHIVE = "speech_commands_v0.02.tar.gz"
 MD5 = "6b74f3901214cb2c2934e98196829835"  # as published with torchaudio's SPEECHCOMMANDS
@@ -230,7 +231,7 @@ def prepare_speech_commands(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="asr speech-commands", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="asr speech-commands", description=__doc__, formatter_class=DefaultsHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_ in (
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("prepare", "write manifests"),
         ("all", "download, extract and prepare"),
     ):
-        p = sub.add_parser(name, help=help_)
+        p = sub.add_parser(name, help=help_, formatter_class=DefaultsHelpFormatter)
         p.add_argument("--data-dir", help="where corpora live (default: $ASR_DATA_DIR or ./data)")
         p.add_argument("--mirror", help=f"base URL holding {ARCHIVE} (default: ${MIRROR_ENV} or {DEFAULT_MIRROR})")
         p.add_argument(
@@ -248,9 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
             default="35",
             help="35 words, or the classic 10 words + unknown + silence (default 35)",
         )
-        p.add_argument("--unknown-percentage", type=float, default=10.0)
-        p.add_argument("--silence-percentage", type=float, default=10.0)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument(
+            "--unknown-percentage", type=float, default=10.0, help="12-class protocol: share of 'unknown' examples"
+        )
+        p.add_argument(
+            "--silence-percentage", type=float, default=10.0, help="12-class protocol: share of silence examples"
+        )
+        p.add_argument("--seed", type=int, default=0, help="seed of the unknown/silence sampling")
         p.add_argument("--workers", type=int, default=16, help="parallel header reads (default 16)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

@@ -29,6 +29,7 @@ import numpy as np
 from asr.corpora.espeak import ENGLISH_ACCENTS, ENGLISH_VARIANTS
 from asr.data.manifest import Utterance, read_manifest, write_manifest
 from asr.errors import EspeakError
+from asr.help_format import DefaultsHelpFormatter
 
 SPLITS = ("train", "dev", "test")
 PARAMS_FILE = "corpus.json"
@@ -615,12 +616,15 @@ def corpus_summary(out_dir: str | os.PathLike) -> dict[str, dict[str, float]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``asr synth``: build (or confirm) a synthetic corpus and print its summary."""
-    p = argparse.ArgumentParser(prog="asr synth", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="output folder (wavs and train/dev/test.jsonl)")
+    p = argparse.ArgumentParser(
+        prog="asr synth", description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter
+    )
+    p.add_argument("-o", "--output-dir", metavar="DIR", help="output folder (wavs and train/dev/test.jsonl); required")
+    p.add_argument("--out", dest="output_dir", help=argparse.SUPPRESS)  # the old spelling, kept for old scripts
     p.add_argument("--train", type=int, default=3000, help="training utterances (default 3000)")
     p.add_argument("--dev", type=int, default=300, help="dev utterances (default 300)")
     p.add_argument("--test", type=int, default=300, help="test utterances (default 300)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the texts, voices and noise chosen")
     p.add_argument("--noise-prob", type=float, default=0.3, help="share of utterances with background noise")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     p.add_argument(
@@ -630,6 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--force", action="store_true", help="rebuild a corpus made with other parameters")
     args = p.parse_args(argv)
+    if args.output_dir is None:
+        p.error("the following arguments are required: -o/--output-dir")
     if not 0.0 <= args.noise_prob <= 1.0:
         p.error("--noise-prob must be between 0 and 1")
     sizes = TINY_SIZES if args.tiny else {"n_train": args.train, "n_dev": args.dev, "n_test": args.test}
@@ -638,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.time()
     try:
         build_corpus(
-            args.out,
+            args.output_dir,
             seed=args.seed,
             noise_prob=args.noise_prob,
             jobs=args.jobs,
@@ -648,8 +654,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ImportError as e:  # the synth extra (espeakng-loader) is missing
         raise EspeakError(str(e)) from None
-    print(f"synthetic corpus: {args.out} ({time.time() - start:.1f}s)")
-    for split, s in corpus_summary(args.out).items():
+    print(f"synthetic corpus: {args.output_dir} ({time.time() - start:.1f}s)")
+    for split, s in corpus_summary(args.output_dir).items():
         print(
             f"  {split:5s} {s['utterances']:6d} utterances  {s['hours']:6.2f} h  "
             f"{s['mean_seconds']:4.1f} s/utt  {s['voices']:3d} voices"

@@ -255,7 +255,7 @@ class BeamSearchDecoder:
             from flashlight.lib.text.dictionary import Dictionary
         except ImportError:
             raise LMError(
-                "LM decoding needs the flashlight-text package: pip install 'asr[lm]' (or pip install flashlight-text)"
+                "LM decoding needs the flashlight-text package: pip install 'asr-rnn-ctc[lm]' (or pip install flashlight-text)"
             ) from None
 
         self._fl, self._kenlm = fl, KenLM

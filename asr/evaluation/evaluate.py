@@ -44,7 +44,7 @@ from asr.errors import UsageError
 from asr.evaluation.metrics import ErrorBreakdown, ErrorRates, NoReferenceError
 from asr.inference.transcribe import DEFAULT_VAD, transcribe
 from asr.model.card import build_card, card_of, with_evaluation, write_card_file
-from asr.model.file import LoadedModel, rewrite_metadata
+from asr.model.file import LoadedModel, rewrite_metadata, sha256_of
 
 TOP_ERRORS = 20
 
@@ -162,6 +162,7 @@ def evaluate(
         decoder=decoder,
         hotwords=hotwords,
         vad=vad,
+        word_timestamps=False,  # scoring needs the text only
     )
     for u, ref, t in zip(utts, refs, transcripts):
         entry: dict[str, Any] = {
@@ -199,6 +200,40 @@ def evaluate(
             entry["extra"] = u.extra
         result.utterances.append(entry)
     return result
+
+
+def decoding_record(decoder: Decoder | None, **extra: Any) -> dict[str, Any]:
+    """How a report's hypotheses were decoded, with absolute file paths, so that two reports can be compared:
+    ``{"name": "greedy"}``, or the beam search's mode, LM and lexicon files and weights (``extra``, e.g. the
+    ``lm_params`` file the weights came from, is added as given)."""
+    if decoder is None:
+        record: dict[str, Any] = {"name": "greedy"}
+    else:
+        describe = getattr(decoder, "info", None)
+        record = dict(describe()) if describe else {"name": type(decoder).__name__}
+        for key, attribute in (("lm", "lm_path"), ("lexicon", "lexicon_path")):  # info() names files without folders
+            value = getattr(decoder, attribute, None)
+            if value is not None:
+                record[key] = os.path.abspath(value)
+    record.update({k: os.path.abspath(v) if k.endswith(("lm_params", "_file")) and v else v for k, v in extra.items()})
+    return record
+
+
+def provenance(
+    loaded: LoadedModel, manifest: str | os.PathLike, decoder: Decoder | None = None, **decoding: Any
+) -> dict[str, Any]:
+    """What a report was made from: the model file (absolute path and SHA-256), the manifest, the decoding and
+    the asr version; the first keys of ``report.json``."""
+    from asr import __version__
+
+    path = loaded.path
+    return {
+        "model": path,
+        "model_sha256": sha256_of(path) if path and os.path.isfile(path) else None,
+        "manifest": os.path.abspath(manifest),
+        "decoding": decoding_record(decoder, **decoding),
+        "asr_version": __version__,
+    }
 
 
 def json_safe(value: Any) -> Any:

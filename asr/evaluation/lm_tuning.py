@@ -57,7 +57,12 @@ def dev_log_probs(
     capture = CapturingDecoder()
     # vad="none": every utterance goes whole through the model and the decoder, silent or not, so each gets a key
     results = transcribe(
-        loaded, [u.audio_filepath for u in utts], max_batch_seconds=max_batch_seconds, decoder=capture, vad="none"
+        loaded,
+        [u.audio_filepath for u in utts],
+        max_batch_seconds=max_batch_seconds,
+        decoder=capture,
+        vad="none",
+        word_timestamps=False,
     )
     emissions, refs = [], []
     for u, t in zip(utts, results):

@@ -1,6 +1,6 @@
 """matplotlib on demand, for the reports: the optional import with its one-line fix, and figures as PNG bytes.
 
-matplotlib is an optional extra (``pip install 'asr[reports]'``): training and evaluation work without it, and
+matplotlib is an optional extra (``pip install 'asr-rnn-ctc[reports]'``): training and evaluation work without it, and
 only the pictures are missing. Figures are drawn with the Agg backend through the object API (no pyplot state, no
 display needed), so plotting works on a headless server and from a training callback.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from asr.errors import PlottingUnavailable  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
 
-MISSING_MATPLOTLIB = "matplotlib is not installed (pip install 'asr[reports]')"
+MISSING_MATPLOTLIB = "matplotlib is not installed (pip install 'asr-rnn-ctc[reports]')"
 
 
 def new_figure(width: float, height: float) -> Any:

@@ -428,15 +428,28 @@ def _confusions(r: dict[str, Any]) -> str:
     )
 
 
+def describe_decoding(decoding: dict[str, Any] | None) -> str:
+    """A report's ``decoding`` record in words: ``greedy``, or the beam search with its files and weights."""
+    if not decoding:
+        return "not recorded"
+    name = str(decoding.get("name", "?"))
+    settings = [f"{k} {v}" for k, v in decoding.items() if k != "name" and v is not None]
+    return f"{name} ({', '.join(settings)})" if settings else name
+
+
 def render_html(
     report: dict[str, Any], posteriors: Sequence[tuple[dict[str, Any], bytes]] = (), posterior_note: str = ""
 ) -> str:
     """The page for ``report`` (the JSON report's data) with ``posteriors`` as (utterance, PNG) pairs."""
     utts = report.get("utterances") or []
+    sha = report.get("model_sha256")
     sections = [
-        f'<h1>Evaluation report</h1><p class="meta">model {_e(report.get("model", "?"))}<br>manifest '
-        f"{_e(report.get('manifest', '?'))}<br>written {_e(datetime.datetime.now().isoformat('T', 'seconds'))}"
-        "</p>",
+        f'<h1>Evaluation report</h1><p class="meta">model {_e(report.get("model", "?"))}'
+        + (f" (SHA-256 <code>{_e(sha)}</code>)" if sha else "")
+        + f"<br>manifest {_e(report.get('manifest', '?'))}<br>decoding {_e(describe_decoding(report.get('decoding')))}"
+        f"<br>written {_e(datetime.datetime.now().isoformat('T', 'seconds'))}"
+        + (f" by asr {_e(report['asr_version'])}" if report.get("asr_version") else "")
+        + "</p>",
         f'<section id="summary"><h2>Summary</h2>{_summary(report)}</section>',
     ]
     buckets = duration_buckets(utts)

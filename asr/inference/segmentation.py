@@ -102,7 +102,7 @@ class SileroVAD:
         try:
             from silero_vad import load_silero_vad
         except ImportError:
-            raise UsageError("--vad silero needs the silero-vad package: pip install 'asr[vad]'") from None
+            raise UsageError("--vad silero needs the silero-vad package: pip install 'asr-rnn-ctc[vad]'") from None
         finally:
             torch.set_num_threads(threads)  # importing silero_vad sets torch to one thread for the whole process
         self.model = load_silero_vad()
@@ -136,7 +136,9 @@ class WebRtcVAD:
         try:
             import webrtcvad
         except ImportError:
-            raise UsageError("--vad webrtc needs the webrtcvad-wheels package: pip install 'asr[vad]'") from None
+            raise UsageError(
+                "--vad webrtc needs the webrtcvad-wheels package: pip install 'asr-rnn-ctc[vad]'"
+            ) from None
         self.vad = webrtcvad.Vad(aggressiveness)
         self.sample_rate = sample_rate
         self.size = sample_rate * 30 // 1000

@@ -676,11 +676,11 @@ def pcm_chunks(
 
 
 def mic_chunks(sample_rate: int, chunk_samples: int) -> Iterator[np.ndarray]:
-    """The default microphone through ``sounddevice`` (optional extra ``asr[mic]``), until interrupted."""
+    """The default microphone through ``sounddevice`` (optional extra ``asr-rnn-ctc[mic]``), until interrupted."""
     try:
         import sounddevice as sd
     except ImportError:
-        raise StreamingError("--mic needs the optional package sounddevice: pip install 'asr[mic]'") from None
+        raise StreamingError("--mic needs the optional package sounddevice: pip install 'asr-rnn-ctc[mic]'") from None
     except OSError as e:  # the package is there but PortAudio is not
         raise StreamingError(
             f"--mic: sounddevice cannot load PortAudio ({e}); on Debian/Ubuntu: apt install libportaudio2"

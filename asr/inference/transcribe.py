@@ -6,19 +6,26 @@ padding) up to ``max_batch_seconds`` of audio; memory is bounded by that and the
 Each window's log-probs are decoded (greedy, or any :class:`asr.decoding.greedy.Decoder`) and aligned to word times
 (:func:`asr.decoding.alignment.align_words`) with the window's start as offset, so segments and words carry times from the
 start of the file. Results come back in input order, one per file, with ``error`` set for files that failed.
+
+Audio can also be given in memory (:data:`AudioInput`): a numpy or torch array with its sample rate, or the bytes
+of an encoded file. It is checked and converted to the model's rate when its turn comes, so a bad one fails alone,
+as a bad file does, and then goes through the same cutting and batching.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
 
-from asr.data.audio import AudioError, audio_info, display_path, is_pipe, read_blocks, regular_file
+from asr.data.audio import AudioError, audio_info, display_path, is_pipe, read_blocks, regular_file, resample
 from asr.decoding.greedy import Decoder, GreedyDecoder
 from asr.errors import UsageError
 from asr.inference.segmentation import (
@@ -33,7 +40,14 @@ from asr.model.card import card_of, low_confidence_warning
 from asr.model.file import LoadedModel
 from asr.model.network import frame_seconds
 
+# The defaults of `asr transcribe` and of the Python API, defined once so that the two cannot drift apart.
 DEFAULT_VAD = "energy"  # chosen by measurement: docs/transcription.md
+DEFAULT_MAX_SEGMENT_SECONDS = SegmentationConfig.max_segment_seconds  # longest piece the model takes at once
+DEFAULT_MAX_BATCH_SECONDS = 300.0  # padded audio seconds per batch
+
+# One recording: a file path, the bytes of an encoded file (wav/flac/ogg/...), or mono samples (numpy or torch,
+# 1-D; float in [-1, 1], or int16/int32 PCM) with their ``sample_rate``.
+AudioInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, torch.Tensor]
 
 
 @dataclass
@@ -45,14 +59,128 @@ class Transcript:
     segments: list[Any] = field(default_factory=list)  # asr.decoding.alignment.Segment, in file time
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def ok(self) -> bool:
+        """False when the audio could not be read (``error`` says why; ``text`` is None)."""
+        return self.error is None
+
+    @property
+    def words(self) -> list[Any]:
+        """Every word (:class:`asr.decoding.alignment.Word`: word, start, end, confidence) of every segment, in
+        order; empty without word timestamps."""
+        return [w for s in self.segments for w in s.words]
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-able result (whisper's shape) that :func:`asr.inference.formats.write_result` renders."""
-        return {
+        """The JSON-able result (whisper's shape) that :func:`asr.inference.formats.write_result` renders; a
+        failed input has an ``error`` key too."""
+        out = {
             "path": display_path(self.path),  # text: a name that is not UTF-8 has its bytes as \\xNN
             "text": self.text,
             "duration": round(self.duration or 0.0, 3),
             "segments": [s.to_dict() for s in self.segments],
         }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class InMemoryAudio:
+    """Audio given in memory rather than as a file: encoded ``data`` (bytes), or ``samples`` at ``sample_rate``.
+    ``label`` is what the result's ``path`` says."""
+
+    label: str
+    data: bytes | None = None
+    samples: np.ndarray | None = None
+    sample_rate: int | None = None
+
+    def decode(self, target_rate: int) -> np.ndarray:
+        """Mono float32 at ``target_rate``; :class:`AudioError` naming ``label`` for anything unusable."""
+        if self.data is not None:
+            import soundfile as sf
+
+            if not self.data:
+                raise AudioError(f"{self.label}: no audio (empty bytes)")
+            try:
+                audio, rate = sf.read(io.BytesIO(self.data), dtype="float32", always_2d=True)
+            except Exception as e:  # libsndfile's errors are generic
+                first = re.sub(r"^Error opening <[^>]*>: ", "", str(e).strip())  # libsndfile names the BytesIO
+                first = first.splitlines()[0][:200] if first else type(e).__name__
+                raise AudioError(f"{self.label}: not a readable audio file ({first})") from None
+            samples = audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]
+        else:
+            samples, rate = _as_mono_float(self.samples, self.label), int(self.sample_rate or 0)
+        if samples.shape[0] == 0:
+            raise AudioError(f"{self.label}: no audio samples")
+        if not np.isfinite(samples).all():
+            raise AudioError(f"{self.label}: audio contains NaN or infinite samples")
+        return np.ascontiguousarray(resample(samples, int(rate), target_rate), dtype=np.float32)
+
+
+def _as_mono_float(samples: Any, label: str) -> np.ndarray:
+    """A 1-D float32 signal from a numpy array: floats as they are, int16/int32 PCM scaled to [-1, 1]."""
+    a = np.asarray(samples)
+    if a.ndim != 1:
+        raise AudioError(
+            f"{label}: expected a 1-D (mono) array of samples, got shape {tuple(a.shape)}; down-mix it "
+            "(x.mean(axis=channel_axis)), or pass a list of 1-D arrays for several recordings"
+        )
+    if a.dtype == np.int16:
+        return a.astype(np.float32) / 32768.0
+    if a.dtype == np.int32:
+        return a.astype(np.float32) / 2147483648.0
+    if a.dtype.kind != "f":
+        raise AudioError(f"{label}: samples of dtype {a.dtype} are not audio; give float, int16 or int32 samples")
+    return a.astype(np.float32, copy=False)
+
+
+def as_inputs(audio: AudioInput | Iterable[AudioInput], sample_rate: int | None = None) -> tuple[list[Any], bool]:
+    """``audio`` as a list of paths and :class:`InMemoryAudio`, and whether it was one recording.
+
+    A string or path is one file (never a sequence of characters); an array is one recording, bytes one
+    encoded file; a list or tuple holds any mix of them. Arrays need ``sample_rate``.
+    """
+
+    def one(item: Any, label: str) -> Any:
+        if isinstance(item, (str, os.PathLike)):
+            return os.fspath(item)
+        if isinstance(item, InMemoryAudio):
+            return item
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return InMemoryAudio(f"bytes{label}", data=bytes(item))
+        if isinstance(item, torch.Tensor):
+            item = item.detach().cpu().numpy()
+        if isinstance(item, np.ndarray):
+            if sample_rate is None:
+                raise UsageError(f"array{label}: give its sample rate (transcribe(x, sample_rate=16000))")
+            if not 1000 <= int(sample_rate) <= 384000:
+                raise UsageError(f"sample_rate {sample_rate}: not a usable sample rate (1000-384000 Hz)")
+            return InMemoryAudio(f"array{label}", samples=item, sample_rate=int(sample_rate))
+        raise UsageError(
+            f"audio{label}: expected a file path, bytes, or a numpy/torch array of samples, got {type(item).__name__}"
+        )
+
+    if isinstance(audio, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, torch.Tensor, InMemoryAudio)):
+        return [one(audio, "")], True
+    if isinstance(audio, Iterable):
+        return [one(item, f"[{i}]") for i, item in enumerate(audio)], False
+    return [one(audio, "")], True
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run with ``num_threads`` torch threads (None: as they are), and put the setting back afterwards."""
+    if num_threads is None:
+        yield
+        return
+    if num_threads < 1:
+        raise UsageError(f"num_threads must be at least 1, got {num_threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -60,8 +188,9 @@ class _File:
     """One input on its way through: its windows, and their log-probs as batches deliver them."""
 
     index: int
-    path: str
+    path: str  # a file, or the label of audio given in memory
     source: Any = None  # what is read: ``path``, or a temporary copy of a pipe
+    memory: InMemoryAudio | None = None  # audio given in memory, decoded into ``audio`` when its turn comes
     windows: list[Window] = field(default_factory=list)
     log_probs: dict[int, torch.Tensor] = field(default_factory=dict)
     num_samples: int = 0
@@ -90,7 +219,7 @@ class Transcriber:
     def __init__(
         self,
         loaded: LoadedModel,
-        max_batch_seconds: float = 300.0,
+        max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS,
         bf16: bool = False,
         decoder: Decoder | None = None,
         segmentation: SegmentationConfig | None = None,
@@ -122,13 +251,17 @@ class Transcriber:
         self._pool_samples = 0
         self._progress = None
 
-    def run(self, paths: Sequence[str | os.PathLike], progress: bool = False) -> Iterator[Transcript]:
-        """Transcripts of ``paths`` in input order, each as soon as it and all before it are done."""
-        files = [_File(i, str(p)) for i, p in enumerate(paths)]
+    def run(self, paths: Sequence[str | os.PathLike | InMemoryAudio], progress: bool = False) -> Iterator[Transcript]:
+        """Transcripts of ``paths`` (files, or :class:`InMemoryAudio`) in input order, each as soon as it and all
+        before it are done."""
+        files = [
+            _File(i, p.label, memory=p) if isinstance(p, InMemoryAudio) else _File(i, os.fspath(p))
+            for i, p in enumerate(paths)
+        ]
         if progress:
             from tqdm import tqdm
 
-            total = sum(_header_seconds(f.path) for f in files)
+            total = sum(self._seconds(f) for f in files)
             self._progress = tqdm(
                 total=round(total, 1),
                 unit="s",
@@ -169,10 +302,20 @@ class Transcriber:
             return (f.audio[i : i + step] for i in range(0, f.audio.shape[0], step))
         return read_blocks(f.source, self.sample_rate, self.block_seconds, f.warnings, name=f.name)
 
+    def _seconds(self, f: _File) -> float:
+        """``f``'s length as its header (or its array) says, for the progress bar."""
+        if f.memory is not None and f.memory.samples is not None and f.memory.sample_rate:
+            return len(f.memory.samples) / f.memory.sample_rate
+        if f.audio is not None:
+            return f.audio.shape[0] / self.sample_rate
+        return 0.0 if f.memory is not None else _header_seconds(f.path)
+
     def _cut(self, f: _File) -> None:
         """Plan ``f``'s windows (first read) and queue their audio for the model (second read); a pipe
         (``<(cat a.wav)``, a FIFO) is copied to a temporary file first, since it can be read only once."""
         try:
+            if f.memory is not None:
+                f.audio = f.memory.decode(self.sample_rate)
             if f.audio is not None:
                 self._cut_file(f)
             else:
@@ -290,7 +433,9 @@ class Transcriber:
     def _finish(self, f: _File) -> Transcript:
         """Splice, decode and time-align ``f``'s windows into segments (log-probs are freed as they are used)."""
         if self._progress is not None:  # the pauses, and files that failed, count as done too
-            self._advance(f, _header_seconds(f.path) - f.progress_s)
+            self._advance(f, self._seconds(f) - f.progress_s)
+        if f.memory is not None:
+            f.audio = None  # audio given in memory is not kept once its windows are cut
         if f.error is not None:
             return Transcript(f.path, None, None, f.error, warnings=f.warnings)
         groups: list[list[int]] = []
@@ -415,26 +560,30 @@ def _header_seconds(path: str) -> float:
 
 def transcribe(
     loaded: LoadedModel,
-    paths: Sequence[str | os.PathLike],
-    max_batch_seconds: float = 300.0,
-    num_threads: int = 2,
+    paths: AudioInput | Iterable[AudioInput],
+    max_batch_seconds: float = DEFAULT_MAX_BATCH_SECONDS,
+    num_threads: int | None = None,
     bf16: bool = False,
     decoder: Decoder | None = None,
     segmentation: SegmentationConfig | None = None,
     vad: str = DEFAULT_VAD,
-    word_timestamps: bool = False,
+    word_timestamps: bool = True,
     progress: bool = False,
     hotwords: Any = None,
     no_speech_threshold: float | None = None,
+    sample_rate: int | None = None,
 ) -> list[Transcript]:
-    """Transcribe ``paths`` (any length, rate and channel count); results in input order, ``error`` set for
-    files that cannot be read. ``bf16`` runs the encoder under bfloat16 autocast (features stay float32).
-    ``decoder`` turns log-probs into text (default: greedy). ``num_threads`` is kept for callers of the old
-    signature; torch's own thread setting governs. ``hotwords`` (a WORD<TAB>BOOST file, a {word: boost}
-    mapping or a list of words) are favoured (:mod:`asr.decoding.hotwords`): by word spotting over greedy decoding,
-    or pass ``decoder=build_decoder(..., hotwords=...)`` for an LM. ``no_speech_threshold`` drops segments whose
-    ``no_speech_prob`` is above it."""
+    """Transcribe recordings of any length, rate and channel count: files, or audio in memory (see
+    :func:`as_inputs`; arrays need ``sample_rate``); one result per input, in input order, ``error`` set for
+    inputs that cannot be read. ``bf16`` runs the encoder under bfloat16 autocast (features stay float32).
+    ``decoder`` turns log-probs into text (default: greedy). ``num_threads`` sets torch's threads for this call
+    (None: leave them). ``hotwords`` (a WORD<TAB>BOOST file, a {word: boost} mapping or a list of words) are
+    favoured (:mod:`asr.decoding.hotwords`): by word spotting over greedy decoding, or pass
+    ``decoder=build_decoder(..., hotwords=...)`` for an LM. ``no_speech_threshold`` drops segments whose
+    ``no_speech_prob`` is above it. For one recording and LM options by name,
+    :meth:`asr.inference.api.Model.transcribe`."""
     decoder = with_hotwords(decoder, loaded.tokenizer, hotwords)
+    inputs, _ = as_inputs(paths, sample_rate)
     t = Transcriber(
         loaded,
         max_batch_seconds,
@@ -445,4 +594,5 @@ def transcribe(
         word_timestamps,
         no_speech_threshold=no_speech_threshold,
     )
-    return list(t.run(paths, progress=progress))
+    with torch_threads(num_threads):
+        return list(t.run(inputs, progress=progress))

@@ -396,7 +396,7 @@ def _require(module: str, what: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise ExportError(f"{what} needs the {module} package: pip install 'asr[export]'")
+        raise ExportError(f"{what} needs the {module} package: pip install 'asr-rnn-ctc[export]'")
 
 
 def default_output(model_path: str | os.PathLike, fmt: str, int8: bool) -> Path:

@@ -47,7 +47,7 @@ import torch
 
 from asr import __version__
 from asr.data.tokenizer import Tokenizer, tokenizer_from_dict
-from asr.errors import ModelFileError  # noqa: F401  (re-exported: raised here, caught as asr.ASRError)
+from asr.errors import ModelFileError, UsageError  # noqa: F401  (ModelFileError re-exported: raised here)
 from asr.model.features import FeatureConfig
 from asr.model.network import ASRModel, ModelDimensions, frame_seconds
 
@@ -80,6 +80,7 @@ class LoadedModel:
     metadata: dict[str, Any]
     created: str | None = None
     format_version: int = FORMAT_VERSION  # as stored in the file, before any migration
+    path: str | None = None  # the file it was loaded from, absolute (reports name it and its SHA-256)
 
     @property
     def frame_seconds(self) -> float:
@@ -296,13 +297,26 @@ def _load_error(path: str, what: str, head: bytes, e: BaseException) -> ModelFil
     return ModelFileError(f"{path}: not an asr {what} (not readable as a PyTorch file: {first})")
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` is the first GPU when there is one, else the CPU (the default of every command and of
+    :func:`asr.load_model`); anything else is handed to :class:`torch.device` (``cpu``, ``cuda:1``, ...)."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:1, ...") from None
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model file of this or any older format version (migrated in memory; see the module docstring).
 
     ``path`` may also be a name in the model registry, an http(s):// or file:// URL, or ``hf://org/repo[/file]``:
     the file is then fetched into the cache first, checked against its SHA-256 (:mod:`asr.model.cache`).
+    ``device`` may be ``"auto"`` (:func:`resolve_device`).
     """
     path = str(path)
+    device = resolve_device(device)
     if not os.path.exists(path):
         from asr.model.cache import fetch_model, is_remote
 
@@ -342,4 +356,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         raise ModelFileError(f"{path}: model file is damaged or inconsistent ({why}{newer})") from None
     model.to(device).eval()
     created = obj.get("created")
-    return LoadedModel(model, tokenizer, metadata, created if isinstance(created, str) else None, stored_version)
+    created = created if isinstance(created, str) else None
+    return LoadedModel(model, tokenizer, metadata, created, stored_version, os.path.abspath(path))
+
+
+def sha256_of(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """The SHA-256 of a file, read in chunks: what a report records to say which model it scored."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk_bytes), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -40,7 +40,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   # asr synth checks its own parameter stamp: it returns at once if $D is up to date, and refuses to
   # overwrite a corpus built with other settings.
   log 0 "synthetic corpus -> $D"
-  "$PYTHON" -m asr synth --out "$D" \
+  "$PYTHON" -m asr synth --output-dir "$D" \
     --train "${N_TRAIN:-5000}" --dev "${N_DEV:-300}" --test "${N_TEST:-300}" \
     --seed "${SEED:-0}" --noise-prob "${NOISE_PROB:-0.3}" --jobs "${JOBS:-2}"
 fi
