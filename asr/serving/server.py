@@ -1,7 +1,8 @@
 """`asr serve`: one trained model behind HTTP and a WebSocket, with a browser page to record or drop audio.
 
 Endpoints: ``POST /v1/transcribe`` (multipart upload, field ``file``; ``?format=json|srt|vtt|text|tsv``; the JSON is
-what ``asr transcribe --format json`` prints), ``GET /healthz``, ``WS /v1/stream`` (PCM in, partial/final JSON
+what ``asr transcribe --format json`` prints), ``POST /v1/audio/transcriptions`` (the same, in OpenAI's request and
+response shapes: :mod:`asr.serving.openai_api`), ``GET /healthz``, ``WS /v1/stream`` (PCM in, partial/final JSON
 out; the protocol is in docs/serve.md) and the page at ``/``.
 
 Why it is built the way it is:
@@ -60,6 +61,7 @@ from asr.errors import UsageError
 from asr.inference.formats import write_result
 from asr.model.card import card_info
 from asr.model.file import LoadedModel
+from asr.serving import openai_api
 from asr.serving.access import Access, AccessMiddleware, is_loopback, refuse
 from asr.serving.limits import Limits
 from asr.serving.problems import HTTPProblem, TooLong, first_line
@@ -403,13 +405,21 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None, access: Acc
         vtt, text or tsv."""
         query_format = request.query_params.get("format")
         _choose_format(query_format)  # a bad ?format= is refused before the body is read
+        result, format = await transcribe_upload(request, lambda upload: _choose_format(query_format, upload))
+        return Response(write_result(result, format), media_type=MEDIA_TYPES[format])
+
+    async def transcribe_upload(request: Request, check: Callable[[Upload], Any]) -> tuple[dict[str, Any], Any]:
+        """The one path from an upload to its result, for every endpoint that takes one (``/v1/transcribe`` and
+        OpenAI's ``/v1/audio/transcriptions``): a slot in the pool, the body received within the limits, its form
+        fields judged by ``check`` (which raises to refuse them, before any inference), the audio decoded and
+        transcribed in the pool. Returns the result (``asr transcribe --format json``'s) and what ``check`` gave."""
         async with pool.slot() as slot:  # before the body: a 503 leaves it unread, so shedding bounds memory
             with tempfile.TemporaryDirectory(prefix="asr-serve-") as directory:
                 try:
                     upload = await asyncio.wait_for(receive_upload(request, limits, directory), limits.timeout)
                 except asyncio.TimeoutError:
                     raise HTTPProblem(408, f"the upload did not arrive within {limits.timeout:g} s") from None
-                format = _choose_format(query_format, upload)
+                checked = check(upload)
 
                 def job() -> dict[str, Any]:  # decoding is CPU work too: off the event loop, in the pool
                     audio = decode_upload(upload.path, upload.name, recognizer.sample_rate, limits)
@@ -419,7 +429,11 @@ def create_app(recognizer: Recognizer, limits: Limits | None = None, access: Acc
                     result = await slot.run(job, timeout=limits.timeout)
                 except AudioError as e:
                     raise HTTPProblem(400, str(e)) from None
-        return Response(write_result(result, format), media_type=MEDIA_TYPES[format])
+        return result, checked
+
+    openai_api.add_routes(
+        app, transcribe_upload, HTTPProblem, language=str(recognizer.loaded.metadata.get("language") or "unknown")
+    )
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:

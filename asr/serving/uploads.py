@@ -53,7 +53,9 @@ class Upload:
 
     path: str
     name: str
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # the last value of each
+    # every value of each, in order: a field may repeat (OpenAI's timestamp_granularities[]=word, ...=segment)
+    all_fields: dict[str, list[str]] = field(default_factory=dict)
 
 
 def display_name(filename: str | None) -> str:
@@ -123,8 +125,12 @@ async def receive_upload(request: Request, limits: Limits, directory: str) -> Up
             raise HTTPProblem(400, "no file in the upload: send the audio in a multipart field named 'file'")
         path = os.path.join(directory, "upload")
         await asyncio.get_running_loop().run_in_executor(None, _copy, upload.file, path)
-        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-        return Upload(path, display_name(upload.filename), fields)
+        all_fields: dict[str, list[str]] = {}
+        for k, v in form.multi_items():
+            if isinstance(v, str):
+                all_fields.setdefault(k, []).append(v)
+        fields = {k: v[-1] for k, v in all_fields.items()}
+        return Upload(path, display_name(upload.filename), fields, all_fields)
     finally:
         await form.close()
 
