@@ -115,17 +115,18 @@ def test_the_public_face_is_the_library_functions_themselves():
     from asr.decoding.beam_search import BeamSearchDecoder
     from asr.decoding.greedy import GreedyDecoder
     from asr.evaluation.evaluate import evaluate
+    from asr.inference.api import Model, load_model, transcribe
     from asr.inference.streaming import open_stream
-    from asr.inference.transcribe import transcribe
-    from asr.model.file import load_model
+    from asr.inference.transcribe import Transcript
     from asr.training.config import load_config
     from asr.training.train import train
 
     assert asr.load_model is load_model and asr.transcribe is transcribe and asr.evaluate is evaluate
+    assert asr.Model is Model and asr.Transcript is Transcript
     assert asr.train is train and asr.open_stream is open_stream and asr.load_config is load_config
     assert asr.GreedyDecoder is GreedyDecoder and asr.BeamSearchDecoder is BeamSearchDecoder
     assert asr.ASRError is __import__("asr.errors").errors.ASRError
-    assert callable(asr.transcribe) and asr.transcribe.__module__ == "asr.inference.transcribe"
+    assert callable(asr.transcribe) and asr.transcribe.__module__ == "asr.inference.api"
     assert set(asr.__all__) <= set(dir(asr))
 
 

@@ -46,8 +46,8 @@ ROUTE = "/v1/audio/transcriptions"
 TranscribeUpload = Callable[[Request, Callable[[Any], Any]], Awaitable[tuple[dict[str, Any], Any]]]
 
 
-class OpenAIRequestError(Exception):
-    """A field OpenAI's API would refuse: 400 with the field named as ``param``."""
+class FieldRefused(Exception):
+    """A form field the endpoint refuses (an HTTP 400 naming the field as ``param``, like the server's HTTPProblem)."""
 
     def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
@@ -70,19 +70,19 @@ def read_options(fields: dict[str, list[str]]) -> tuple[str, list[str]]:
     """``response_format`` and the timestamp granularities of a request's form fields, checked."""
     fmt = (fields.get("response_format") or ["json"])[-1].strip() or "json"
     if fmt not in RESPONSE_FORMATS:
-        raise OpenAIRequestError(
+        raise FieldRefused(
             f"response_format {fmt!r} is not supported; choose one of {', '.join(RESPONSE_FORMATS)}", "response_format"
         )
     raw = [*fields.get("timestamp_granularities[]", []), *fields.get("timestamp_granularities", [])]
     granularities = [g.strip() for value in raw for g in value.split(",") if g.strip()]
     bad = [g for g in granularities if g not in GRANULARITIES]
     if bad:
-        raise OpenAIRequestError(
+        raise FieldRefused(
             f"timestamp_granularities {bad[0]!r} is not supported; choose segment and/or word",
             "timestamp_granularities[]",
         )
     if (fields.get("stream") or ["false"])[-1].strip().lower() == "true":
-        raise OpenAIRequestError("stream=true is not supported here; live text is WS /v1/stream", "stream")
+        raise FieldRefused("stream=true is not supported here; live text is WS /v1/stream", "stream")
     return fmt, list(dict.fromkeys(granularities)) or ["segment"]
 
 
@@ -172,7 +172,7 @@ def add_routes(
 
         try:
             result, (fmt, granularities, answer_language) = await transcribe_upload(request, options)
-        except OpenAIRequestError as e:
+        except FieldRefused as e:
             return JSONResponse(error_body(e.message, 400, e.param), status_code=400)
         except problem as p:  # type: ignore[misc]
             param = "file" if p.status in (400, 413) else None
