@@ -483,7 +483,7 @@ DELEGATED = {
 
 def build_parser() -> argparse.ArgumentParser:
     from asr.cli.lm import add_lm_arguments  # one definition of the --lm options for transcribe/evaluate/serve
-    from asr.inference.transcribe import DEFAULT_MAX_BATCH_SECONDS, DEFAULT_MAX_SEGMENT_SECONDS, DEFAULT_VAD
+    from asr.inference.defaults import DEFAULT_MAX_BATCH_SECONDS, DEFAULT_MAX_SEGMENT_SECONDS, DEFAULT_VAD
 
     p = argparse.ArgumentParser(
         prog="asr",

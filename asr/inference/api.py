@@ -14,7 +14,7 @@
 
 Why it looks like this: a model that transcribes is what users of whisper (``load_model("base").transcribe``),
 NeMo (``model.transcribe([...])``) and SpeechBrain expect, and its defaults are those of ``asr transcribe`` (the
-constants in :mod:`asr.inference.transcribe`), so a result from Python and one from the shell agree. One
+constants in :mod:`asr.inference.defaults`), so a result from Python and one from the shell agree. One
 recording that cannot be read raises :class:`asr.errors.AudioError`; in a list, a failed recording is a result
 with ``error`` set and the others go on, as the CLI goes on past a bad file. Decoding options are keyword
 arguments turned into a decoder by :func:`asr.decoding.beam_search.build_decoder`, the function the CLI uses, and
@@ -32,11 +32,9 @@ import torch
 
 from asr.decoding.greedy import Decoder
 from asr.errors import AudioError, UsageError
+from asr.inference.defaults import DEFAULT_MAX_BATCH_SECONDS, DEFAULT_MAX_SEGMENT_SECONDS, DEFAULT_VAD
 from asr.inference.segmentation import SegmentationConfig
 from asr.inference.transcribe import (
-    DEFAULT_MAX_BATCH_SECONDS,
-    DEFAULT_MAX_SEGMENT_SECONDS,
-    DEFAULT_VAD,
     AudioInput,
     Transcriber,
     Transcript,

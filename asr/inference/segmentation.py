@@ -27,6 +27,7 @@ from typing import Iterable, Protocol
 import numpy as np
 
 from asr.errors import UsageError
+from asr.inference.defaults import DEFAULT_MAX_SEGMENT_SECONDS
 
 VAD_NAMES = ("silero", "webrtc", "energy", "none")
 
@@ -42,7 +43,7 @@ class Window:
 
 @dataclass
 class SegmentationConfig:
-    max_segment_seconds: float = 20.0  # no window the model sees is longer than this
+    max_segment_seconds: float = DEFAULT_MAX_SEGMENT_SECONDS  # no window the model sees is longer than this
     threshold: float = 0.5  # frames with a speech probability at least this are speech
     min_silence_seconds: float = 0.3  # a pause at least this long ends a speech region
     speech_pad_seconds: float = 0.05  # audio kept on each side of a speech region (word onsets and tails)

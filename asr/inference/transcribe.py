@@ -28,6 +28,7 @@ import torch
 from asr.data.audio import AudioError, audio_info, display_path, is_pipe, read_blocks, regular_file, resample
 from asr.decoding.greedy import Decoder, GreedyDecoder
 from asr.errors import UsageError
+from asr.inference.defaults import DEFAULT_MAX_BATCH_SECONDS, DEFAULT_MAX_SEGMENT_SECONDS, DEFAULT_VAD  # noqa: F401
 from asr.inference.segmentation import (
     SegmentationConfig,
     VoiceActivityDetector,
@@ -39,11 +40,6 @@ from asr.inference.segmentation import (
 from asr.model.card import card_of, low_confidence_warning
 from asr.model.file import LoadedModel
 from asr.model.network import frame_seconds
-
-# The defaults of `asr transcribe` and of the Python API, defined once so that the two cannot drift apart.
-DEFAULT_VAD = "energy"  # chosen by measurement: docs/transcription.md
-DEFAULT_MAX_SEGMENT_SECONDS = SegmentationConfig.max_segment_seconds  # longest piece the model takes at once
-DEFAULT_MAX_BATCH_SECONDS = 300.0  # padded audio seconds per batch
 
 # One recording: a file path, the bytes of an encoded file (wav/flac/ogg/...), or mono samples (numpy or torch,
 # 1-D; float in [-1, 1], or int16/int32 PCM) with their ``sample_rate``.
