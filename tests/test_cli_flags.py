@@ -135,9 +135,20 @@ def test_quiet_after_a_delegated_command_is_taken_too(tmp_path):
 
 def test_print_config_prints_the_merged_yaml_and_trains_nothing(tmp_path, capsys):
     conf = ROOT / "recipes" / "synth" / "conf.yaml"
-    assert main(["train", "--config", str(conf), "--print-config", "model.hidden_size=24", "optim.lr=0.01"]) == 0
+    argv = [
+        "train",
+        "--config",
+        str(conf),
+        "--print-config",
+        "--max-epochs",
+        "3",
+        "model.hidden_size=24",
+        "optim.lr=0.01",
+    ]
+    assert main(argv) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["hidden_size"] == 24 and printed["optim"]["lr"] == 0.01
+    assert printed["trainer"]["max_epochs"] == 3  # the flags are merged in too: what the run would use
     assert set(printed) >= {"features", "model", "tokenizer", "data", "augment", "optim", "trainer"}
     assert main(["train", "--print-config", "model.hidden_sise=3"]) == 2  # a typo is the config's usual error
     assert "hidden_size" in capsys.readouterr().err

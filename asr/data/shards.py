@@ -47,7 +47,7 @@ def _webdataset() -> Any:
     try:
         import webdataset
     except ImportError as e:
-        raise ShardError(f"reading tar shards needs webdataset: pip install 'asr[shards]' ({e})") from None
+        raise ShardError(f"reading tar shards needs webdataset: pip install 'asr-rnn-ctc[shards]' ({e})") from None
     return webdataset
 
 
