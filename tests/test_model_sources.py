@@ -279,7 +279,7 @@ def test_hf_urls_go_through_huggingface_hub(fake_hub, model_file, monkeypatch):
 
 def test_without_huggingface_hub_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    with pytest.raises(UsageError, match=r"pip install 'asr\[hub\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'asr-rnn-ctc\[hub\]'"):
         cache.fetch_model("hf://org/repo")
 
 

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 import asr
-from asr.errors import AudioError
+from asr.errors import AudioError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 README_MARKER = "<!-- tests/test_python_api.py runs this block"
@@ -175,6 +175,23 @@ def test_lm_options_by_keyword_build_the_cli_decoder_once(model, wav, tiny_corpu
     t = model.transcribe(wav, lm=lm, lm_params=params, beam_size=8)
     words = set(lm.read_text().split())
     assert all(w in words for w in t.text.split())  # a word LM's lexicon search emits only its words
+
+
+def test_hotwords_by_keyword_greedy_and_with_an_lm(model, wav, tiny_corpus, tmp_path):
+    from asr.decoding.hotwords import HotwordDecoder
+
+    assert isinstance(model.decoder(hotwords={"six": 5.0}), HotwordDecoder)
+    assert isinstance(model.transcribe(wav, hotwords={"six": 5.0}).text, str)
+    with pytest.raises(UsageError, match="lexicon= needs lm="):
+        model.decoder(hotwords=["six"], lexicon="words.txt")
+    pytest.importorskip("flashlight.lib.text")
+    from asr.cli import main
+
+    lm = tmp_path / "lm.arpa"
+    assert main(["lm", "build", str(tiny_corpus["train"]), "-o", str(lm), "--order", "2"]) == 0
+    boosted = model.decoder(lm, hotwords={"six": 2.0})
+    assert boosted is model.decoder(lm, hotwords={"six": 2.0}) and boosted is not model.decoder(lm)
+    assert isinstance(model.transcribe(wav, lm=lm, hotwords={"six": 2.0}).text, str)
 
 
 def test_transcribe_and_evaluate_from_python(model, tiny_corpus):

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Sequence
 
+from asr.help_format import DefaultsHelpFormatter
+
 
 def cmd_download(args: argparse.Namespace) -> int:
     from asr.model.cache import fetch_model
@@ -56,11 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="asr models",
         description="Fetch, publish and describe shared models (docs/models.md).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser(
         "download",
+        formatter_class=DefaultsHelpFormatter,
         help="fetch a model into the cache and print its path",
         description="Fetch a model by registry NAME or URL (https://, file://, hf://ORG/REPO[/FILE]) into the cache "
         "($ASR_CACHE_DIR, else the user cache folder), checked against its SHA-256, and print the cached file's "
@@ -71,17 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a try fails")
     d.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     d.set_defaults(func=cmd_download)
-    u = sub.add_parser("push", help="publish a model and its card to the Hugging Face Hub (hub extra)")
+    u = sub.add_parser(
+        "push",
+        formatter_class=DefaultsHelpFormatter,
+        help="publish a model and its card to the Hugging Face Hub (hub extra)",
+    )
     u.add_argument("model", metavar="MODEL.pt")
     u.add_argument("target", metavar="hf://ORG/REPO[/FILE]")
     u.add_argument("--token", help="Hub token (default: huggingface_hub's login, or $HF_TOKEN)")
     u.add_argument("--private", action="store_true", help="create the repository private")
     u.add_argument("--message", help="commit message")
     u.set_defaults(func=cmd_push)
-    ls = sub.add_parser("list", help="the named models of the registry")
+    ls = sub.add_parser("list", formatter_class=DefaultsHelpFormatter, help="the named models of the registry")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
-    c = sub.add_parser("card", help="print a model's card (Markdown, or --json)")
+    c = sub.add_parser("card", formatter_class=DefaultsHelpFormatter, help="print a model's card (Markdown, or --json)")
     c.add_argument("model", metavar="MODEL")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_card)

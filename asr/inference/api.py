@@ -11,6 +11,7 @@
         print(t.path, t.text if t.ok else t.error)
     t = model.transcribe(samples, sample_rate=8000)        # numpy/torch samples, or the bytes of a file
     t = model.transcribe("a.wav", lm="lm.arpa", lm_params="lm_params.json")   # beam search with an n-gram LM
+    t = model.transcribe("a.wav", hotwords={"aurora": 4.0})                    # favour words (docs/hotwords.md)
 
 Why it looks like this: a model that transcribes is what users of whisper (``load_model("base").transcribe``),
 NeMo (``model.transcribe([...])``) and SpeechBrain expect, and its defaults are those of ``asr transcribe`` (the
@@ -40,6 +41,7 @@ from asr.inference.transcribe import (
     Transcript,
     as_inputs,
     torch_threads,
+    with_hotwords,
 )
 from asr.model import file as model_file
 from asr.model.file import LoadedModel
@@ -79,9 +81,17 @@ class Model(LoadedModel):
         lm_weight: float | None = None,
         word_score: float | None = None,
         beam_threshold: float | None = None,
+        hotwords: Any = None,
     ) -> Decoder | None:
         """The decoder these options ask for: None (greedy) without ``lm``, else a beam search over it, built as
-        ``asr transcribe --lm ...`` builds it (weights from ``lm_params``, then the ones given) and reused."""
+        ``asr transcribe --lm ...`` builds it (weights from ``lm_params``, then the ones given) and reused.
+        ``hotwords`` (a WORD<TAB>BOOST file, a {word: boost} mapping or a list of words; docs/hotwords.md) are
+        favoured: by the LM search, or without ``lm`` by CTC word spotting over greedy decoding."""
+        if lm is None and hotwords is not None:
+            options_given = [k for k, v in {"lexicon": lexicon, "lm_params": lm_params}.items() if v is not None]
+            if options_given:
+                raise UsageError(f"{options_given[0]}= needs lm= (an n-gram LM file to decode with)")
+            return with_hotwords(None, self.tokenizer, hotwords)
         options = {
             "lexicon": lexicon,
             "lm_params": lm_params,
@@ -98,9 +108,16 @@ class Model(LoadedModel):
         from asr.decoding.beam_search import build_decoder
 
         key = (os.fspath(lm), *(os.fspath(v) if isinstance(v, os.PathLike) else v for v in options.values()))
+        key += (
+            None
+            if hotwords is None
+            else os.fspath(hotwords)
+            if isinstance(hotwords, (str, os.PathLike))
+            else repr(hotwords),
+        )
         if key not in self._decoders:
             explicit = {k: options[k] for k in ("beam_size", "lm_weight", "word_score", "beam_threshold")}
-            self._decoders[key] = build_decoder(self.tokenizer, lm, lexicon, lm_params, **explicit)
+            self._decoders[key] = build_decoder(self.tokenizer, lm, lexicon, lm_params, **explicit, hotwords=hotwords)
         return self._decoders[key]
 
     def transcribe(
@@ -120,6 +137,7 @@ class Model(LoadedModel):
         lm_weight: float | None = None,
         word_score: float | None = None,
         beam_threshold: float | None = None,
+        hotwords: Any = None,
         decoder: Decoder | None = None,
         num_threads: int | None = None,
         progress: bool = False,
@@ -133,12 +151,15 @@ class Model(LoadedModel):
         at most ``max_segment_seconds``; segments and ``word_timestamps`` are in seconds from the recording's
         start. ``lm`` (ARPA or KenLM binary) switches to beam search; ``lm_params`` (``asr lm tune``'s JSON),
         ``lexicon``, ``beam_size``, ``lm_weight``, ``word_score`` and ``beam_threshold`` tune it, as the CLI's
-        flags of the same names do. ``decoder`` passes a ready decoder instead. ``num_threads`` sets torch's
-        CPU threads for the call.
+        flags of the same names do. ``hotwords`` (a WORD<TAB>BOOST file, a {word: boost} mapping or a list of
+        words) are favoured, as ``--hotwords`` does (docs/hotwords.md). ``decoder`` passes a ready decoder
+        instead. ``num_threads`` sets torch's CPU threads for the call.
         """
         if decoder is not None and lm is not None:
             raise UsageError("give decoder= or lm=, not both")
-        if decoder is None:
+        if decoder is not None:
+            decoder = with_hotwords(decoder, self.tokenizer, hotwords)
+        else:
             decoder = self.decoder(
                 lm,
                 lm_params=lm_params,
@@ -147,6 +168,7 @@ class Model(LoadedModel):
                 lm_weight=lm_weight,
                 word_score=word_score,
                 beam_threshold=beam_threshold,
+                hotwords=hotwords,
             )
         inputs, single = as_inputs(audio, sample_rate)
         segmentation = SegmentationConfig(max_segment_seconds=max_segment_seconds)

@@ -1,6 +1,6 @@
 """Models on the Hugging Face Hub: ``hf://org/repo[@revision][/path/in/repo]`` (default file ``model.pt``).
 
-Fetching goes through ``huggingface_hub`` (the optional extra ``hub``: ``pip install 'asr[hub]'``), into
+Fetching goes through ``huggingface_hub`` (the optional extra ``hub``: ``pip install 'asr-rnn-ctc[hub]'``), into
 ``CACHE/hf`` (:func:`asr.model.cache.cache_dir`), offline when ``ASR_OFFLINE=1`` (the Hub's own
 ``local_files_only``). :func:`push_model` publishes a model file with its card as the repository's README.md,
 with the metadata a Hub page wants (library, licence, task) in its front matter, in one commit.
@@ -17,7 +17,7 @@ from typing import Any
 from asr.errors import DownloadError, UsageError
 
 DEFAULT_FILE = "model.pt"
-HUB_HINT = "the Hugging Face Hub needs the hub extra: pip install 'asr[hub]' (or pip install huggingface_hub)"
+HUB_HINT = "the Hugging Face Hub needs the hub extra: pip install 'asr-rnn-ctc[hub]' (or pip install huggingface_hub)"
 _HF_URL = re.compile(r"^hf://(?P<org>[\w.-]+)/(?P<repo>[\w.-]+)(?:@(?P<rev>[\w./-]+?))?(?:/(?P<file>.+))?$")
 
 
