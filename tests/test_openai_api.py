@@ -36,6 +36,7 @@ RESULT = {  # what `asr transcribe --format json` gives, for the shapes' sake (a
             "start": 1.5,
             "end": 3.0,
             "text": "at six thirty",
+            "no_speech_prob": 0.125,
             "words": [
                 {"word": "at", "start": 1.5, "end": 1.7, "confidence": 1.0},
                 {"word": "six", "start": 1.9, "end": 2.3, "confidence": 0.5},
@@ -107,6 +108,7 @@ def test_verbose_json_has_openais_keys_and_segments_by_default(fixed):
     assert (second["id"], second["seek"]) == (1, 150)
     assert first["avg_logprob"] == pytest.approx((np.log(0.9) + np.log(0.8)) / 2, abs=1e-4)
     assert first["temperature"] == 0.0 and first["compression_ratio"] > 0
+    assert (first["no_speech_prob"], second["no_speech_prob"]) == (0.0, 0.125)  # the segment's own, where it has one
 
 
 def test_timestamp_granularities_choose_words_segments_or_both(fixed):

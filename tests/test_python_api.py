@@ -155,6 +155,7 @@ def test_the_python_defaults_are_the_cli_defaults():
     assert params["max_segment_seconds"].default == args.max_segment_seconds
     assert params["vad"].default == args.vad
     assert params["max_batch_seconds"].default == args.max_batch_seconds
+    assert params["no_speech_threshold"].default == args.no_speech_threshold
     assert params["word_timestamps"].default is True  # the CLI's json/srt/vtt carry word times too
     assert args.device == "auto"
 

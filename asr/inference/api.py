@@ -138,6 +138,7 @@ class Model(LoadedModel):
         word_score: float | None = None,
         beam_threshold: float | None = None,
         hotwords: Any = None,
+        no_speech_threshold: float | None = None,
         decoder: Decoder | None = None,
         num_threads: int | None = None,
         progress: bool = False,
@@ -153,7 +154,8 @@ class Model(LoadedModel):
         ``lexicon``, ``beam_size``, ``lm_weight``, ``word_score`` and ``beam_threshold`` tune it, as the CLI's
         flags of the same names do. ``hotwords`` (a WORD<TAB>BOOST file, a {word: boost} mapping or a list of
         words) are favoured, as ``--hotwords`` does (docs/hotwords.md). ``decoder`` passes a ready decoder
-        instead. ``num_threads`` sets torch's CPU threads for the call.
+        instead. ``no_speech_threshold`` drops segments whose ``no_speech_prob`` is above it (as
+        ``--no-speech-threshold``). ``num_threads`` sets torch's CPU threads for the call.
         """
         if decoder is not None and lm is not None:
             raise UsageError("give decoder= or lm=, not both")
@@ -172,7 +174,16 @@ class Model(LoadedModel):
             )
         inputs, single = as_inputs(audio, sample_rate)
         segmentation = SegmentationConfig(max_segment_seconds=max_segment_seconds)
-        transcriber = Transcriber(self, max_batch_seconds, bf16, decoder, segmentation, vad, word_timestamps)
+        transcriber = Transcriber(
+            self,
+            max_batch_seconds,
+            bf16,
+            decoder,
+            segmentation,
+            vad,
+            word_timestamps,
+            no_speech_threshold=no_speech_threshold,
+        )
         with torch_threads(num_threads):
             results = list(transcriber.run(inputs, progress=progress))
         if single:

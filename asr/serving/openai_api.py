@@ -12,8 +12,8 @@ are OpenAI's:
   ``verbose_json`` only, as OpenAI documents), and ``language``, ``prompt``, ``temperature``, which are accepted
   and have no effect (the decoding is the server's: greedy or its ``--lm``);
 * ``verbose_json`` has OpenAI's keys. What a CTC model has no counterpart for is filled honestly and said here:
-  ``tokens`` is empty, ``temperature`` is 0 (decoding is deterministic), ``no_speech_prob`` is 0 (a segment is a
-  stretch the voice-activity detector kept as speech), ``avg_logprob`` is the mean log of the segment's word
+  ``tokens`` is empty, ``temperature`` is 0 (decoding is deterministic), ``no_speech_prob`` is the segment's own
+  (:func:`asr.decoding.alignment.no_speech_probability`, 0 where a result has none), ``avg_logprob`` is the mean log of the segment's word
   confidences (0 without words), ``compression_ratio`` is the text's length over its zlib-compressed length, as
   whisper computes it, and ``seek`` is the segment's start in 10 ms frames;
 * errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the status ``/v1/transcribe`` would
@@ -118,7 +118,7 @@ def _segment(index: int, s: dict[str, Any]) -> dict[str, Any]:
         "temperature": 0.0,
         "avg_logprob": round(sum(math.log(c) for c in confidences) / len(confidences), 4) if confidences else 0.0,
         "compression_ratio": round(len(raw) / len(zlib.compress(raw)), 4) if raw else 0.0,
-        "no_speech_prob": 0.0,
+        "no_speech_prob": s.get("no_speech_prob") or 0.0,
     }
 
 
