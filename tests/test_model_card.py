@@ -94,12 +94,25 @@ def test_transcribe_warns_when_a_file_is_far_less_confident_than_validation(tmp_
         return ["hello there world"] * len(lengths)
 
     (t,) = Transcriber(loaded, decoder=says_hello, word_timestamps=False).run([str(wav)])
-    assert any("low confidence" in w and "trained on train.jsonl" in w for w in t.warnings), t.warnings
+    assert "low confidence" in t.low_confidence and "trained on train.jsonl" in t.low_confidence
+    assert not t.warnings  # the audio was read whole: nothing for evaluate to count as read in part
     assert t.to_dict()["segments"][0]["words"] == []  # aligned for the check, not shown without word times
     sure = {**CARD, "confidence": {"mean": 1e-9}}
     rewrite_metadata(path, lambda m: {**m, "card": sure})
     (t,) = Transcriber(load_model(path), decoder=says_hello).run([str(wav)])
-    assert not any("low confidence" in w for w in t.warnings)
+    assert t.low_confidence is None
+
+    # evaluate reports it per utterance but does not count it as audio read in part (make demo exited 1 on that)
+    import json
+
+    from asr.evaluation.evaluate import evaluate
+
+    rewrite_metadata(path, lambda m: {**m, "card": CARD})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": str(wav), "duration": 1.0, "text": "hello there world"}) + "\n")
+    result = evaluate(load_model(path), manifest, decoder=says_hello)
+    assert result.read_warnings == [] and result.complete
+    assert "low confidence" in result.utterances[0]["low_confidence"]
 
 
 def test_train_writes_the_card_and_transcribe_shows_it(trained_model, tiny_corpus, caplog):

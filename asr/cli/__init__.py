@@ -192,7 +192,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     failures = 0
     for t in transcriber.run(paths, progress=progress):
-        for w in t.warnings:
+        for w in [*t.warnings, *([t.low_confidence] if t.low_confidence else [])]:
             print(f"asr: warning: {w}", file=sys.stderr)
         if t.error is not None:
             failures += 1

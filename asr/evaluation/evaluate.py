@@ -185,6 +185,8 @@ def evaluate(
                     {"source": u.source, "audio_filepath": u.audio_filepath, "warnings": list(t.warnings)}
                 )
                 entry["warnings"] = list(t.warnings)
+            if t.low_confidence:  # the model is unsure of it; the audio itself was read whole
+                entry["low_confidence"] = t.low_confidence
         entry.update(
             {
                 "word_errors": w.total,

@@ -53,7 +53,10 @@ class Transcript:
     duration: float | None
     error: str | None = None
     segments: list[Any] = field(default_factory=list)  # asr.decoding.alignment.Segment, in file time
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about the audio: read in part, no length in the header
+    # The model card's check: this recording's mean word confidence is far below the model's validation average
+    # (asr.model.card.low_confidence_warning). Apart from ``warnings``: the audio was read whole, the model is unsure.
+    low_confidence: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -455,10 +458,15 @@ class Transcriber:
             segments.append(segment)
         f.log_probs.clear()
         warning = low_confidence_warning(self.card, confidences) if self.check_confidence else None
-        if warning:
-            f.warnings.append(f"{f.path}: {warning}")
         text = " ".join(s.text for s in segments)
-        return Transcript(f.path, text, f.num_samples / self.sample_rate, segments=segments, warnings=f.warnings)
+        return Transcript(
+            f.path,
+            text,
+            f.num_samples / self.sample_rate,
+            segments=segments,
+            warnings=f.warnings,
+            low_confidence=f"{f.path}: {warning}" if warning else None,
+        )
 
     def _splice(self, f: _File, group: list[int]) -> torch.Tensor:
         """One (T, V) log-prob sequence for windows that overlap: each pair meets in the middle of its overlap."""
