@@ -37,12 +37,11 @@ from asr.inference.defaults import DEFAULT_MAX_BATCH_SECONDS, DEFAULT_MAX_SEGMEN
 from asr.inference.segmentation import SegmentationConfig
 from asr.inference.transcribe import (
     AudioInput,
-    Transcriber,
     Transcript,
     as_inputs,
-    torch_threads,
     with_hotwords,
 )
+from asr.inference.transcribe import transcribe as transcribe_all
 from asr.model import file as model_file
 from asr.model.file import LoadedModel
 
@@ -173,19 +172,19 @@ class Model(LoadedModel):
                 hotwords=hotwords,
             )
         inputs, single = as_inputs(audio, sample_rate)
-        segmentation = SegmentationConfig(max_segment_seconds=max_segment_seconds)
-        transcriber = Transcriber(
+        results = transcribe_all(  # hotwords are in ``decoder`` already
             self,
+            inputs,
             max_batch_seconds,
+            num_threads,
             bf16,
             decoder,
-            segmentation,
+            SegmentationConfig(max_segment_seconds=max_segment_seconds),
             vad,
             word_timestamps,
+            progress,
             no_speech_threshold=no_speech_threshold,
         )
-        with torch_threads(num_threads):
-            results = list(transcriber.run(inputs, progress=progress))
         if single:
             if results[0].error is not None:
                 raise AudioError(results[0].error)
