@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from asr.corpora.espeak import ENGLISH_ACCENTS, ENGLISH_VARIANTS
+from asr.corpora.numbers import ONES, TENS, number_to_words
 from asr.data.manifest import Utterance, read_manifest, write_manifest
 from asr.errors import EspeakError
 from asr.help_format import DefaultsHelpFormatter
@@ -45,11 +46,6 @@ TINY_SIZES = {"n_train": 20, "n_dev": 5, "n_test": 5}
 # ---------------------------------------------------------------------------------------------------------
 # Sentence grammar
 
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 ROOMS = (
     "kitchen",
@@ -190,27 +186,12 @@ PARTS_OF_DAY = ("in the morning", "in the afternoon", "in the evening", "at nigh
 WHAT_IS = ("what is", "what's")
 
 
-def number_to_words(n: int) -> str:
-    """Cardinal number in words, 0 <= n < 1,000,000 ("four hundred twelve"); transcripts have no digits."""
-    if not 0 <= n < 1_000_000:
-        raise ValueError(f"number out of range: {n}")
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
-    rest = n % 1000
-    return number_to_words(n // 1000) + " thousand" + ("" if rest == 0 else " " + number_to_words(rest))
-
-
 def _pick(rng: np.random.Generator, seq: Sequence[str]) -> str:
     return seq[int(rng.integers(len(seq)))]
 
 
 def _digits(rng: np.random.Generator, lo: int = 3, hi: int = 8) -> str:
-    return " ".join(_ONES[int(d)] for d in rng.integers(0, 10, size=int(rng.integers(lo, hi + 1))))
+    return " ".join(ONES[int(d)] for d in rng.integers(0, 10, size=int(rng.integers(lo, hi + 1))))
 
 
 def _clock_time(rng: np.random.Generator) -> str:
@@ -222,7 +203,7 @@ def _clock_time(rng: np.random.Generator) -> str:
         t = hour + " " + _pick(rng, ("fifteen", "thirty", "forty five", "oh five", "ten", "twenty"))
     else:
         minute = int(rng.integers(1, 60))
-        t = hour + " " + ("oh " + _ONES[minute] if minute < 10 else number_to_words(minute))
+        t = hour + " " + ("oh " + ONES[minute] if minute < 10 else number_to_words(minute))
     if rng.random() < 0.3:
         t += " " + _pick(rng, PARTS_OF_DAY)
     return t
@@ -313,9 +294,27 @@ def random_sentence(rng: np.random.Generator) -> str:
     return template(rng)
 
 
+# What a corpus says. "commands": the voice-assistant grammar above (a few hundred words). "general": open-ended
+# English (asr/corpora/sentences.py, ~1,700 words) with a share of commands kept for their numbers, digits and
+# times: the text a model needs before it meets people's speech (issue 17).
+TEXTS = ("commands", "general")
+GENERAL_COMMAND_SHARE = 0.15
+
+
+def sentence_for(text: str, rng: np.random.Generator) -> str:
+    """One utterance's transcript for a corpus of kind ``text`` (one of :data:`TEXTS`)."""
+    if text == "commands":
+        return random_sentence(rng)
+    if text == "general":
+        from asr.corpora.sentences import general_sentence
+
+        return random_sentence(rng) if rng.random() < GENERAL_COMMAND_SHARE else general_sentence(rng)
+    raise ValueError(f"unknown corpus text {text!r}: expected one of {', '.join(TEXTS)}")
+
+
 def vocabulary() -> set[str]:
     """Every word the grammar can produce (for tests and for sizing a language model)."""
-    words = set(_ONES) | {t for t in _TENS if t != "_"} | {"hundred", "thousand", "o'clock", "oh"}
+    words = set(ONES) | {t for t in TENS if t != "_"} | {"hundred", "thousand", "o'clock", "oh"}
     for r in (
         ROOMS,
         DEVICES,
@@ -445,6 +444,7 @@ def draw_specs(
     noise_prob: float,
     rate_range: tuple[int, int] = (130, 200),
     snr_range: tuple[float, float] = (5.0, 30.0),
+    text: str = "commands",
 ) -> dict[str, list[UtteranceSpec]]:
     """Draw texts, voices and per-utterance conditions for every split (cheap; no audio)."""
     out_dir = Path(out_dir).resolve()
@@ -455,18 +455,18 @@ def draw_specs(
         rng = np.random.default_rng([seed, split_id])
         specs[split] = []
         for i in range(sizes[split]):
-            text = random_sentence(rng)
+            sentence = sentence_for(text, rng)
             if split != "train":
                 # Keep dev/test sentences out of train; give up after a few tries for tiny closed templates.
                 for _ in range(50):
-                    if text not in seen:
+                    if sentence not in seen:
                         break
-                    text = random_sentence(rng)
+                    sentence = sentence_for(text, rng)
             noise = _pick(rng, ("white", "pink", "brown")) if rng.random() < noise_prob else None
             specs[split].append(
                 UtteranceSpec(
                     path=str(out_dir / split / f"{split}-{i:06d}.wav"),
-                    text=text,
+                    text=sentence,
                     voice=_pick(rng, voices[split]),
                     rate=int(rng.integers(rate_range[0], rate_range[1] + 1)),
                     pitch=int(rng.integers(20, 81)),
@@ -489,9 +489,12 @@ def _corpus_params(
     sample_rate: int,
     rate_range: tuple[int, int],
     snr_range: tuple[float, float],
+    text: str = "commands",
 ) -> dict:
+    # "text" is stamped only when it is not the original grammar, so corpora built before it existed stay valid.
     return {
         "version": CORPUS_VERSION,
+        **({} if text == "commands" else {"text": text}),
         "seed": seed,
         "noise_prob": noise_prob,
         "sample_rate": sample_rate,
@@ -512,6 +515,7 @@ def build_corpus(
     sample_rate: int = 16000,
     rate_range: tuple[int, int] = (130, 200),
     snr_range: tuple[float, float] = (5.0, 30.0),
+    text: str = "commands",
     force: bool = False,
     verbose: bool = False,
 ) -> dict[str, Path]:
@@ -523,7 +527,9 @@ def build_corpus(
     """
     out_dir = Path(out_dir)
     sizes = {"n_train": n_train, "n_dev": n_dev, "n_test": n_test}
-    params = _corpus_params(sizes, seed, noise_prob, sample_rate, tuple(rate_range), tuple(snr_range))
+    if text not in TEXTS:
+        raise ValueError(f"unknown corpus text {text!r}: expected one of {', '.join(TEXTS)}")
+    params = _corpus_params(sizes, seed, noise_prob, sample_rate, tuple(rate_range), tuple(snr_range), text)
     manifests = {s: out_dir / f"{s}.jsonl" for s in SPLITS}
     params_path = out_dir / PARAMS_FILE
     if params_path.is_file():
@@ -543,7 +549,7 @@ def build_corpus(
                 wav.unlink()
 
     specs = draw_specs(
-        out_dir, {s: sizes[f"n_{s}"] for s in SPLITS}, seed, noise_prob, tuple(rate_range), tuple(snr_range)
+        out_dir, {s: sizes[f"n_{s}"] for s in SPLITS}, seed, noise_prob, tuple(rate_range), tuple(snr_range), text
     )
     all_specs = [sp for s in SPLITS for sp in specs[s]]
     for split in SPLITS:
@@ -626,6 +632,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--test", type=int, default=300, help="test utterances (default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the texts, voices and noise chosen")
     p.add_argument("--noise-prob", type=float, default=0.3, help="share of utterances with background noise")
+    p.add_argument(
+        "--text",
+        choices=TEXTS,
+        default="commands",
+        help="what is said: voice-assistant commands (a few hundred words), or general English (narration, "
+        "questions, speech, numbers, dates, names; ~1,700 words), the pre-training text for real speech",
+    )
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     p.add_argument(
         "--tiny",
@@ -647,6 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.output_dir,
             seed=args.seed,
             noise_prob=args.noise_prob,
+            text=args.text,
             jobs=args.jobs,
             force=args.force,
             verbose=True,

@@ -11,7 +11,8 @@
 # Runs from the repository root whatever the current folder. Every stage skips work already done, so an
 # interrupted run can simply be restarted; delete $EXP (or $DATA/synth) to redo a stage.
 # Settings come from the environment: DATA, EXP, CONF, PYTHON, N_TRAIN, N_DEV, N_TEST, SEED, NOISE_PROB, JOBS,
-# LM_UNIT (char or word).
+# LM_UNIT (char or word), TEXT (general: open-ended English, the pre-training text for real speech, the default;
+# commands: the voice-assistant grammar the recipe used before issue 17).
 set -euo pipefail
 
 stage=0
@@ -42,7 +43,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log 0 "synthetic corpus -> $D"
   "$PYTHON" -m asr synth --output-dir "$D" \
     --train "${N_TRAIN:-5000}" --dev "${N_DEV:-300}" --test "${N_TEST:-300}" \
-    --seed "${SEED:-0}" --noise-prob "${NOISE_PROB:-0.3}" --jobs "${JOBS:-2}"
+    --seed "${SEED:-0}" --noise-prob "${NOISE_PROB:-0.3}" --text "${TEXT:-general}" --jobs "${JOBS:-2}"
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
