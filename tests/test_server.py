@@ -20,6 +20,7 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from asr.data.tokenizer import CharTokenizer  # noqa: E402
+from asr.errors import UsageError  # noqa: E402
 from asr.model.features import FeatureConfig  # noqa: E402
 from asr.model.file import load_model, save_model  # noqa: E402
 from asr.model.network import ASRModel, ModelDimensions  # noqa: E402
@@ -628,3 +629,20 @@ def test_stream_with_lm_partials_greedy_final_with_the_lm(tmp_path, char_lm, bid
     assert ready["partials"] == "greedy" and partials == greedy_partials
     assert final == decoder(log_probs[None], torch.tensor([log_probs.shape[0]]))[0]
     assert final != greedy_final  # the LM turned the noise's letters into nothing, or into its words
+
+
+def test_no_speech_threshold_drops_segments_as_asr_transcribe_does(model_path):
+    loaded = load_model(model_path)
+    audio = sf.read(io.BytesIO(wav_bytes(1.0)), dtype="float32")[0]
+    kept = Recognizer(loaded).transcribe(audio, "x")
+    assert kept["segments"] and all(0.0 < s["no_speech_prob"] < 1.0 for s in kept["segments"])
+    # A softmax never gives blank all of the mass, so at 0 every segment goes; at 1 none does.
+    everything = Recognizer(loaded, no_speech_threshold=1.0).transcribe(audio, "x")
+    assert everything["segments"] == kept["segments"]
+    dropped = Recognizer(loaded, no_speech_threshold=0.0)
+    assert dropped.transcribe(audio, "x")["segments"] == []
+    with TestClient(create_app(dropped)) as client:
+        assert client.get("/healthz").json()["model"]["no_speech_threshold"] == 0.0
+        assert post(client, wav_bytes(1.0)).json()["text"] == ""
+    with pytest.raises(UsageError, match=r"--no-speech-threshold must be a probability in \[0, 1\], got 1.5"):
+        Recognizer(loaded, no_speech_threshold=1.5)

@@ -445,7 +445,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     loaded = load_model(args.model, device(args.device))
     # Built before listening: a bad LM file is a one-line error at start-up, not a failure of the first request.
-    recognizer = Recognizer(loaded, _decoder_from_args(args, loaded))
+    recognizer = Recognizer(loaded, _decoder_from_args(args, loaded), no_speech_threshold=args.no_speech_threshold)
     serve(
         recognizer,
         args.host,
@@ -752,6 +752,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="answer to Host NAME too (a proxy's name); repeatable. Default on a loopback address: localhost, "
         "127.0.0.1, [::1] only (against DNS rebinding)",
+    )
+    s.add_argument(
+        "--no-speech-threshold",
+        type=float,
+        default=None,
+        metavar="P",
+        help="drop the segments of an uploaded recording whose no_speech_prob is above P, as asr transcribe "
+        "does (default: keep every segment with text)",
     )
     add_lm_arguments(s)
     s.set_defaults(func=cmd_serve)

@@ -212,6 +212,13 @@ class _File:
         return self.error is not None or (self.cut_done and len(self.log_probs) == len(self.windows))
 
 
+def checked_no_speech_threshold(value: float | None) -> float | None:
+    """``value`` if it is None or a probability, else the one-line error ``--no-speech-threshold`` gives."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise UsageError(f"--no-speech-threshold must be a probability in [0, 1], got {value}")
+    return value
+
+
 class Transcriber:
     """A loaded model with its segmentation, decoder and batch size: call :meth:`run` on a list of paths."""
 
@@ -228,9 +235,7 @@ class Transcriber:
         no_speech_threshold: float | None = None,
     ):
         """``no_speech_threshold``: drop the segments whose ``no_speech_prob`` exceeds it (None: keep them all)."""
-        if no_speech_threshold is not None and not 0.0 <= no_speech_threshold <= 1.0:
-            raise UsageError(f"--no-speech-threshold must be a probability in [0, 1], got {no_speech_threshold}")
-        self.no_speech_threshold = no_speech_threshold
+        self.no_speech_threshold = checked_no_speech_threshold(no_speech_threshold)
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.decoder = decoder or GreedyDecoder(self.tokenizer)
         # With a card that holds the validation set's confidence, every file's words are aligned (also for plain

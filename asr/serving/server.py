@@ -101,7 +101,12 @@ class Recognizer:
     Thread-safe: the model is only read (inference mode), so the pool's threads share it.
     """
 
-    def __init__(self, loaded: LoadedModel, decoder: Decoder | None = None):
+    def __init__(self, loaded: LoadedModel, decoder: Decoder | None = None, no_speech_threshold: float | None = None):
+        """``no_speech_threshold``: drop the segments of a recording whose ``no_speech_prob`` is above it, as
+        ``asr transcribe --no-speech-threshold`` does (None: keep every segment with text)."""
+        from asr.inference.transcribe import checked_no_speech_threshold
+
+        self.no_speech_threshold = checked_no_speech_threshold(no_speech_threshold)
         self.loaded = loaded
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.decoder = decoder or GreedyDecoder(self.tokenizer)
@@ -146,6 +151,7 @@ class Recognizer:
             "lookahead_frames": dims.lookahead_frames,  # what a stream waits for beyond the model without it:
             "lookahead_ms": round(1000 * self.model.lookahead_seconds, 3),  # lookahead_frames * frame_seconds
             "created": self.loaded.created,
+            "no_speech_threshold": self.no_speech_threshold,
             **card_info(self.loaded.metadata),
         }
 
@@ -157,7 +163,9 @@ class Recognizer:
         """
         from asr.inference.transcribe import Transcriber
 
-        transcript = Transcriber(self.loaded, decoder=self.decoder).run_audio(audio, name)
+        transcript = Transcriber(
+            self.loaded, decoder=self.decoder, no_speech_threshold=self.no_speech_threshold
+        ).run_audio(audio, name)
         if transcript.error is not None:
             raise AudioError(transcript.error)
         return transcript.to_dict()  # its "path" is ``name``
