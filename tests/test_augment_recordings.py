@@ -95,14 +95,26 @@ def test_identity_in_eval_mode_and_at_prob_zero_and_seeded(make):
 
 def test_silence_pad_puts_the_utterance_intact_between_zeros():
     x = speechlike(0.5)
-    audio, lengths = batch(x, x[:4000])
+    audio, lengths = batch(x, x[:4000], x[:6000])
     out, new = SilencePad(prob=1.0, seconds=(0.2, 0.5), generator=3).train()(audio, lengths)
-    for row, original in enumerate((x, x[:4000])):
+    # One amount per batch: every row grew by the same, and so did the batch's width (no extra padding).
+    grown = new - lengths
+    assert len(set(grown.tolist())) == 1 and 0.4 * SR <= int(grown[0]) <= 1.0 * SR
+    assert out.shape[1] == audio.shape[1] + int(grown[0])
+    leads = []
+    for row, original in enumerate((x, x[:4000], x[:6000])):
         y = out[row, : int(new[row])]
         nonzero = torch.nonzero(y).flatten()
         lead, tail = int(nonzero[0]), int(new[row]) - 1 - int(nonzero[-1])
-        assert 0.2 * SR <= lead <= 0.5 * SR and 0.2 * SR <= tail <= 0.5 * SR
+        assert lead + tail == int(grown[0])
         assert torch.equal(y[lead : lead + len(original)], original)
+        assert torch.all(out[row, int(new[row]) :] == 0)
+        leads.append(lead)
+    assert len(set(leads)) == 3  # each utterance splits it its own way
+    # Over many batches, about prob of them are padded.
+    pad = SilencePad(prob=0.3, seconds=(0.2, 0.5), generator=4).train()
+    padded = sum(bool((pad(audio, lengths)[1] > lengths).all()) for _ in range(400))
+    assert 80 <= padded <= 160
     with pytest.raises(ValueError, match="silence padding seconds must be a range"):
         SilencePad(seconds=(0.5, 0.1))
 
@@ -128,6 +140,15 @@ def test_pauses_go_into_quiet_frames_and_leave_the_sound_in_order():
     for s in starts.tolist():
         before = int(s) - sum(r for r, st in zip(zero_runs, starts.tolist()) if st < s)
         assert before % int(0.3 * SR) >= int(0.2 * SR) - 80, before
+    # In a batch, every row grows by the batch's one draw of pauses, so the width grows by no more.
+    audio, lengths = batch(x, x[:12000], x[:400])
+    out, new = InsertPauses(prob=1.0, max_pauses=3, seconds=(0.2, 0.3), generator=6).train()(audio, lengths)
+    grown = new - lengths
+    assert len(set(grown.tolist())) == 1 and int(grown[0]) >= 0.2 * SR
+    assert out.shape[1] == audio.shape[1] + int(grown[0])
+    for row, original in enumerate((x, x[:12000], x[:400])):
+        y = out[row, : int(new[row])]
+        assert torch.equal(y[y != 0], original[original != 0])
 
 
 @pytest.mark.parametrize("target", [5.0, 20.0])

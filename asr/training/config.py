@@ -107,10 +107,13 @@ class AugmentConfig:
     # --- what real recordings carry (asr/training/augment.py, docs/augmentation.md): each is off at prob 0 and
     # is applied in this order, after speed perturbation: pauses, silence padding, room, babble, coloured noise,
     # the noise manifest, gain, telephone line.
-    # Share of utterances given digital silence before and after, each side's length drawn from silence_seconds.
+    # Share of batches given digital silence before and after every utterance: a lead-in and a tail drawn from
+    # silence_seconds once per batch (so all rows grow alike and no compute goes to padding), their sum split at
+    # random between the two sides of each utterance.
     silence_prob: float = 0.0
     silence_seconds: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    # Share of utterances given 1 to pause_count pauses inside, at their quietest 10-ms frames (between words).
+    # Share of batches whose utterances get 1 to pause_count pauses inside, at their quietest 10-ms frames
+    # (between words); count and lengths drawn once per batch, places per utterance.
     pause_prob: float = 0.0
     pause_count: int = 2
     pause_seconds: list[float] = field(default_factory=lambda: [0.1, 0.6])
