@@ -388,6 +388,16 @@ def test_recipe_configs_load(conf):
     assert config.tokenizer.type == ("bpe" if "bpe" in conf else "char")
 
 
+def test_the_real_speech_streaming_config_takes_every_tensor_of_the_synth_streaming_model():
+    """--init-from copies tensors whose names and shapes match: the two configs must build the same network."""
+    real = load_config(REPO / "recipes/mini_librispeech/conf/train_streaming.yaml")
+    synth = load_config(REPO / "recipes/synth/conf_streaming.yaml")
+    shape = {k: v for k, v in vars(real.model).items() if k != "dropout"}  # dropout has no tensor
+    assert shape == {k: v for k, v in vars(synth.model).items() if k != "dropout"}
+    assert not real.model.bidirectional and real.model.lookahead_frames > 0
+    assert real.features == synth.features
+
+
 @pytest.mark.parametrize("script", ["recipes/librispeech/run.sh", "recipes/speech_commands/run.sh"])
 def test_run_sh_is_valid_bash_and_documents_itself(script):
     assert subprocess.run(["bash", "-n", str(REPO / script)]).returncode == 0
