@@ -396,6 +396,10 @@ def test_the_real_speech_streaming_config_takes_every_tensor_of_the_synth_stream
     assert shape == {k: v for k, v in vars(synth.model).items() if k != "dropout"}
     assert not real.model.bidirectional and real.model.lookahead_frames > 0
     assert real.features == synth.features
+    # everything but the network and its features is the bidirectional recipe's: a change there reaches both
+    base = load_config(REPO / "recipes/mini_librispeech/conf/train.yaml")
+    for section in ("data", "augment", "optim", "trainer", "card"):
+        assert getattr(real, section) == getattr(base, section), section
 
 
 @pytest.mark.parametrize("script", ["recipes/librispeech/run.sh", "recipes/speech_commands/run.sh"])
