@@ -557,7 +557,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         callbacks=[timer.callback],
     )
     started = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader)
+    from asr.training.precision import subnormals_flushed
+
+    with subnormals_flushed():  # as asr train does
+        trainer.fit(module, train_dataloaders=loader)
     total_wall = time.perf_counter() - started
     hook.remove()
     recs = timer.records

@@ -202,3 +202,39 @@ def test_precision_auto_and_the_fp16_on_cpu_guard():
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
     with pytest.raises(ConfigError, match="float16 runs hundreds of times slower"):
         resolve_precision("16-mixed", "cpu")
+
+
+SUBNORMAL = 1e-39  # below float32's smallest normal number (1.18e-38)
+
+
+def _subnormal_arithmetic_survives() -> bool:
+    tiny = torch.full((4,), SUBNORMAL, dtype=torch.float32)  # made by a copy, which no flush mode touches
+    return bool((tiny * 1.0).ne(0).all())
+
+
+def test_subnormals_are_flushed_inside_the_block_and_gradual_underflow_returns_after():
+    from asr.training.precision import subnormals_flushed
+
+    assert _subnormal_arithmetic_survives()
+    with subnormals_flushed():
+        assert not _subnormal_arithmetic_survives()
+    assert _subnormal_arithmetic_survives()
+    with pytest.raises(RuntimeError, match="inside"):
+        with subnormals_flushed():
+            raise RuntimeError("inside")
+    assert _subnormal_arithmetic_survives()
+
+
+def test_training_steps_run_with_subnormals_flushed(tiny_corpus, tmp_path):
+    from asr.training.train import train
+
+    seen = []
+
+    class Watch(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            seen.append(_subnormal_arithmetic_survives())
+
+    config = load_config(None, [*TINY_MODEL, "trainer.max_steps=2", "trainer.max_epochs=1"])
+    train(config, str(tiny_corpus["train"]), str(tiny_corpus["dev"]), tmp_path / "run", callbacks=[Watch()])
+    assert seen and not any(seen)
+    assert _subnormal_arithmetic_survives()

@@ -1,6 +1,10 @@
-"""Which numeric precision a run trains in: ``trainer.precision: auto`` resolved for the device at hand."""
+"""Which numeric precision a run trains in: ``trainer.precision: auto`` resolved for the device at hand, and how
+the CPU treats subnormal floats while it trains."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -36,3 +40,21 @@ def resolve_precision(precision: str, accelerator: str) -> str:
             "float32 there; use 32-true (or bf16-mixed)"
         )
     return precision
+
+
+@contextmanager
+def subnormals_flushed() -> Iterator[None]:
+    """Flush subnormal floats to zero on the CPU while the block runs (then back to IEEE's gradual underflow).
+
+    Why: on x86 every arithmetic instruction that meets a subnormal operand or result takes a microcode assist of
+    around a hundred cycles, and CTC training on real speech makes many of them (the recurrent backward pass
+    multiplies long chains of small gradients). On the 2-core dev machine the mini_librispeech config trained
+    1.40x more steps in the same two minutes with them flushed (171 against 122; recipes/mini_librispeech/RESULTS.md),
+    where the benchmark's random-noise batches showed no such gap. Values below 1.2e-38 carry nothing a model
+    learns from. It changes no GPU arithmetic, and inference measured the same either way, so only training sets it.
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)

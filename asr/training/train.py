@@ -30,7 +30,7 @@ from asr.training.ctc_module import CTCModule
 from asr.training.datamodule import ASRDataModule, load_split
 from asr.training.feature_stats import estimate_global_stats
 from asr.training.model_card import card_name_of, model_card, validation_confidence
-from asr.training.precision import resolve_precision
+from asr.training.precision import resolve_precision, subnormals_flushed
 from asr.training.provenance import git_commit
 from asr.training.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
 from asr.training.run_folder import launch_rank, prepare_output_dir, read_checkpoint
@@ -267,7 +267,8 @@ def train(
     )
     started = time.time()
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+        with subnormals_flushed():
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
         control.stop_reason = STOP_REASONS[2]
     minutes = (time.time() - started) / 60
