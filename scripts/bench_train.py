@@ -12,7 +12,10 @@ What is run is what ``asr train`` runs: a :class:`asr.training.ctc_module.CTCMod
 a Lightning ``Trainer`` with the config's precision, gradient clipping and AdamW. Only the audio is fake:
 random noise of realistic durations, held in memory, so disk and decoding do not enter the figure (augmentation
 such as speed perturbation does, as in training). The targets are random characters at a speaking rate of about
-14 characters per second, capped so CTC can always align them.
+14 characters per second, capped so CTC can always align them. ``--real-audio`` trains on a manifest's own
+files and transcripts instead, and ``--init-from`` starts from a trained model's weights: what the numbers hold
+can change the cost of the same arithmetic (subnormal floats took a third of real training's steps before
+:func:`asr.training.precision.subnormals_flushed`), which noise from random weights never shows.
 
 Examples::
 
@@ -382,6 +385,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     src.add_argument("--manifest", help="take the durations from this real manifest instead")
     p.add_argument(
+        "--real-audio",
+        action="store_true",
+        help="with --manifest: train on its audio files and transcripts (decoding enters the figure) instead of "
+        "noise of their durations; for effects that depend on what the audio holds",
+    )
+    p.add_argument("--init-from", help="start from this model file's weights (a fine-tuning run's steps)")
+    p.add_argument(
         "--num-utterances",
         type=int,
         help="corpus size (default: 28539 for librispeech = train-clean-100, 5000 for synth, "
@@ -433,6 +443,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--warmup must be at least 1 (the first step builds kernels and caches)")
     if args.steps < 1:
         p.error("--steps must be at least 1")
+    if args.real_audio and not args.manifest:
+        p.error("--real-audio needs --manifest")
     return args
 
 
@@ -448,8 +460,26 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     texts = manifest_texts(args.manifest) if args.manifest and config.tokenizer.type == "bpe" else []
     module = CTCModule.from_config(config, train_texts=texts)
     tokenizer, sr = module.tokenizer, module.model.sample_rate
+    if args.init_from:
+        from asr.training.finetune import init_from
 
-    if args.manifest:
+        init_from(module.model, tokenizer, config, args.init_from)
+
+    if args.real_audio:
+        from asr.data.dataset import AudioDataset
+        from asr.data.manifest import read_manifest
+
+        utterances = read_manifest(args.manifest, strict=False, errors=[])
+        if args.num_utterances:
+            keep = np.random.default_rng(args.seed).permutation(len(utterances))[: args.num_utterances]
+            utterances = [utterances[i] for i in sorted(keep)]
+        if config.data.max_duration is not None:
+            utterances = [u for u in utterances if u.duration <= config.data.max_duration]
+        if not utterances:
+            raise SystemExit("no utterances left after data.max_duration")
+        durations = np.array([u.duration for u in utterances], dtype=np.float64)
+        dataset: Any = AudioDataset(utterances, tokenizer, sr)
+    elif args.manifest:
         durations = manifest_durations(args.manifest)
         if args.num_utterances:
             durations = np.random.default_rng(args.seed).permutation(durations)[: args.num_utterances]
@@ -458,19 +488,20 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
             LIBRISPEECH_100H_UTTERANCES if args.durations == "librispeech" else SYNTH_UTTERANCES
         )
         durations = synth_durations(args.durations, n, args.seed)
-    if config.data.max_duration is not None:  # training skips these too
-        durations = durations[durations <= config.data.max_duration]
-    if len(durations) == 0:
-        raise SystemExit("no utterances left after data.max_duration")
+    if not args.real_audio:
+        if config.data.max_duration is not None:  # training skips these too
+            durations = durations[durations <= config.data.max_duration]
+        if len(durations) == 0:
+            raise SystemExit("no utterances left after data.max_duration")
 
-    # Targets CTC can align even after the fastest speed perturbation shortens the audio.
-    fastest = max(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
-    samples = torch.tensor([int(d * sr / fastest) for d in durations], dtype=torch.long)
-    frames = module.model.output_lengths(samples).numpy()
-    # Word pieces: as many targets per second as the transcripts have pieces per character.
-    rate = CHARS_PER_SECOND * (pieces_per_char(tokenizer, texts) if texts else 1.0)
-    target_lengths = np.maximum(1, np.minimum(np.round(rate * durations), (0.8 * frames).astype(int)))
-    dataset = NoiseDataset(durations, sr, target_lengths.tolist(), len(tokenizer), seed=args.seed)
+        # Targets CTC can align even after the fastest speed perturbation shortens the audio.
+        fastest = max(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
+        samples = torch.tensor([int(d * sr / fastest) for d in durations], dtype=torch.long)
+        frames = module.model.output_lengths(samples).numpy()
+        # Word pieces: as many targets per second as the transcripts have pieces per character.
+        rate = CHARS_PER_SECOND * (pieces_per_char(tokenizer, texts) if texts else 1.0)
+        target_lengths = np.maximum(1, np.minimum(np.round(rate * durations), (0.8 * frames).astype(int)))
+        dataset = NoiseDataset(durations, sr, target_lengths.tolist(), len(tokenizer), seed=args.seed)
 
     c = config.data
     # SortaGrad is off: its ascending first epoch would measure only the shortest utterances.
@@ -609,6 +640,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "config": args.config,
             "overrides": list(args.overrides),
             "durations": args.manifest or args.durations,
+            "audio": "real (the manifest's files)" if args.real_audio else "noise",
+            "init_from": args.init_from,
             "num_utterances": int(len(durations)),
             "corpus_hours": float(durations.sum() / 3600),
             "mean_duration_s": float(durations.mean()),
@@ -692,7 +725,8 @@ def fmt_table(r: dict[str, Any]) -> str:
         (
             "corpus",
             f"{r['durations']}: {r['num_utterances']} utterances, {r['corpus_hours']:.1f} h, "
-            f"mean {r['mean_duration_s']:.2f} s",
+            f"mean {r['mean_duration_s']:.2f} s; audio: {r.get('audio', 'noise')}"
+            + (f"; weights from {r['init_from']}" if r.get("init_from") else ""),
         ),
         (
             "batching",

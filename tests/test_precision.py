@@ -216,8 +216,9 @@ def test_subnormals_are_flushed_inside_the_block_and_gradual_underflow_returns_a
     from asr.training.precision import subnormals_flushed
 
     assert _subnormal_arithmetic_survives()
-    with subnormals_flushed():
+    with subnormals_flushed() as everywhere:
         assert not _subnormal_arithmetic_survives()
+        assert isinstance(everywhere, bool)
     assert _subnormal_arithmetic_survives()
     with pytest.raises(RuntimeError, match="inside"):
         with subnormals_flushed():
@@ -238,3 +239,35 @@ def test_training_steps_run_with_subnormals_flushed(tiny_corpus, tmp_path):
     train(config, str(tiny_corpus["train"]), str(tiny_corpus["dev"]), tmp_path / "run", callbacks=[Watch()])
     assert seen and not any(seen)
     assert _subnormal_arithmetic_survives()
+
+
+def _python(code: str, *args: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()[-1]
+
+
+def test_the_flush_reaches_torchs_threads_only_when_set_before_they_start():
+    # the CPU keeps the mode per thread, and a thread copies its creator's when it starts
+    check = "from asr.training.precision import flush_subnormals as f; print(f())"
+    assert _python(f"import torch; torch.set_num_threads(2); {check}") == "True"
+    started = "import torch; torch.set_num_threads(2); torch.ones(1 << 20).mul(2).sum(); "
+    assert _python(started + check) == "False"
+
+
+def test_asr_train_flushes_subnormals_in_all_of_torchs_threads(tiny_corpus, tmp_path):
+    # what every thread does when Lightning's fit begins, in a fresh `asr train` process
+    code = (
+        "import sys, torch, lightning as L; torch.set_num_threads(2); from asr.cli import main; "
+        "from asr.training.precision import subnormals_flushed_everywhere as f; seen = []; fit = L.Trainer.fit; "
+        "L.Trainer.fit = lambda self, *a, **k: (seen.append(f()), fit(self, *a, **k))[1]; "
+        "rc = main(sys.argv[1:]); print(rc == 0 and seen == [True])"
+    )
+    args = ["train", "--train-manifest", str(tiny_corpus["train"]), "--val-manifest", str(tiny_corpus["dev"])]
+    args += ["--output-dir", str(tmp_path / "run"), *TINY_MODEL, "trainer.max_steps=2", "trainer.max_epochs=1", "-q"]
+    assert _python(code, *args) == "True"

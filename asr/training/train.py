@@ -267,7 +267,13 @@ def train(
     )
     started = time.time()
     try:
-        with subnormals_flushed():
+        with subnormals_flushed() as everywhere:
+            if not everywhere and not torch.cuda.is_available():
+                log.info(
+                    "subnormal floats are flushed to zero in this thread only: torch's CPU threads started "
+                    "before training (asr.training.precision.flush_subnormals() before any torch work trains "
+                    "up to 1.4x faster on a CPU)"
+                )
             trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
         control.stop_reason = STOP_REASONS[2]
