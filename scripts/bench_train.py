@@ -15,7 +15,7 @@ such as speed perturbation does, as in training). The targets are random charact
 14 characters per second, capped so CTC can always align them. ``--real-audio`` trains on a manifest's own
 files and transcripts instead, and ``--init-from`` starts from a trained model's weights: what the numbers hold
 can change the cost of the same arithmetic (subnormal floats took a third of real training's steps before
-:func:`asr.training.precision.subnormals_flushed`), which noise from random weights never shows.
+:func:`asr.training.precision.flush_subnormals`), which noise from random weights never shows.
 
 Examples::
 
@@ -535,6 +535,9 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from asr.training.precision import flush_subnormals
+
+    flush_subnormals()  # first, as `asr train` does: torch's CPU threads copy the mode when they start
     import lightning as L
 
     from asr.data.sampler import padding_fraction
@@ -588,10 +591,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         callbacks=[timer.callback],
     )
     started = time.perf_counter()
-    from asr.training.precision import subnormals_flushed
-
-    with subnormals_flushed():  # as asr train does
-        trainer.fit(module, train_dataloaders=loader)
+    trainer.fit(module, train_dataloaders=loader)
     total_wall = time.perf_counter() - started
     hook.remove()
     recs = timer.records
