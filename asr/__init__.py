@@ -17,18 +17,12 @@ bad input can cause derives from :class:`asr.ASRError` (:mod:`asr.errors`).
 The names below are imported on first use (PEP 562), so ``import asr`` and ``asr --help`` load no torch.
 """
 
-import os
-import sys
 from typing import Any
 
-# OpenMP threads with no work spin before they sleep (libgomp: 300,000 rounds unless told otherwise). When another
-# process runs OpenMP threads on the same cores (a second job, a test runner, even a niced one), spinning threads
-# take each other's time slices, and an LSTM, whose threads meet at every time step, ran 2 instead of 500
-# audio-seconds per second on 2 cores (scripts/bench_contention.py, docs/benchmarks.md). A short spin costs
-# nothing on an idle machine. Only a default: a user's own setting wins, and it must be in place before torch
-# loads its OpenMP runtime, so it is set here, before anything of asr imports torch.
-if "torch" not in sys.modules:
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+from asr import openmp
+
+# before anything of asr imports torch: the OpenMP runtime reads its spin setting once, when torch loads
+openmp.set_default()
 
 __version__ = "0.1.0"
 

@@ -13,9 +13,11 @@ a Lightning ``Trainer`` with the config's precision, gradient clipping and AdamW
 random noise of realistic durations, held in memory, so disk and decoding do not enter the figure (augmentation
 such as speed perturbation does, as in training). The targets are random characters at a speaking rate of about
 14 characters per second, capped so CTC can always align them. ``--real-audio`` trains on a manifest's own
-files and transcripts instead, and ``--init-from`` starts from a trained model's weights: what the numbers hold
-can change the cost of the same arithmetic (subnormal floats took a third of real training's steps before
-:func:`asr.training.precision.flush_subnormals`), which noise from random weights never shows.
+files and transcripts instead, and ``--init-from`` starts from a trained model's weights (with both, a step of
+train-clean-5 cost 7 % more than noise of the same durations: recipes/mini_librispeech/RESULTS.md).
+
+OpenMP's spin setting is that of ``asr train``: ``asr`` is imported before torch, so its ``GOMP_SPINCOUNT``
+default applies unless the environment sets one (the figure changes with it: the same RESULTS section).
 
 Examples::
 
@@ -46,6 +48,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+# first: asr's OpenMP spin default must be in place before torch loads its runtime, as in `asr train`
+import asr  # noqa: F401
+
+# isort: split
 import numpy as np
 import torch
 
@@ -535,9 +541,6 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from asr.training.precision import flush_subnormals
-
-    flush_subnormals()  # first, as `asr train` does: torch's CPU threads copy the mode when they start
     import lightning as L
 
     from asr.data.sampler import padding_fraction
@@ -650,6 +653,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "device_name": gpu_name,
             "precision": args.precision,
             "threads": torch.get_num_threads(),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "libgomp default"),
             "num_workers": loader.num_workers,
             "torch": torch.__version__,
             "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
@@ -713,7 +717,11 @@ def fmt_table(r: dict[str, Any]) -> str:
         (
             "device",
             f"{r['device']} ({r['device_name']}), torch {r['torch']}"
-            + (f", cuDNN {r['cudnn']}" if r["cudnn"] else f", {r['threads']} threads"),
+            + (
+                f", cuDNN {r['cudnn']}"
+                if r["cudnn"]
+                else f", {r['threads']} threads, GOMP_SPINCOUNT {r.get('gomp_spincount', '-')}"
+            ),
         ),
         (
             "model",

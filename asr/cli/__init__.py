@@ -50,9 +50,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from asr.training.precision import flush_subnormals
+    from asr import openmp
 
-    flush_subnormals()  # first: torch's CPU threads copy the mode when they start (asr.training.precision)
+    openmp.set_for_training()  # first: torch reads it when it loads (asr.openmp says why)
     from asr.training.config import load_config
     from asr.training.train import TrainingStopped, train
 

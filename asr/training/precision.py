@@ -1,10 +1,6 @@
-"""Which numeric precision a run trains in: ``trainer.precision: auto`` resolved for the device at hand, and how
-the CPU treats subnormal floats while it trains."""
+"""Which numeric precision a run trains in: ``trainer.precision: auto`` resolved for the device at hand."""
 
 from __future__ import annotations
-
-from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 
@@ -40,47 +36,3 @@ def resolve_precision(precision: str, accelerator: str) -> str:
             "float32 there; use 32-true (or bf16-mixed)"
         )
     return precision
-
-
-def _smallest_subnormals(n: int) -> torch.Tensor:
-    # float32's smallest subnormal (bit pattern 1), made from integers so that no flush mode can touch it
-    return torch.ones(n, dtype=torch.int32).view(torch.float32)
-
-
-def subnormals_flushed_everywhere() -> bool:
-    """Whether arithmetic on subnormals gives zero in this thread and in every torch CPU thread an operation uses.
-
-    One element-wise product large enough that torch splits it over all its threads: each thread's share comes
-    out zero only if that thread flushes.
-    """
-    n = max(1, torch.get_num_threads()) * (1 << 17)
-    return not bool((_smallest_subnormals(n) * 1.0).ne(0).any())
-
-
-def flush_subnormals() -> bool:
-    """Flush subnormal floats to zero from now on, in this thread and in every thread it starts later.
-
-    Why: on x86 each arithmetic instruction that meets a subnormal operand or result takes a microcode assist of
-    around a hundred cycles, and CTC training on real speech makes many of them (the recurrent backward pass
-    multiplies long chains of small gradients). On the 2-core dev machine the mini_librispeech config trained
-    1.40x more steps in two minutes with them flushed (171 against 122; recipes/mini_librispeech/RESULTS.md),
-    where the benchmark's random-noise batches showed no such gap. Values below 1.2e-38 carry nothing a model
-    learns from. GPU arithmetic is unchanged, and inference measured the same either way.
-
-    The CPU keeps this mode per thread and a new thread copies its creator's, so it reaches torch's worker
-    threads only if it is set before torch's first parallel operation starts them: ``asr train`` calls this
-    first. Returns :func:`subnormals_flushed_everywhere` (False: torch's threads were already running).
-    """
-    torch.set_flush_denormal(True)
-    return subnormals_flushed_everywhere()
-
-
-@contextmanager
-def subnormals_flushed() -> Iterator[bool]:
-    """:func:`flush_subnormals` for a block, in this thread (back to IEEE's gradual underflow after it); yields
-    whether torch's other threads flush too. For :func:`asr.training.train.train` called from Python, where
-    the flush mode of the rest of the caller's program is not training's to change."""
-    try:
-        yield flush_subnormals()
-    finally:
-        torch.set_flush_denormal(False)

@@ -30,7 +30,7 @@ from asr.training.ctc_module import CTCModule
 from asr.training.datamodule import ASRDataModule, load_split
 from asr.training.feature_stats import estimate_global_stats
 from asr.training.model_card import card_name_of, model_card, validation_confidence
-from asr.training.precision import resolve_precision, subnormals_flushed
+from asr.training.precision import resolve_precision
 from asr.training.provenance import git_commit
 from asr.training.run_control import EARLY_STOPPING, STOP_REASONS, TIME_BUDGET, RunControl, read_state, still_improving
 from asr.training.run_folder import launch_rank, prepare_output_dir, read_checkpoint
@@ -267,14 +267,7 @@ def train(
     )
     started = time.time()
     try:
-        with subnormals_flushed() as everywhere:
-            if not everywhere and not torch.cuda.is_available():
-                log.info(
-                    "subnormal floats are flushed to zero in this thread only: torch's CPU threads started "
-                    "before training (asr.training.precision.flush_subnormals() before any torch work trains "
-                    "up to 1.4x faster on a CPU)"
-                )
-            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
         control.stop_reason = STOP_REASONS[2]
     minutes = (time.time() - started) / 60
