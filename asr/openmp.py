@@ -8,7 +8,7 @@ audio-seconds per second on 2 cores (scripts/bench_contention.py, docs/benchmark
 
 Training is the exception. Its bf16 steps leave gaps between parallel regions that 1,000 rounds do not cover, so
 the threads fall asleep and are woken thousands of times a step: on the 2-core AMX dev machine, alone, the
-mini_librispeech config trained 119-122 steps in two minutes at 1,000 rounds against 163-169 at libgomp's
+mini_librispeech config trained 119-122 steps in two minutes at 1,000 rounds against 163-171 at libgomp's
 default, and 165 already at 3,000 (recipes/mini_librispeech/RESULTS.md). Beside another OpenMP process the
 longer the spin, the worse: 66 / 44 / 23 / 9 audio-s/s of training at 1,000 / 3,000 / 10,000 / 30,000 rounds.
 :data:`TRAINING` is the shortest spin that got the whole gain. A training run is the long job that has the
@@ -35,10 +35,8 @@ def set_default() -> None:
         os.environ.setdefault("GOMP_SPINCOUNT", SHARED)
 
 
-def set_for_training() -> bool:
+def set_for_training() -> None:
     """:data:`TRAINING` for this process and those it starts (DDP ranks), unless the user chose a value or torch
-    is loaded already; returns whether it was set."""
-    if _CHOSEN_BY_USER or "torch" in sys.modules:
-        return False
-    os.environ["GOMP_SPINCOUNT"] = TRAINING
-    return True
+    is loaded already."""
+    if not _CHOSEN_BY_USER and "torch" not in sys.modules:
+        os.environ["GOMP_SPINCOUNT"] = TRAINING

@@ -16,8 +16,8 @@ such as speed perturbation does, as in training). The targets are random charact
 files and transcripts instead, and ``--init-from`` starts from a trained model's weights (with both, a step of
 train-clean-5 cost 7 % more than noise of the same durations: recipes/mini_librispeech/RESULTS.md).
 
-OpenMP's spin setting is that of ``asr train``: ``asr`` is imported before torch, so its ``GOMP_SPINCOUNT``
-default applies unless the environment sets one (the figure changes with it: the same RESULTS section).
+OpenMP's spin setting is that of ``asr train`` (:func:`asr.openmp.set_for_training`, before torch loads), unless
+the environment sets ``GOMP_SPINCOUNT`` (the figure changes with it: the same RESULTS section).
 
 Examples::
 
@@ -48,9 +48,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-# first: asr's OpenMP spin default must be in place before torch loads its runtime, as in `asr train`
-import asr  # noqa: F401
+# first: the OpenMP spin `asr train` uses must be in place before torch loads its runtime
+from asr import openmp
 
+openmp.set_for_training()
 # isort: split
 import numpy as np
 import torch
@@ -82,20 +83,6 @@ def synth_durations(kind: str, n: int, seed: int) -> np.ndarray:
         raise ValueError(f"unknown duration distribution {kind!r}")
     shape = (mean / std) ** 2
     return np.clip(rng.gamma(shape, mean / shape, n), lo, hi).round(2)
-
-
-def manifest_durations(path: str) -> np.ndarray:
-    """Durations of a real manifest (bad lines are ignored: only the distribution matters here)."""
-    from asr.data.manifest import read_manifest
-
-    errors: list[str] = []
-    return np.array([u.duration for u in read_manifest(path, strict=False, errors=errors)], dtype=np.float64)
-
-
-def manifest_texts(path: str) -> list[str]:
-    from asr.data.manifest import read_manifest
-
-    return [u.text for u in read_manifest(path, strict=False, errors=[])]
 
 
 def pieces_per_char(tokenizer: Any, texts: Sequence[str]) -> float:
@@ -457,13 +444,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
     """Config -> (config, CTCModule, DataLoader, sampler, durations), exactly as ``asr train`` builds them."""
     from asr.data.dataset import collate
+    from asr.data.manifest import read_manifest
     from asr.data.sampler import DynamicBucketingSampler
     from asr.training.config import load_config
     from asr.training.ctc_module import CTCModule
 
     config = load_config(args.config, args.overrides)
+    # the manifest's own utterances: their durations, and with --real-audio their files (bad lines are ignored)
+    utterances = read_manifest(args.manifest, strict=False, errors=[]) if args.manifest else None
     # Word pieces (tokenizer.type: bpe) are learned from the manifest's transcripts, as `asr train` does.
-    texts = manifest_texts(args.manifest) if args.manifest and config.tokenizer.type == "bpe" else []
+    texts = [u.text for u in utterances] if utterances is not None and config.tokenizer.type == "bpe" else []
     module = CTCModule.from_config(config, train_texts=texts)
     tokenizer, sr = module.tokenizer, module.model.sample_rate
     if args.init_from:
@@ -471,35 +461,29 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, np.ndarray]:
 
         init_from(module.model, tokenizer, config, args.init_from)
 
-    if args.real_audio:
-        from asr.data.dataset import AudioDataset
-        from asr.data.manifest import read_manifest
-
-        utterances = read_manifest(args.manifest, strict=False, errors=[])
-        if args.num_utterances:
-            keep = np.random.default_rng(args.seed).permutation(len(utterances))[: args.num_utterances]
-            utterances = [utterances[i] for i in sorted(keep)]
-        if config.data.max_duration is not None:
-            utterances = [u for u in utterances if u.duration <= config.data.max_duration]
-        if not utterances:
-            raise SystemExit("no utterances left after data.max_duration")
+    if utterances is not None:
         durations = np.array([u.duration for u in utterances], dtype=np.float64)
-        dataset: Any = AudioDataset(utterances, tokenizer, sr)
-    elif args.manifest:
-        durations = manifest_durations(args.manifest)
         if args.num_utterances:
-            durations = np.random.default_rng(args.seed).permutation(durations)[: args.num_utterances]
+            pick = np.random.default_rng(args.seed).permutation(len(durations))[: args.num_utterances]
+            durations, utterances = durations[pick], [utterances[i] for i in pick]
     else:
         n = args.num_utterances or (
             LIBRISPEECH_100H_UTTERANCES if args.durations == "librispeech" else SYNTH_UTTERANCES
         )
         durations = synth_durations(args.durations, n, args.seed)
-    if not args.real_audio:
-        if config.data.max_duration is not None:  # training skips these too
-            durations = durations[durations <= config.data.max_duration]
-        if len(durations) == 0:
-            raise SystemExit("no utterances left after data.max_duration")
+    if config.data.max_duration is not None:  # training skips these too
+        keep = durations <= config.data.max_duration
+        durations = durations[keep]
+        if utterances is not None:
+            utterances = [u for u, kept in zip(utterances, keep) if kept]
+    if len(durations) == 0:
+        raise SystemExit("no utterances left after data.max_duration")
 
+    if args.real_audio:
+        from asr.data.dataset import AudioDataset
+
+        dataset: Any = AudioDataset(utterances, tokenizer, sr)
+    else:
         # Targets CTC can align even after the fastest speed perturbation shortens the audio.
         fastest = max(config.augment.speed_factors) if config.augment.speed_perturb else 1.0
         samples = torch.tensor([int(d * sr / fastest) for d in durations], dtype=torch.long)

@@ -8,15 +8,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spincount(env_value: str | None, torch_first: bool = False) -> str:
+def spincount(env_value: str | None, torch_first: bool = False, then: str = "import asr") -> str:
+    """GOMP_SPINCOUNT in a fresh interpreter after ``then`` runs (torch imported before it if ``torch_first``)."""
     env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
     if env_value is not None:
         env["GOMP_SPINCOUNT"] = env_value
     env["PYTHONPATH"] = str(ROOT)
-    code = ("import torch\n" if torch_first else "") + "import asr, os; print(os.environ.get('GOMP_SPINCOUNT'))"
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    code = ("import torch\n" if torch_first else "") + then + "\nimport os; print(os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def test_import_asr_shortens_the_openmp_spin_unless_the_user_chose_one():
@@ -26,29 +26,17 @@ def test_import_asr_shortens_the_openmp_spin_unless_the_user_chose_one():
     assert spincount(None, torch_first=True) == "None"
 
 
-def training_spincount(env_value: str | None, torch_first: bool = False) -> str:
-    """GOMP_SPINCOUNT as `asr train` leaves it, seen from inside Lightning's fit (no real training runs)."""
-    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
-    if env_value is not None:
-        env["GOMP_SPINCOUNT"] = env_value
-    env["PYTHONPATH"] = str(ROOT)
-    code = ("import torch\n" if torch_first else "") + (
-        "import os, sys\n"
-        "from asr.cli import main\n"
-        "main(['train', '--print-config', '-q'])\n"
-        "print(os.environ.get('GOMP_SPINCOUNT'))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
+# `asr train` as far as its configuration (no training runs): the spin is set before anything else
+TRAIN = "from asr.cli import main; main(['train', '--print-config', '-q'])"
 
 
 def test_asr_train_spins_a_little_longer_unless_the_user_chose_or_torch_is_loaded():
     from asr import openmp
 
-    assert training_spincount(None) == openmp.TRAINING == "3000"
-    assert training_spincount("300000") == "300000"
-    assert training_spincount("1000") == "1000"  # a user's choice, even when it is asr's own default
-    assert training_spincount(None, torch_first=True) == "None"
+    assert spincount(None, then=TRAIN) == openmp.TRAINING == "3000"
+    assert spincount("300000", then=TRAIN) == "300000"
+    assert spincount("1000", then=TRAIN) == "1000"  # a user's choice, even when it is asr's own default
+    assert spincount(None, torch_first=True, then=TRAIN) == "None"
 
 
 # --- the distribution: its name, licence, changelog, citation, and one version everywhere ----------------------
